@@ -40,20 +40,16 @@ export const murmur3 = (bytes: string, seed: number): number => {
     h = (h << 13) | (h >>> 19)
     h = (Math.imul(h, 5) + 0xe6546b64) | 0
   }
-  let k = 0
-  switch (length & 3) {
-    // biome-ignore lint/suspicious/noFallthroughSwitchClause: MurmurHash3 tail falls through
-    case 3:
-      k ^= (bytes.charCodeAt(blocks + 2) & 0xff) << 16
-    // biome-ignore lint/suspicious/noFallthroughSwitchClause: MurmurHash3 tail falls through
-    case 2:
-      k ^= (bytes.charCodeAt(blocks + 1) & 0xff) << 8
-    case 1:
-      k ^= bytes.charCodeAt(blocks) & 0xff
-      k = Math.imul(k, c1)
-      k = (k << 15) | (k >>> 17)
-      k = Math.imul(k, c2)
-      h ^= k
+  const tail = length & 3
+  if (tail > 0) {
+    let k = 0
+    if (tail === 3) k ^= (bytes.charCodeAt(blocks + 2) & 0xff) << 16
+    if (tail >= 2) k ^= (bytes.charCodeAt(blocks + 1) & 0xff) << 8
+    k ^= bytes.charCodeAt(blocks) & 0xff
+    k = Math.imul(k, c1)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, c2)
+    h ^= k
   }
   h ^= length
   h ^= h >>> 16

@@ -1,0 +1,103 @@
+/**
+ * The vocabulary of a storage node: events that happen to it, commands it wants done, messages
+ * it exchanges with peers, and results it returns to clients. Plain data with a `_tag`, so that
+ * the simulator can delay, drop, duplicate and reorder them and a test can assert on them.
+ * impl/wire/schema.ts holds the effect/Schema codecs for every type that crosses a socket; a
+ * compile-time check there keeps the two in step.
+ */
+import type { NodeId } from "./ids.ts"
+import type { Clock, Obj } from "./version.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Client operations and results
+
+/** Read a key with read quorum `r` (undefined: the node's default). */
+export interface GetOp {
+  readonly _tag: "Get"
+  readonly key: string
+  readonly r?: number | undefined
+}
+
+/**
+ * Write (`value` a byte string) or delete (`value` null) a key.
+ * `context`: the causal context the client read (`DHT.PUT … CONTEXT`); an empty clock creates a
+ * sibling of whatever exists; `null` means a plain Redis write, which supersedes whatever a read
+ * quorum holds (the coordinator reads the context first).
+ */
+export interface PutOp {
+  readonly _tag: "Put"
+  readonly key: string
+  readonly value: string | null
+  readonly context: Clock | null
+  readonly w?: number | undefined
+}
+
+export type ClientOp = GetOp | PutOp
+
+export type FailureReason = "QuorumNotMet" | "Timeout" | "Overloaded" | "BadRequest"
+
+export type ClientResult =
+  | { readonly _tag: "GetOk"; readonly obj: Obj }
+  /** `existed`: the write superseded at least one live (non-tombstone) value. */
+  | { readonly _tag: "PutOk"; readonly context: Clock; readonly existed: boolean }
+  | { readonly _tag: "Failed"; readonly reason: FailureReason; readonly message: string }
+
+// ---------------------------------------------------------------------------------------------
+// Peer messages (node to node)
+
+export type PeerMessage =
+  /** Liveness beacon; any message counts as a sign of life. */
+  | { readonly _tag: "Heartbeat" }
+  /** Ask a replica for its object of `key`. */
+  | { readonly _tag: "ReadRequest"; readonly rid: number; readonly key: string }
+  | { readonly _tag: "ReadResponse"; readonly rid: number; readonly obj: Obj }
+  /** Replicate `obj`: the replica syncs it into its own, persists, then acks. */
+  | { readonly _tag: "WriteRequest"; readonly rid: number; readonly key: string; readonly obj: Obj }
+  | { readonly _tag: "WriteAck"; readonly rid: number }
+  /** Read repair: like WriteRequest but nobody waits for an ack. */
+  | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
+  /** A node outside the preference list asks a replica to coordinate a write. */
+  | { readonly _tag: "CoordinateRequest"; readonly rid: number; readonly op: PutOp }
+  | { readonly _tag: "CoordinateResponse"; readonly rid: number; readonly result: ClientResult }
+
+// ---------------------------------------------------------------------------------------------
+// Events and commands of the storage machine
+
+/** Opaque to the machine: the driver's handle for a client request (connection, sequence). */
+export type ClientRef = number
+
+export type TimerKind = "Deadline" | "Forward"
+
+export type Event =
+  | {
+      readonly _tag: "ClientRequested"
+      readonly now: number
+      readonly client: ClientRef
+      readonly op: ClientOp
+    }
+  | {
+      readonly _tag: "MessageReceived"
+      readonly now: number
+      readonly from: NodeId
+      readonly message: PeerMessage
+    }
+  | {
+      readonly _tag: "TimerFired"
+      readonly now: number
+      readonly rid: number
+      readonly kind: TimerKind
+    }
+  | { readonly _tag: "TickElapsed"; readonly now: number }
+
+export type Command =
+  | { readonly _tag: "Send"; readonly to: NodeId; readonly message: PeerMessage }
+  | { readonly _tag: "Reply"; readonly client: ClientRef; readonly result: ClientResult }
+  /** Make `obj` the stored object of `key`. Every command after it waits until it is durable. */
+  | { readonly _tag: "Persist"; readonly key: string; readonly obj: Obj }
+  /** Deliver TimerFired{rid, kind} at time `at` (or later). Timers are never cancelled. */
+  | { readonly _tag: "SetTimer"; readonly rid: number; readonly kind: TimerKind; readonly at: number }
+
+/** The machine's read-only view of the local store. */
+export interface StoreView {
+  readonly get: (key: string) => Obj | undefined
+}

@@ -1,0 +1,534 @@
+/**
+ * The storage node machine: coordinator and replica of Dynamo-style quorum replication
+ * (DeCandia et al., SOSP 2007, sections 4.5-4.7), with dotted-version-vector objects
+ * (impl/core/version.ts), read repair and a heartbeat liveness view.
+ *
+ * One door: `step(state, event, store) -> commands`. The machine never touches a clock, a socket,
+ * a disk or a random generator: time comes in with every event, the local store is a read-only
+ * view, and everything the node wants done leaves as a command. Like etcd-raft's `Step`, it
+ * updates its own state in place (the per-message path is hot); a state belongs to one driver.
+ *
+ * The contract with the driver (impl/sim and impl/node obey it):
+ *  - commands are executed in order; every command after a `Persist` waits until that write
+ *    is durable, so no acknowledgement ever leaves before the data it acknowledges (KV-1);
+ *  - timers are never cancelled: a timer for a finished request is ignored;
+ *  - messages may be lost, duplicated, delayed or reordered; the machine tolerates all four.
+ *
+ * Roles, per request:
+ *  - GET: the node that received it coordinates: asks the key's N replicas, answers after R,
+ *    keeps listening until all N answered or the deadline, then repairs stale replicas.
+ *  - PUT/DEL: a replica coordinates, because only replicas mint version events. A node outside
+ *    the preference list forwards to a replica it believes up, and tries the next one if that
+ *    replica does not answer within the forward timeout. A plain (context-less) write first
+ *    reads a quorum to learn the context it supersedes.
+ *
+ * Deliberately not here (later layers): gossip membership and failure detection beyond
+ * heartbeats, sloppy quorum and hinted handoff, anti-entropy, tombstone purge.
+ *
+ * Invariants kept: KV-1..KV-5 (spec/invariants.md).
+ */
+import * as Hlc from "./hlc.ts"
+import type { NodeId } from "./ids.ts"
+import type {
+  ClientOp,
+  ClientRef,
+  ClientResult,
+  Command,
+  Event,
+  FailureReason,
+  GetOp,
+  PeerMessage,
+  PutOp,
+  StoreView,
+  TimerKind,
+} from "./messages.ts"
+import * as Quorum from "./quorum.ts"
+import * as Ring from "./ring.ts"
+import * as Version from "./version.ts"
+
+export interface Config {
+  readonly self: NodeId
+  /** Every member of the cluster, this node included. */
+  readonly members: ReadonlyArray<Ring.Member>
+  readonly tokensPerNode: number
+  readonly n: number
+  readonly r: number
+  readonly w: number
+  /** A request that has not met its quorum by then fails with a quorum error. */
+  readonly requestTimeoutMs: number
+  /** A forwarded write whose coordinator is silent this long is sent to the next replica. */
+  readonly forwardTimeoutMs: number
+  readonly heartbeatMs: number
+  /** A peer not heard from for this long is believed down (routed around, never removed). */
+  readonly downAfterMs: number
+  /** Bound on requests in flight at this node; past it requests fail with Overloaded. */
+  readonly maxPending: number
+}
+
+export const defaults = {
+  tokensPerNode: Ring.DEFAULT_TOKENS_PER_NODE,
+  n: 3,
+  r: 2,
+  w: 2,
+  requestTimeoutMs: 2000,
+  forwardTimeoutMs: 500,
+  heartbeatMs: 500,
+  downAfterMs: 2000,
+  maxPending: 100_000,
+} as const
+
+type Origin =
+  | { readonly _tag: "Client"; readonly client: ClientRef }
+  | { readonly _tag: "Peer"; readonly node: NodeId; readonly rid: number }
+
+interface GetPending {
+  readonly _tag: "Get"
+  readonly origin: Origin
+  readonly key: string
+  tally: Quorum.Tally
+  readonly responses: Map<NodeId, Version.Obj>
+  replied: boolean
+}
+
+interface PutPending {
+  readonly _tag: "Put"
+  readonly origin: Origin
+  readonly op: PutOp
+  readonly replicas: ReadonlyArray<NodeId>
+  readonly w: number
+  /** Reading: learning the context a plain write supersedes. Writing: waiting for W acks. */
+  phase: "Reading" | "Writing"
+  tally: Quorum.Tally
+  readonly responses: Map<NodeId, Version.Obj>
+  written: Version.Obj
+  /** The write superseded a live value (for DEL's count). */
+  existed: boolean
+}
+
+interface ForwardPending {
+  readonly _tag: "Forward"
+  readonly client: ClientRef
+  readonly op: PutOp
+  readonly candidates: ReadonlyArray<NodeId>
+  attempt: number
+}
+
+type Pending = GetPending | PutPending | ForwardPending
+
+export interface Stats {
+  gets: number
+  puts: number
+  forwarded: number
+  readRepairs: number
+  failures: number
+}
+
+export interface State {
+  readonly config: Config
+  readonly ring: Ring.Ring
+  readonly peers: ReadonlyArray<NodeId>
+  nextRid: number
+  /** Last hybrid logical timestamp issued or seen. */
+  hlc: number
+  readonly pending: Map<number, Pending>
+  readonly lastHeard: Map<NodeId, number>
+  nextHeartbeatAt: number
+  readonly stats: Stats
+}
+
+export const init = (config: Config, now: number): State => {
+  const peers = config.members.map((m) => m.id).filter((id) => id !== config.self)
+  return {
+    config,
+    ring: Ring.make(config.members, config.tokensPerNode),
+    peers,
+    nextRid: 1,
+    hlc: 0,
+    pending: new Map(),
+    // Every peer starts believed up: a fresh node has no evidence of failure.
+    lastHeard: new Map(peers.map((p) => [p, now])),
+    nextHeartbeatAt: now,
+    stats: { gets: 0, puts: 0, forwarded: 0, readRepairs: 0, failures: 0 },
+  }
+}
+
+/** Is `node` believed up at `now`? Self always is. */
+export const believedUp = (state: State, node: NodeId, now: number): boolean =>
+  node === state.config.self ||
+  now - (state.lastHeard.get(node) ?? Number.NEGATIVE_INFINITY) < state.config.downAfterMs
+
+export const step = (
+  state: State,
+  event: Event,
+  store: StoreView,
+): readonly [State, ReadonlyArray<Command>] => {
+  const out: Array<Command> = []
+  switch (event._tag) {
+    case "ClientRequested":
+      onClientRequested(state, event.now, event.client, event.op, store, out)
+      break
+    case "MessageReceived":
+      state.lastHeard.set(event.from, event.now)
+      onMessage(state, event.now, event.from, event.message, store, out)
+      break
+    case "TimerFired":
+      onTimer(state, event.now, event.rid, event.kind, out)
+      break
+    case "TickElapsed":
+      onTick(state, event.now, out)
+      break
+  }
+  return [state, out]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client requests
+
+const validate = (state: State, op: ClientOp): string | undefined => {
+  const n = state.config.n
+  const q = op._tag === "Get" ? op.r : op.w
+  if (q !== undefined && (!Number.isInteger(q) || q < 1 || q > n)) {
+    return `${op._tag === "Get" ? "R" : "W"} must be an integer from 1 to N=${n}, got ${q}`
+  }
+  return undefined
+}
+
+const onClientRequested = (
+  state: State,
+  now: number,
+  client: ClientRef,
+  op: ClientOp,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const origin: Origin = { _tag: "Client", client }
+  const invalid = validate(state, op)
+  if (invalid !== undefined) return fail(state, origin, "BadRequest", invalid, out)
+  if (state.pending.size >= state.config.maxPending) {
+    return fail(state, origin, "Overloaded", "too many requests in flight; retry later", out)
+  }
+  if (op._tag === "Get") return startGet(state, now, origin, op, store, out)
+  const replicas = Ring.preferenceList(state.ring, op.key, state.config.n)
+  if (replicas.includes(state.config.self)) {
+    return startPut(state, now, origin, op, replicas, store, out)
+  }
+  // Forward to a replica; the ones believed up first, in preference order.
+  const up = replicas.filter((r) => believedUp(state, r, now))
+  const candidates = [...up, ...replicas.filter((r) => !up.includes(r))]
+  const rid = state.nextRid++
+  state.pending.set(rid, { _tag: "Forward", client, op, candidates, attempt: 0 })
+  state.stats.forwarded++
+  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  sendForward(state, now, rid, out)
+}
+
+const sendForward = (state: State, now: number, rid: number, out: Array<Command>): void => {
+  const p = state.pending.get(rid)
+  if (p?._tag !== "Forward") return
+  const to = p.candidates[p.attempt % p.candidates.length]!
+  out.push({ _tag: "Send", to, message: { _tag: "CoordinateRequest", rid, op: p.op } })
+  out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
+}
+
+const startGet = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: GetOp,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  state.stats.gets++
+  const replicas = Ring.preferenceList(state.ring, op.key, state.config.n)
+  const rid = state.nextRid++
+  const p: GetPending = {
+    _tag: "Get",
+    origin,
+    key: op.key,
+    tally: Quorum.make(Math.min(op.r ?? state.config.r, replicas.length), replicas),
+    responses: new Map(),
+    replied: false,
+  }
+  state.pending.set(rid, p)
+  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  for (const replica of replicas) {
+    if (replica === state.config.self) continue
+    out.push({ _tag: "Send", to: replica, message: { _tag: "ReadRequest", rid, key: op.key } })
+  }
+  if (replicas.includes(state.config.self)) {
+    onReadResponse(state, now, rid, state.config.self, store.get(op.key) ?? Version.empty, out)
+  }
+}
+
+const startPut = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: PutOp,
+  replicas: ReadonlyArray<NodeId>,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  state.stats.puts++
+  const rid = state.nextRid++
+  const w = Math.min(op.w ?? state.config.w, replicas.length)
+  const local = store.get(op.key) ?? Version.empty
+  const p: PutPending = {
+    _tag: "Put",
+    origin,
+    op,
+    replicas,
+    w,
+    phase: "Reading",
+    tally: Quorum.make(Math.min(state.config.r, replicas.length), replicas),
+    responses: new Map([[state.config.self, local]]),
+    written: local,
+    existed: false,
+  }
+  p.tally = Quorum.addOk(p.tally, state.config.self)
+  state.pending.set(rid, p)
+  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  if (op.context === null && !Quorum.enough(p.tally)) {
+    for (const replica of replicas) {
+      if (replica === state.config.self) continue
+      out.push({ _tag: "Send", to: replica, message: { _tag: "ReadRequest", rid, key: op.key } })
+    }
+    return
+  }
+  beginWrite(state, now, rid, p, out)
+}
+
+/** Mint the write's event on the coordinator, persist it, replicate it. */
+const beginWrite = (
+  state: State,
+  now: number,
+  rid: number,
+  p: PutPending,
+  out: Array<Command>,
+): void => {
+  let seen = Version.empty
+  for (const obj of p.responses.values()) seen = Version.sync(seen, obj)
+  const clock = p.op.context ?? Version.context(seen)
+  p.existed = Version.siblings(seen).some(
+    (d) => d.sibling.value !== null && Version.descends(clock, [[d.actor, d.counter]]),
+  )
+  state.hlc = Hlc.tick(state.hlc, now)
+  const sibling: Version.Sibling = { value: p.op.value, ts: state.hlc }
+  p.written = Version.update(seen, clock, sibling, state.config.self)
+  p.phase = "Writing"
+  p.tally = Quorum.addOk(Quorum.make(p.w, p.replicas), state.config.self)
+  out.push({ _tag: "Persist", key: p.op.key, obj: p.written })
+  for (const replica of p.replicas) {
+    if (replica === state.config.self) continue
+    out.push({
+      _tag: "Send",
+      to: replica,
+      message: { _tag: "WriteRequest", rid, key: p.op.key, obj: p.written },
+    })
+  }
+  maybeFinishPut(state, rid, p, out)
+}
+
+const maybeFinishPut = (state: State, rid: number, p: PutPending, out: Array<Command>): void => {
+  if (p.phase !== "Writing" || !Quorum.enough(p.tally)) return
+  state.pending.delete(rid)
+  respond(state, p.origin, { _tag: "PutOk", context: Version.context(p.written), existed: p.existed }, out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer messages
+
+const onMessage = (
+  state: State,
+  now: number,
+  from: NodeId,
+  message: PeerMessage,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  switch (message._tag) {
+    case "Heartbeat":
+      return
+    case "ReadRequest": {
+      const obj = store.get(message.key) ?? Version.empty
+      out.push({ _tag: "Send", to: from, message: { _tag: "ReadResponse", rid: message.rid, obj } })
+      return
+    }
+    case "ReadResponse":
+      return onReadResponse(state, now, message.rid, from, message.obj, out)
+    case "WriteRequest":
+    case "Repair": {
+      const local = store.get(message.key) ?? Version.empty
+      const merged = Version.sync(local, message.obj)
+      for (const d of Version.siblings(message.obj)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
+      if (!Version.equals(merged, local)) {
+        out.push({ _tag: "Persist", key: message.key, obj: merged })
+      }
+      if (message._tag === "WriteRequest") {
+        out.push({ _tag: "Send", to: from, message: { _tag: "WriteAck", rid: message.rid } })
+      }
+      return
+    }
+    case "WriteAck": {
+      const p = state.pending.get(message.rid)
+      if (p?._tag !== "Put" || p.phase !== "Writing") return
+      p.tally = Quorum.addOk(p.tally, from)
+      return maybeFinishPut(state, message.rid, p, out)
+    }
+    case "CoordinateRequest": {
+      const origin: Origin = { _tag: "Peer", node: from, rid: message.rid }
+      const replicas = Ring.preferenceList(state.ring, message.op.key, state.config.n)
+      if (!replicas.includes(state.config.self)) {
+        // Our rings disagree (membership changing): refuse rather than mint a stray event.
+        return fail(state, origin, "Timeout", "forwarded to a node that is not a replica", out)
+      }
+      return startPut(state, now, origin, message.op, replicas, store, out)
+    }
+    case "CoordinateResponse": {
+      const p = state.pending.get(message.rid)
+      if (p?._tag !== "Forward") return
+      state.pending.delete(message.rid)
+      if (message.result._tag === "Failed") state.stats.failures++
+      out.push({ _tag: "Reply", client: p.client, result: message.result })
+      return
+    }
+  }
+}
+
+const onReadResponse = (
+  state: State,
+  now: number,
+  rid: number,
+  from: NodeId,
+  obj: Version.Obj,
+  out: Array<Command>,
+): void => {
+  const p = state.pending.get(rid)
+  if (p === undefined || p._tag === "Forward") return
+  if (p._tag === "Put") {
+    if (p.phase !== "Reading" || p.responses.has(from)) return
+    p.responses.set(from, obj)
+    p.tally = Quorum.addOk(p.tally, from)
+    if (Quorum.enough(p.tally)) beginWrite(state, now, rid, p, out)
+    return
+  }
+  if (p.responses.has(from) || !p.tally.asked.includes(from)) return
+  p.responses.set(from, obj)
+  p.tally = Quorum.addOk(p.tally, from)
+  if (!p.replied && Quorum.enough(p.tally)) {
+    p.replied = true
+    respond(state, p.origin, { _tag: "GetOk", obj: mergedOf(p) }, out)
+  }
+  if (Quorum.complete(p.tally)) finishGet(state, rid, p, out)
+}
+
+const mergedOf = (p: GetPending): Version.Obj => {
+  let merged = Version.empty
+  for (const obj of p.responses.values()) merged = Version.sync(merged, obj)
+  return merged
+}
+
+/** Read repair: every replica that answered with less than the merged object gets it. */
+const finishGet = (state: State, rid: number, p: GetPending, out: Array<Command>): void => {
+  state.pending.delete(rid)
+  const merged = mergedOf(p)
+  for (const [node, obj] of p.responses) {
+    if (Version.equals(obj, merged)) continue
+    state.stats.readRepairs++
+    if (node === state.config.self) {
+      out.push({ _tag: "Persist", key: p.key, obj: merged })
+    } else {
+      out.push({ _tag: "Send", to: node, message: { _tag: "Repair", key: p.key, obj: merged } })
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers and ticks
+
+const onTimer = (
+  state: State,
+  now: number,
+  rid: number,
+  kind: TimerKind,
+  out: Array<Command>,
+): void => {
+  const p = state.pending.get(rid)
+  if (p === undefined) return
+  if (kind === "Forward") {
+    if (p._tag !== "Forward") return
+    p.attempt++
+    if (p.attempt < p.candidates.length) sendForward(state, now, rid, out)
+    return
+  }
+  switch (p._tag) {
+    case "Forward":
+      state.pending.delete(rid)
+      state.stats.failures++
+      out.push({
+        _tag: "Reply",
+        client: p.client,
+        result: {
+          _tag: "Failed",
+          reason: "Timeout",
+          message: `no replica of the key answered within ${state.config.requestTimeoutMs} ms`,
+        },
+      })
+      return
+    case "Get":
+      if (!p.replied) {
+        failQuorum(state, p.origin, "R", p.tally, out)
+        p.replied = true
+      }
+      return finishGet(state, rid, p, out)
+    case "Put":
+      state.pending.delete(rid)
+      return failQuorum(state, p.origin, p.phase === "Reading" ? "R" : "W", p.tally, out)
+  }
+}
+
+const onTick = (state: State, now: number, out: Array<Command>): void => {
+  if (now < state.nextHeartbeatAt) return
+  state.nextHeartbeatAt = now + state.config.heartbeatMs
+  for (const peer of state.peers) out.push({ _tag: "Send", to: peer, message: { _tag: "Heartbeat" } })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+const respond = (state: State, origin: Origin, result: ClientResult, out: Array<Command>): void => {
+  if (origin._tag === "Client") {
+    out.push({ _tag: "Reply", client: origin.client, result })
+  } else {
+    out.push({
+      _tag: "Send",
+      to: origin.node,
+      message: { _tag: "CoordinateResponse", rid: origin.rid, result },
+    })
+  }
+  if (result._tag === "Failed") state.stats.failures++
+}
+
+const fail = (
+  state: State,
+  origin: Origin,
+  reason: FailureReason,
+  message: string,
+  out: Array<Command>,
+): void => respond(state, origin, { _tag: "Failed", reason, message }, out)
+
+const failQuorum = (
+  state: State,
+  origin: Origin,
+  which: "R" | "W",
+  tally: Quorum.Tally,
+  out: Array<Command>,
+): void =>
+  fail(
+    state,
+    origin,
+    "QuorumNotMet",
+    `quorum not met: ${tally.ok.length} of ${tally.need} required replicas answered ` +
+      `(${which}=${tally.need}, N=${tally.asked.length}) within ${state.config.requestTimeoutMs} ms`,
+    out,
+  )

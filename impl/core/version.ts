@@ -1,0 +1,233 @@
+/**
+ * Versions of one key: dotted version vector sets (Preguiça, Baquero et al., "Dotted Version
+ * Vectors: Logical Clocks for Optimistic Replication", 2010; the DVVSet of riak_kv's dvvset.erl).
+ *
+ * An object is a set of entries, one per actor (a replica that coordinated a write to the key):
+ * `{ actor, counter, values }`, where `values[j]` is the sibling written by the event
+ * (actor, counter - j). Siblings are the values no other known event has superseded. The clock's
+ * size is bounded by the number of replicas that ever coordinated a write to the key, never by
+ * the number of clients, because only coordinating replicas mint events.
+ *
+ * Every function here is pure and total; objects are plain JSON-able data so that they cross the
+ * wire and land on disk unchanged (impl/wire/schema.ts holds their schema).
+ *
+ * Deliberately not here: which actor coordinates, wall-clock time (the `ts` of a sibling is a
+ * hybrid logical timestamp handed in by the caller), policy (lww pruning is `pruneLww`, applied
+ * by the caller for lww namespaces).
+ *
+ * Invariants kept: VER-1 (merge is a least upper bound), VER-2 (sync keeps exactly the
+ * undominated siblings), VER-3 (clock size bounded by the coordinating replicas).
+ */
+
+/** One written value, or a tombstone (`value: null`). `ts` orders plain-GET resolution and lww. */
+export interface Sibling {
+  readonly value: string | null
+  /** Hybrid logical timestamp of the write (see impl/core/hlc.ts). */
+  readonly ts: number
+}
+
+export interface Entry {
+  readonly actor: string
+  readonly counter: number
+  /** Newest first: values[j] carries the dot (actor, counter - j). */
+  readonly values: ReadonlyArray<Sibling>
+}
+
+/** A key's object: entries sorted by actor, unique actors. */
+export interface Obj {
+  readonly entries: ReadonlyArray<Entry>
+}
+
+/** A version vector: [actor, counter] pairs sorted by actor, counters > 0. */
+export type Clock = ReadonlyArray<readonly [string, number]>
+
+export const empty: Obj = { entries: [] }
+export const emptyClock: Clock = []
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+const clockGet = (clock: Clock, actor: string): number => {
+  for (const [a, n] of clock) if (a === actor) return n
+  return 0
+}
+
+/** The causal context of an object: the version vector of every event it has seen. */
+export const context = (obj: Obj): Clock =>
+  obj.entries.filter((e) => e.counter > 0).map((e) => [e.actor, e.counter] as const)
+
+/** Least upper bound of two version vectors. */
+export const mergeClocks = (a: Clock, b: Clock): Clock => {
+  const out: Array<readonly [string, number]> = []
+  let i = 0
+  let j = 0
+  while (i < a.length || j < b.length) {
+    const x = a[i]
+    const y = b[j]
+    if (y === undefined || (x !== undefined && x[0] < y[0])) {
+      out.push(x!)
+      i++
+    } else if (x === undefined || y[0] < x[0]) {
+      out.push(y)
+      j++
+    } else {
+      out.push([x[0], Math.max(x[1], y[1])])
+      i++
+      j++
+    }
+  }
+  return out
+}
+
+/** `a` has seen every event `b` has seen. */
+export const descends = (a: Clock, b: Clock): boolean =>
+  b.every(([actor, n]) => clockGet(a, actor) >= n)
+
+/** Neither descends from the other. */
+export const concurrent = (a: Clock, b: Clock): boolean => !descends(a, b) && !descends(b, a)
+
+/** Merge two entries of the same actor, keeping the values either side still holds or is newer. */
+const mergeEntry = (x: Entry, y: Entry): Entry => {
+  const [hi, lo] = x.counter >= y.counter ? [x, y] : [y, x]
+  // A value of `hi` with dot k survives if k > lo.counter (lo never saw it) or lo still holds it
+  // (k > lo.counter - lo.values.length).
+  const keep = Math.min(hi.values.length, hi.counter - lo.counter + lo.values.length)
+  return { actor: hi.actor, counter: hi.counter, values: hi.values.slice(0, Math.max(0, keep)) }
+}
+
+/**
+ * Sync two replicas' objects of one key: the result has seen every event either has seen, and
+ * holds exactly the siblings that neither side's clock has superseded. Commutative, associative,
+ * idempotent.
+ */
+export const sync = (a: Obj, b: Obj): Obj => {
+  const out: Array<Entry> = []
+  let i = 0
+  let j = 0
+  while (i < a.entries.length || j < b.entries.length) {
+    const x = a.entries[i]
+    const y = b.entries[j]
+    if (y === undefined || (x !== undefined && x.actor < y.actor)) {
+      out.push(mergeEntry(x!, { actor: x!.actor, counter: 0, values: [] }))
+      i++
+    } else if (x === undefined || y.actor < x.actor) {
+      out.push(mergeEntry(y, { actor: y.actor, counter: 0, values: [] }))
+      j++
+    } else {
+      out.push(mergeEntry(x, y))
+      i++
+      j++
+    }
+  }
+  return { entries: out }
+}
+
+/** Drop every value whose event the clock has seen; raise counters to the clock's. */
+const discard = (obj: Obj, clock: Clock): Obj => {
+  const entries: Array<Entry> = []
+  for (const e of obj.entries) {
+    const seen = clockGet(clock, e.actor)
+    const counter = Math.max(e.counter, seen)
+    const keep = Math.max(0, Math.min(e.values.length, e.counter - seen))
+    entries.push({ actor: e.actor, counter, values: e.values.slice(0, keep) })
+  }
+  for (const [actor, n] of clock) {
+    if (!entries.some((e) => e.actor === actor)) entries.push({ actor, counter: n, values: [] })
+  }
+  entries.sort((x, y) => cmp(x.actor, y.actor))
+  return { entries }
+}
+
+/**
+ * A new write coordinated by `actor`: it supersedes exactly the events in `clock` (the context
+ * the client read) and nothing else, so values written concurrently stay as siblings. `local` is
+ * the coordinator's stored object for the key, which supplies the actor's last counter so that
+ * dots are never reused.
+ */
+export const update = (local: Obj, clock: Clock, sibling: Sibling, actor: string): Obj => {
+  const base = discard(local, clock)
+  const entries = base.entries.map((e) =>
+    e.actor === actor ? { actor, counter: e.counter + 1, values: [sibling, ...e.values] } : e,
+  )
+  if (!entries.some((e) => e.actor === actor)) {
+    entries.push({ actor, counter: 1, values: [sibling] })
+    entries.sort((x, y) => cmp(x.actor, y.actor))
+  }
+  return { entries }
+}
+
+export interface Dotted {
+  readonly actor: string
+  readonly counter: number
+  readonly sibling: Sibling
+}
+
+/** Every sibling with its dot, in a deterministic order (actor, then newest first). */
+export const siblings = (obj: Obj): ReadonlyArray<Dotted> => {
+  const out: Array<Dotted> = []
+  for (const e of obj.entries) {
+    e.values.forEach((sibling, j) => {
+      out.push({ actor: e.actor, counter: e.counter - j, sibling })
+    })
+  }
+  return out
+}
+
+/** Later by (ts, actor, counter): the total order used for plain GET and for lww. */
+export const later = (a: Dotted, b: Dotted): boolean =>
+  a.sibling.ts !== b.sibling.ts
+    ? a.sibling.ts > b.sibling.ts
+    : a.actor !== b.actor
+      ? a.actor > b.actor
+      : a.counter > b.counter
+
+/** The single sibling a plain Redis GET sees: the latest by `later`; undefined if none. */
+export const resolve = (obj: Obj): Dotted | undefined => {
+  let best: Dotted | undefined
+  for (const d of siblings(obj)) if (best === undefined || later(d, best)) best = d
+  return best
+}
+
+/** Live (non-tombstone) sibling values. */
+export const values = (obj: Obj): ReadonlyArray<string> =>
+  siblings(obj)
+    .map((d) => d.sibling.value)
+    .filter((v): v is string => v !== null)
+
+/** True when the object has siblings and every one is a tombstone. */
+export const isDeleted = (obj: Obj): boolean => {
+  const all = siblings(obj)
+  return all.length > 0 && all.every((d) => d.sibling.value === null)
+}
+
+/** Last-write-wins: keep only the latest sibling; the clock is untouched. */
+export const pruneLww = (obj: Obj): Obj => {
+  const best = resolve(obj)
+  if (best === undefined) return obj
+  return {
+    entries: obj.entries.map((e) =>
+      e.actor === best.actor ? { ...e, values: [best.sibling] } : { ...e, values: [] },
+    ),
+  }
+}
+
+/** Structural equality (objects are canonical: sorted entries, newest-first values). */
+export const equals = (a: Obj, b: Obj): boolean => {
+  if (a.entries.length !== b.entries.length) return false
+  for (let i = 0; i < a.entries.length; i++) {
+    const x = a.entries[i]!
+    const y = b.entries[i]!
+    if (x.actor !== y.actor || x.counter !== y.counter || x.values.length !== y.values.length) {
+      return false
+    }
+    for (let k = 0; k < x.values.length; k++) {
+      if (x.values[k]!.value !== y.values[k]!.value || x.values[k]!.ts !== y.values[k]!.ts) {
+        return false
+      }
+    }
+  }
+  return true
+}
+
+/** Bytes of causal metadata (actor ids and counters) — for the metadata benchmark. */
+export const metadataBytes = (obj: Obj): number =>
+  obj.entries.reduce((sum, e) => sum + e.actor.length + 8 + e.values.length * 16, 0)
