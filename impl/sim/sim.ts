@@ -1,0 +1,349 @@
+/**
+ * The deterministic simulator: many storage nodes (impl/core/node.ts, unchanged) on a virtual
+ * network with virtual time. One seeded generator decides every latency, loss and duplication,
+ * so a run is a pure function of (seed, configuration, the sequence of calls made on it) and
+ * replays exactly.
+ *
+ * Network model: each message is delayed by a uniform latency in [latencyMinMs, latencyMaxMs]
+ * (so messages reorder), lost with probability `lossRate`, delivered twice with probability
+ * `duplicateRate`, and dropped when a partition separates the two nodes (partitions may be
+ * asymmetric: `block(a, b)` stops a→b only). A stopped node receives nothing, its timers are
+ * gone, and its volatile state is lost; its store survives (the disk), and `restart` boots a
+ * fresh machine over it. Persists are durable at once (a crash between two commands of one
+ * batch is not modelled here; the ordering contract makes acks follow their persists).
+ *
+ * Deliberately not here: wall-clock time, threads, real I/O.
+ */
+import type { NodeId } from "../core/ids.ts"
+import { NodeId as mkNodeId } from "../core/ids.ts"
+import type { ClientOp, ClientResult, Command, Event, PeerMessage } from "../core/messages.ts"
+import * as Node from "../core/node.ts"
+import type * as Version from "../core/version.ts"
+import { Prng } from "./prng.ts"
+
+export interface NetworkConfig {
+  readonly latencyMinMs: number
+  readonly latencyMaxMs: number
+  readonly lossRate: number
+  readonly duplicateRate: number
+}
+
+export interface SimConfig {
+  readonly seed: number
+  readonly nodes: number
+  readonly network: NetworkConfig
+  /** Overrides of the node machine's defaults (n, r, w, timeouts …). */
+  readonly node?: Partial<Omit<Node.Config, "self" | "members">>
+  /** How often each node receives TickElapsed. */
+  readonly tickMs?: number
+}
+
+export const defaultNetwork: NetworkConfig = {
+  latencyMinMs: 1,
+  latencyMaxMs: 10,
+  lossRate: 0,
+  duplicateRate: 0,
+}
+
+/** One client operation as the history records it (invoke, then ok/fail). */
+export interface Operation {
+  readonly id: number
+  readonly node: NodeId
+  readonly op: ClientOp
+  readonly invokedAt: number
+  result?: ClientResult
+  completedAt?: number
+}
+
+type Scheduled =
+  | { readonly _tag: "Deliver"; readonly to: NodeId; readonly from: NodeId; readonly message: PeerMessage }
+  | { readonly _tag: "Timer"; readonly node: NodeId; readonly incarnation: number; readonly rid: number; readonly kind: "Deadline" | "Forward" }
+  | { readonly _tag: "Tick"; readonly node: NodeId; readonly incarnation: number }
+
+interface Item {
+  readonly at: number
+  readonly seq: number
+  readonly what: Scheduled
+}
+
+interface SimNode {
+  readonly id: NodeId
+  state: Node.State | undefined
+  incarnation: number
+  readonly store: Map<string, Version.Obj>
+}
+
+/** Binary min-heap on (at, seq): ties break by scheduling order, so runs are deterministic. */
+class Queue {
+  private readonly items: Array<Item> = []
+  get size(): number {
+    return this.items.length
+  }
+  peek(): Item | undefined {
+    return this.items[0]
+  }
+  push(item: Item): void {
+    const a = this.items
+    a.push(item)
+    let i = a.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!before(a[i]!, a[parent]!)) break
+      ;[a[i], a[parent]] = [a[parent]!, a[i]!]
+      i = parent
+    }
+  }
+  pop(): Item | undefined {
+    const a = this.items
+    const top = a[0]
+    const last = a.pop()
+    if (a.length > 0 && last !== undefined) {
+      a[0] = last
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < a.length && before(a[l]!, a[m]!)) m = l
+        if (r < a.length && before(a[r]!, a[m]!)) m = r
+        if (m === i) break
+        ;[a[i], a[m]] = [a[m]!, a[i]!]
+        i = m
+      }
+    }
+    return top
+  }
+}
+
+const before = (x: Item, y: Item): boolean => x.at < y.at || (x.at === y.at && x.seq < y.seq)
+
+export class Simulation {
+  now = 0
+  readonly ids: ReadonlyArray<NodeId>
+  readonly history: Array<Operation> = []
+  /** Messages sent, dropped and duplicated, for coverage counters and reports. */
+  readonly counters = { sent: 0, dropped: 0, duplicated: 0, delivered: 0 }
+  network: NetworkConfig
+  private readonly rng: Prng
+  private readonly queue = new Queue()
+  private seq = 0
+  private readonly nodes = new Map<NodeId, SimNode>()
+  private readonly blocked = new Set<string>()
+  private readonly tickMs: number
+  private readonly nodeConfig: Omit<Node.Config, "self">
+
+  constructor(readonly config: SimConfig) {
+    this.rng = new Prng(config.seed)
+    this.network = config.network
+    this.tickMs = config.tickMs ?? 100
+    this.ids = Array.from({ length: config.nodes }, (_, i) => mkNodeId(`n${i}`))
+    this.nodeConfig = {
+      ...Node.defaults,
+      ...config.node,
+      members: this.ids.map((id) => ({ id, weight: 1 })),
+    }
+    for (const id of this.ids) {
+      const node: SimNode = { id, state: undefined, incarnation: 0, store: new Map() }
+      this.nodes.set(id, node)
+      this.boot(node)
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Faults
+
+  isUp(id: NodeId): boolean {
+    return this.node(id).state !== undefined
+  }
+
+  /** Crash a node: volatile state and timers are lost, the store survives. */
+  stop(id: NodeId): void {
+    const node = this.node(id)
+    node.state = undefined
+    node.incarnation++
+  }
+
+  restart(id: NodeId): void {
+    const node = this.node(id)
+    if (node.state !== undefined) return
+    node.incarnation++
+    this.boot(node)
+  }
+
+  /** Drop every message from `a` to `b` (one direction) until healed. */
+  block(a: NodeId, b: NodeId): void {
+    this.blocked.add(`${a}>${b}`)
+  }
+
+  /** Split the cluster into groups that cannot talk to each other (both directions). */
+  partition(groups: ReadonlyArray<ReadonlyArray<NodeId>>): void {
+    for (const g of groups) {
+      for (const h of groups) {
+        if (g === h) continue
+        for (const a of g) for (const b of h) this.block(a, b)
+      }
+    }
+  }
+
+  heal(): void {
+    this.blocked.clear()
+  }
+
+  /** The stored object of `key` on node `id` (for convergence checks). */
+  stored(id: NodeId, key: string): Version.Obj | undefined {
+    return this.node(id).store.get(key)
+  }
+
+  storeOf(id: NodeId): ReadonlyMap<string, Version.Obj> {
+    return this.node(id).store
+  }
+
+  stateOf(id: NodeId): Node.State | undefined {
+    return this.node(id).state
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clients
+
+  /** Invoke an operation at node `id` now; the returned record completes as the sim runs. */
+  invoke(id: NodeId, op: ClientOp): Operation {
+    const operation: Operation = { id: this.history.length, node: id, op, invokedAt: this.now }
+    this.history.push(operation)
+    const node = this.node(id)
+    if (node.state === undefined) {
+      operation.result = { _tag: "Failed", reason: "Timeout", message: `node ${id} is down` }
+      operation.completedAt = this.now
+      return operation
+    }
+    this.apply(node, { _tag: "ClientRequested", now: this.now, client: operation.id, op })
+    return operation
+  }
+
+  /** Invoke and run until it completes (bounded by `maxMs` of virtual time). */
+  call(id: NodeId, op: ClientOp, maxMs = 60_000): Operation {
+    const operation = this.invoke(id, op)
+    this.runUntil(() => operation.result !== undefined, maxMs)
+    return operation
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Running
+
+  /** Process events until `done()` holds or virtual time passes now + maxMs. */
+  runUntil(done: () => boolean, maxMs: number): boolean {
+    const limit = this.now + maxMs
+    while (!done()) {
+      const next = this.queue.peek()
+      if (next === undefined || next.at > limit) {
+        this.now = Math.max(this.now, limit)
+        return false
+      }
+      this.processNext()
+    }
+    return true
+  }
+
+  runFor(ms: number): void {
+    this.runUntil(() => false, ms)
+  }
+
+  private processNext(): void {
+    const item = this.queue.pop()!
+    this.now = Math.max(this.now, item.at)
+    const what = item.what
+    switch (what._tag) {
+      case "Deliver": {
+        const node = this.node(what.to)
+        if (node.state === undefined) {
+          this.counters.dropped++
+          return
+        }
+        this.counters.delivered++
+        this.apply(node, {
+          _tag: "MessageReceived",
+          now: this.now,
+          from: what.from,
+          message: what.message,
+        })
+        return
+      }
+      case "Timer": {
+        const node = this.node(what.node)
+        if (node.incarnation !== what.incarnation || node.state === undefined) return
+        this.apply(node, { _tag: "TimerFired", now: this.now, rid: what.rid, kind: what.kind })
+        return
+      }
+      case "Tick": {
+        const node = this.node(what.node)
+        if (node.incarnation !== what.incarnation || node.state === undefined) return
+        this.apply(node, { _tag: "TickElapsed", now: this.now })
+        this.schedule(this.now + this.tickMs, what)
+        return
+      }
+    }
+  }
+
+  private boot(node: SimNode): void {
+    node.state = Node.init({ ...this.nodeConfig, self: node.id }, this.now)
+    // Stagger first ticks so nodes do not beat in lockstep.
+    const first = this.now + 1 + this.rng.int(this.tickMs)
+    this.schedule(first, { _tag: "Tick", node: node.id, incarnation: node.incarnation })
+  }
+
+  private apply(node: SimNode, event: Event): void {
+    const store = node.store
+    const [, commands] = Node.step(node.state!, event, { get: (key) => store.get(key) })
+    for (const command of commands) this.execute(node, command)
+  }
+
+  private execute(node: SimNode, command: Command): void {
+    switch (command._tag) {
+      case "Persist":
+        node.store.set(command.key, command.obj)
+        return
+      case "Send":
+        return this.send(node.id, command.to, command.message)
+      case "Reply": {
+        const operation = this.history[command.client]
+        if (operation === undefined || operation.result !== undefined) return
+        operation.result = command.result
+        operation.completedAt = this.now
+        return
+      }
+      case "SetTimer":
+        this.schedule(Math.max(command.at, this.now), {
+          _tag: "Timer",
+          node: node.id,
+          incarnation: node.incarnation,
+          rid: command.rid,
+          kind: command.kind,
+        })
+        return
+    }
+  }
+
+  private send(from: NodeId, to: NodeId, message: PeerMessage): void {
+    this.counters.sent++
+    if (this.blocked.has(`${from}>${to}`) || this.rng.chance(this.network.lossRate)) {
+      this.counters.dropped++
+      return
+    }
+    const copies = this.rng.chance(this.network.duplicateRate) ? 2 : 1
+    if (copies === 2) this.counters.duplicated++
+    for (let i = 0; i < copies; i++) {
+      const { latencyMinMs: lo, latencyMaxMs: hi } = this.network
+      const at = this.now + lo + this.rng.int(hi - lo + 1)
+      this.schedule(at, { _tag: "Deliver", to, from, message })
+    }
+  }
+
+  private schedule(at: number, what: Scheduled): void {
+    this.queue.push({ at, seq: this.seq++, what })
+  }
+
+  private node(id: NodeId): SimNode {
+    const node = this.nodes.get(id)
+    if (node === undefined) throw new Error(`no simulated node ${id}`)
+    return node
+  }
+}

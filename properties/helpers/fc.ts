@@ -1,0 +1,27 @@
+/**
+ * fast-check parameters shared by every property suite.
+ *  - DHT_DEEP=1 multiplies every property's runs by 10 (`npm run test:deep`).
+ *  - FC_SEED and FC_PATH replay one failing case: fast-check prints both when a property fails;
+ *    fast-check also prints a replayPath for command sequences: pass it as FC_REPLAY_PATH. Run e.g. `FC_SEED=123 FC_PATH="4:1:0" node --import tsx --test properties/kv-model.test.ts`.
+ */
+import type fc from "fast-check"
+
+export const deep = process.env.DHT_DEEP === "1"
+
+export const params = <T>(numRuns: number, extra: fc.Parameters<T> = {}): fc.Parameters<T> => {
+  const seed = process.env.FC_SEED
+  const path = process.env.FC_PATH
+  return {
+    numRuns: deep ? numRuns * 10 : numRuns,
+    ...(seed !== undefined ? { seed: Number(seed) } : {}),
+    ...(path !== undefined ? { path } : {}),
+    verbose: 1,
+    ...extra,
+  }
+}
+
+/** Options for fc.commands: long sequences, and FC_REPLAY_PATH to replay a shrunk sequence. */
+export const commandOptions = (maxCommands: number): { size: "+1"; maxCommands: number; replayPath?: string } => {
+  const replayPath = process.env.FC_REPLAY_PATH
+  return { size: "+1", maxCommands, ...(replayPath !== undefined ? { replayPath } : {}) }
+}
