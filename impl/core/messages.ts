@@ -95,7 +95,12 @@ export type Command =
   /** Make `obj` the stored object of `key`. Every command after it waits until it is durable. */
   | { readonly _tag: "Persist"; readonly key: string; readonly obj: Obj }
   /** Deliver TimerFired{rid, kind} at time `at` (or later). Timers are never cancelled. */
-  | { readonly _tag: "SetTimer"; readonly rid: number; readonly kind: TimerKind; readonly at: number }
+  | {
+      readonly _tag: "SetTimer"
+      readonly rid: number
+      readonly kind: TimerKind
+      readonly at: number
+    }
 
 /** The machine's read-only view of the local store. */
 export interface StoreView {

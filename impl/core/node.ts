@@ -332,7 +332,12 @@ const beginWrite = (
 const maybeFinishPut = (state: State, rid: number, p: PutPending, out: Array<Command>): void => {
   if (p.phase !== "Writing" || !Quorum.enough(p.tally)) return
   state.pending.delete(rid)
-  respond(state, p.origin, { _tag: "PutOk", context: Version.context(p.written), existed: p.existed }, out)
+  respond(
+    state,
+    p.origin,
+    { _tag: "PutOk", context: Version.context(p.written), existed: p.existed },
+    out,
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,7 +365,8 @@ const onMessage = (
     case "Repair": {
       const local = store.get(message.key) ?? Version.empty
       const merged = Version.sync(local, message.obj)
-      for (const d of Version.siblings(message.obj)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
+      for (const d of Version.siblings(message.obj))
+        state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
       if (!Version.equals(merged, local)) {
         out.push({ _tag: "Persist", key: message.key, obj: merged })
       }
@@ -490,7 +496,8 @@ const onTimer = (
 const onTick = (state: State, now: number, out: Array<Command>): void => {
   if (now < state.nextHeartbeatAt) return
   state.nextHeartbeatAt = now + state.config.heartbeatMs
-  for (const peer of state.peers) out.push({ _tag: "Send", to: peer, message: { _tag: "Heartbeat" } })
+  for (const peer of state.peers)
+    out.push({ _tag: "Send", to: peer, message: { _tag: "Heartbeat" } })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ export class Prng {
 
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
-    const result = Math.imul(((Math.imul(this.b, 5) << 7) | (Math.imul(this.b, 5) >>> 25)), 9)
+    const result = Math.imul((Math.imul(this.b, 5) << 7) | (Math.imul(this.b, 5) >>> 25), 9)
     const t = this.b << 9
     this.c ^= this.a
     this.d ^= this.b

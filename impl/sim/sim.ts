@@ -56,8 +56,19 @@ export interface Operation {
 }
 
 type Scheduled =
-  | { readonly _tag: "Deliver"; readonly to: NodeId; readonly from: NodeId; readonly message: PeerMessage }
-  | { readonly _tag: "Timer"; readonly node: NodeId; readonly incarnation: number; readonly rid: number; readonly kind: "Deadline" | "Forward" }
+  | {
+      readonly _tag: "Deliver"
+      readonly to: NodeId
+      readonly from: NodeId
+      readonly message: PeerMessage
+    }
+  | {
+      readonly _tag: "Timer"
+      readonly node: NodeId
+      readonly incarnation: number
+      readonly rid: number
+      readonly kind: "Deadline" | "Forward"
+    }
   | { readonly _tag: "Tick"; readonly node: NodeId; readonly incarnation: number }
 
 interface Item {

@@ -21,7 +21,9 @@ export const params = <T>(numRuns: number, extra: fc.Parameters<T> = {}): fc.Par
 }
 
 /** Options for fc.commands: long sequences, and FC_REPLAY_PATH to replay a shrunk sequence. */
-export const commandOptions = (maxCommands: number): { size: "+1"; maxCommands: number; replayPath?: string } => {
+export const commandOptions = (
+  maxCommands: number,
+): { size: "+1"; maxCommands: number; replayPath?: string } => {
   const replayPath = process.env.FC_REPLAY_PATH
   return { size: "+1", maxCommands, ...(replayPath !== undefined ? { replayPath } : {}) }
 }

@@ -1,0 +1,212 @@
+/**
+ * Schemas of everything a node sends to a peer: versioned objects, clocks, client operations and
+ * results, the peer messages of the storage machine (impl/core/messages.ts) and the `Hello`
+ * handshake that opens every peer connection.
+ *
+ * The core types are plain TypeScript; these schemas must describe exactly them. The `_check*`
+ * constants below fail to compile if a schema's Type drifts from its core type (Schema is
+ * invariant in its Type), and `_encoded*` if a schema grows a transformation: the transport
+ * relies on Encoded = Type to send a message with a bare `JSON.stringify`.
+ *
+ * Decoding is synchronous (`decodeUnknownEither`) and total: bad bytes, bad JSON and bad shapes
+ * all come back as a `WireError` value, never as a throw. Frames (length prefixes) are
+ * impl/wire/frame.ts's business; this module sees one frame's payload.
+ *
+ * Deliberately not here: range checks that need configuration (R <= N is the machine's
+ * validation; the frame size limit is the transport's).
+ */
+import { Data, Either, Schema } from "effect"
+import type { NodeId as NodeIdType } from "../core/ids.ts"
+import type { ClientResult, GetOp, PeerMessage, PutOp } from "../core/messages.ts"
+import type { Clock, Entry, Obj, Sibling } from "../core/version.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Identifiers and numbers
+
+export const NodeId = Schema.String.pipe(Schema.minLength(1), Schema.brand("NodeId"))
+
+/** Request ids, counters: non-negative integers that fit a double exactly. */
+const Count = Schema.NonNegativeInt
+/** Hybrid logical timestamps (impl/core/hlc.ts): non-negative integers. */
+const Timestamp = Schema.NonNegativeInt
+
+// ---------------------------------------------------------------------------------------------
+// Versions (impl/core/version.ts)
+
+export const SiblingSchema = Schema.Struct({
+  value: Schema.NullOr(Schema.String),
+  ts: Timestamp,
+})
+
+export const EntrySchema = Schema.Struct({
+  actor: Schema.String,
+  counter: Count,
+  values: Schema.Array(SiblingSchema),
+})
+
+export const ObjSchema = Schema.Struct({ entries: Schema.Array(EntrySchema) })
+
+export const ClockSchema = Schema.Array(Schema.Tuple(Schema.String, Count))
+
+// ---------------------------------------------------------------------------------------------
+// Client operations and results (impl/core/messages.ts)
+
+export const GetOpSchema = Schema.Struct({
+  _tag: Schema.Literal("Get"),
+  key: Schema.String,
+  r: Schema.optional(Schema.Int),
+})
+
+export const PutOpSchema = Schema.Struct({
+  _tag: Schema.Literal("Put"),
+  key: Schema.String,
+  value: Schema.NullOr(Schema.String),
+  context: Schema.NullOr(ClockSchema),
+  w: Schema.optional(Schema.Int),
+})
+
+export const FailureReasonSchema = Schema.Literal(
+  "QuorumNotMet",
+  "Timeout",
+  "Overloaded",
+  "BadRequest",
+)
+
+export const ClientResultSchema = Schema.Union(
+  Schema.Struct({ _tag: Schema.Literal("GetOk"), obj: ObjSchema }),
+  Schema.Struct({ _tag: Schema.Literal("PutOk"), context: ClockSchema, existed: Schema.Boolean }),
+  Schema.Struct({
+    _tag: Schema.Literal("Failed"),
+    reason: FailureReasonSchema,
+    message: Schema.String,
+  }),
+)
+
+// ---------------------------------------------------------------------------------------------
+// Peer messages
+
+const Rid = Count
+
+export const PeerMessageSchema = Schema.Union(
+  Schema.Struct({ _tag: Schema.Literal("Heartbeat") }),
+  Schema.Struct({ _tag: Schema.Literal("ReadRequest"), rid: Rid, key: Schema.String }),
+  Schema.Struct({ _tag: Schema.Literal("ReadResponse"), rid: Rid, obj: ObjSchema }),
+  Schema.Struct({
+    _tag: Schema.Literal("WriteRequest"),
+    rid: Rid,
+    key: Schema.String,
+    obj: ObjSchema,
+  }),
+  Schema.Struct({ _tag: Schema.Literal("WriteAck"), rid: Rid }),
+  Schema.Struct({ _tag: Schema.Literal("Repair"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({ _tag: Schema.Literal("CoordinateRequest"), rid: Rid, op: PutOpSchema }),
+  Schema.Struct({
+    _tag: Schema.Literal("CoordinateResponse"),
+    rid: Rid,
+    result: ClientResultSchema,
+  }),
+)
+
+/** The first frame on every peer connection: who is calling, and for which cluster. */
+export interface Hello {
+  readonly _tag: "Hello"
+  readonly from: NodeIdType
+  readonly cluster: string
+}
+
+export const HelloSchema = Schema.Struct({
+  _tag: Schema.Literal("Hello"),
+  from: NodeId,
+  cluster: Schema.String,
+})
+
+// ---------------------------------------------------------------------------------------------
+// Compile-time checks: each schema's Type (and Encoded) is exactly the core type.
+
+/** True when A and B are mutually assignable. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+
+const _checkSibling: Schema.Schema<Sibling, Sibling> = SiblingSchema
+const _checkEntry: Schema.Schema<Entry, Entry> = EntrySchema
+const _checkObj: Schema.Schema<Obj, Obj> = ObjSchema
+const _checkClock: Schema.Schema<Clock, Clock> = ClockSchema
+const _checkGetOp: Schema.Schema<GetOp, GetOp> = GetOpSchema
+const _checkPutOp: Schema.Schema<PutOp, PutOp> = PutOpSchema
+const _checkClientResult: Schema.Schema<ClientResult, ClientResult> = ClientResultSchema
+// NodeId is a brand, a refinement without a transformation: Encoded is the plain string.
+const _checkPeerMessage: Schema.Schema<PeerMessage, any> = PeerMessageSchema
+const _checkHello: Schema.Schema<Hello, any> = HelloSchema
+const _encodedPeerMessage: Same<Schema.Schema.Encoded<typeof PeerMessageSchema>, PeerMessage> = true
+const _encodedHello: Same<
+  Schema.Schema.Encoded<typeof HelloSchema>,
+  { readonly _tag: "Hello"; readonly from: string; readonly cluster: string }
+> = true
+
+export type Checks = [
+  typeof _checkSibling,
+  typeof _checkEntry,
+  typeof _checkObj,
+  typeof _checkClock,
+  typeof _checkGetOp,
+  typeof _checkPutOp,
+  typeof _checkClientResult,
+  typeof _checkPeerMessage,
+  typeof _checkHello,
+  typeof _encodedPeerMessage,
+  typeof _encodedHello,
+]
+
+// ---------------------------------------------------------------------------------------------
+// Codecs for one frame's payload
+
+/** A payload that could not be decoded. `reason` is one line, fit for a log. */
+export class WireError extends Data.TaggedError("WireError")<{ readonly reason: string }> {}
+
+const MAX_REASON_CHARS = 300
+
+const jsonOf = (payload: Uint8Array | string): Either.Either<unknown, WireError> => {
+  let text: string
+  try {
+    text =
+      typeof payload === "string"
+        ? payload
+        : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString("utf8")
+    return Either.right(JSON.parse(text) as unknown)
+  } catch (e) {
+    const detail = e instanceof Error ? e.message : String(e)
+    return Either.left(
+      new WireError({ reason: `malformed JSON: ${detail.slice(0, MAX_REASON_CHARS)}` }),
+    )
+  }
+}
+
+const decoderOf = <A, I>(schema: Schema.Schema<A, I, never>, what: string) => {
+  const decode = Schema.decodeUnknownEither(schema, { errors: "first", onExcessProperty: "ignore" })
+  return (payload: Uint8Array | string): Either.Either<A, WireError> =>
+    Either.flatMap(jsonOf(payload), (json) =>
+      Either.mapLeft(decode(json), (e) => {
+        const detail = e.message.replace(/\s+/g, " ").slice(0, MAX_REASON_CHARS)
+        return new WireError({ reason: `not a ${what}: ${detail}` })
+      }),
+    )
+}
+
+/** Decode a frame payload (UTF-8 JSON) into a peer message. Never throws. */
+export const decodePeerMessage: (
+  payload: Uint8Array | string,
+) => Either.Either<PeerMessage, WireError> = decoderOf(PeerMessageSchema, "peer message")
+
+/** Decode a frame payload into the Hello handshake. Never throws. */
+export const decodeHello: (payload: Uint8Array | string) => Either.Either<Hello, WireError> =
+  decoderOf(HelloSchema, "Hello")
+
+/**
+ * Encode a peer message (or Hello) to its JSON payload. Encoded = Type for every schema here
+ * (checked above), so JSON.stringify is the encoder; properties/wire-schema.test.ts checks it
+ * against `Schema.encodeSync`.
+ */
+export const encodeJson = (message: PeerMessage | Hello): string => JSON.stringify(message)
+
+/** The payload as the bytes of a frame. */
+export const encodePayload = (message: PeerMessage | Hello): Buffer =>
+  Buffer.from(encodeJson(message), "utf8")

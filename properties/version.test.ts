@@ -1,0 +1,131 @@
+/**
+ * Laws of the dotted version vector sets (VER-*), and the DVVs checked step by step against the
+ * causal reference model of models/causal.ts (a clock is the set of events it has seen).
+ */
+import assert from "node:assert/strict"
+import { test } from "node:test"
+import fc from "fast-check"
+import * as Version from "../impl/core/version.ts"
+import * as Causal from "../models/causal.ts"
+import { params } from "./helpers/fc.ts"
+
+const ACTORS = ["a", "b", "c"]
+
+/** Expand a version vector into the set of events it covers. */
+const eventsOf = (clock: Version.Clock): Set<string> => {
+  const out = new Set<string>()
+  for (const [actor, n] of clock) for (let i = 1; i <= n; i++) out.add(Causal.dot(actor, i))
+  return out
+}
+
+const siblingsOf = (obj: Version.Obj): Map<string, string | null> =>
+  new Map(Version.siblings(obj).map((d) => [Causal.dot(d.actor, d.counter), d.sibling.value]))
+
+type Step =
+  | { kind: "update"; replica: number; from: number; value: string | null }
+  | { kind: "blind"; replica: number; value: string }
+  | { kind: "sync"; replica: number; from: number }
+
+const steps = fc.array(
+  fc.oneof(
+    fc.record({
+      kind: fc.constant("update" as const),
+      replica: fc.nat(2),
+      from: fc.nat(2),
+      value: fc.option(fc.string({ maxLength: 3 }), { nil: null }),
+    }),
+    fc.record({
+      kind: fc.constant("blind" as const),
+      replica: fc.nat(2),
+      value: fc.string({ maxLength: 3 }),
+    }),
+    fc.record({ kind: fc.constant("sync" as const), replica: fc.nat(2), from: fc.nat(2) }),
+  ),
+  { maxLength: 40 },
+)
+
+/** Run a history of writes (with contexts read at some replica) and syncs on both sides. */
+const runBoth = (history: ReadonlyArray<Step>) => {
+  const real: Array<Version.Obj> = ACTORS.map(() => Version.empty)
+  const model: Array<Causal.CausalObj> = ACTORS.map(() => Causal.emptyObj)
+  let ts = 0
+  for (const s of history) {
+    const i = s.replica
+    if (s.kind === "sync") {
+      real[i] = Version.sync(real[i]!, real[s.from]!)
+      model[i] = Causal.sync(model[i]!, model[s.from]!)
+    } else {
+      // A client read replica `from` (or nothing: a blind write) and writes through replica i.
+      const ctxReal = s.kind === "update" ? Version.context(real[s.from]!) : Version.emptyClock
+      const ctxModel = s.kind === "update" ? new Set(model[s.from]!.history) : new Set<string>()
+      real[i] = Version.update(real[i]!, ctxReal, { value: s.value, ts: ts++ }, ACTORS[i]!)
+      model[i] = Causal.update(model[i]!, ctxModel, s.value, ACTORS[i]!)
+    }
+  }
+  return { real, model }
+}
+
+test("VER-2: sync and update keep exactly the siblings the causal model keeps", () => {
+  fc.assert(
+    fc.property(steps, (history) => {
+      const { real, model } = runBoth(history)
+      for (let i = 0; i < ACTORS.length; i++) {
+        assert.deepEqual(eventsOf(Version.context(real[i]!)), new Set(model[i]!.history))
+        assert.deepEqual(siblingsOf(real[i]!), new Map(model[i]!.siblings))
+      }
+    }),
+    params(300),
+  )
+})
+
+const objects = steps.map((h) => runBoth(h).real)
+
+test("VER-1: sync is commutative, associative, idempotent and a least upper bound", () => {
+  fc.assert(
+    fc.property(objects, objects, (xs, ys) => {
+      const [a, b, c] = [xs[0]!, xs[1]!, ys[2]!]
+      const eq = (x: Version.Obj, y: Version.Obj) =>
+        assert.deepEqual(siblingsOf(x), siblingsOf(y)) ||
+        assert.deepEqual(Version.context(x), Version.context(y))
+      eq(Version.sync(a, b), Version.sync(b, a))
+      eq(Version.sync(Version.sync(a, b), c), Version.sync(a, Version.sync(b, c)))
+      eq(Version.sync(a, a), a)
+      const ab = Version.context(Version.sync(a, b))
+      assert.ok(
+        Version.descends(ab, Version.context(a)) && Version.descends(ab, Version.context(b)),
+      )
+      assert.deepEqual(ab, Version.mergeClocks(Version.context(a), Version.context(b)))
+      // Least: any clock that descends both descends the merge.
+      const ca = Version.context(c)
+      if (Version.descends(ca, Version.context(a)) && Version.descends(ca, Version.context(b))) {
+        assert.ok(Version.descends(ca, ab))
+      }
+    }),
+    params(300),
+  )
+})
+
+test("VER-3: clock size is bounded by the coordinating replicas, not by the clients", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 300 }),
+      fc.integer({ min: 1, max: 3 }),
+      (clients, replicas) => {
+        let obj = Version.empty
+        for (let client = 0; client < clients; client++) {
+          // Each client reads and writes back through some replica.
+          const actor = ACTORS[client % replicas]!
+          obj = Version.update(
+            obj,
+            Version.context(obj),
+            { value: `c${client}`, ts: client },
+            actor,
+          )
+        }
+        assert.ok(obj.entries.length <= replicas)
+        assert.equal(Version.siblings(obj).length, 1)
+      },
+    ),
+    params(50),
+  )
+})
