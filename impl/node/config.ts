@@ -127,7 +127,10 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
   if (n > input.members.length) {
     return fail(`n=${n} exceeds the number of members (${input.members.length})`)
   }
-  for (const [name, q] of [["r", r], ["w", w]] as const) {
+  for (const [name, q] of [
+    ["r", r],
+    ["w", w],
+  ] as const) {
     if (!Number.isInteger(q) || q < 1 || q > n) {
       return fail(`${name} must be an integer from 1 to n=${n}, got ${q}`)
     }
@@ -145,7 +148,10 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
   const host = defaults.host
   const client = input.client ?? { host, port: defaults.clientPortBase }
   const peer = input.peer ?? { host, port: self.peerAddress.port }
-  for (const [name, a] of [["client", client], ["peer", peer]] as const) {
+  for (const [name, a] of [
+    ["client", client],
+    ["peer", peer],
+  ] as const) {
     if (!isPort(a.port)) return fail(`${name} port must be from 0 to 65535, got ${a.port}`)
   }
   const store = input.store ?? defaults.store
