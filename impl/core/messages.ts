@@ -38,8 +38,17 @@ export type FailureReason = "QuorumNotMet" | "Timeout" | "Overloaded" | "BadRequ
 
 export type ClientResult =
   | { readonly _tag: "GetOk"; readonly obj: Obj }
-  /** `existed`: the write superseded at least one live (non-tombstone) value. */
-  | { readonly _tag: "PutOk"; readonly context: Clock; readonly existed: boolean }
+  /**
+   * `context`: the object's context after the write (use it to supersede this write);
+   * `dot`: the write's own event (coordinating replica, counter);
+   * `existed`: the write superseded at least one live (non-tombstone) value.
+   */
+  | {
+      readonly _tag: "PutOk"
+      readonly context: Clock
+      readonly dot: readonly [string, number]
+      readonly existed: boolean
+    }
   | { readonly _tag: "Failed"; readonly reason: FailureReason; readonly message: string }
 
 // ---------------------------------------------------------------------------------------------
@@ -56,6 +65,11 @@ export type PeerMessage =
   | { readonly _tag: "WriteAck"; readonly rid: number }
   /** Read repair: like WriteRequest but nobody waits for an ack. */
   | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
+  /**
+   * Drop a fully replicated tombstone: the replica deletes `key` only if its stored object still
+   * equals `obj` (nothing newer arrived since every replica was seen holding it).
+   */
+  | { readonly _tag: "Purge"; readonly key: string; readonly obj: Obj }
   /** A node outside the preference list asks a replica to coordinate a write. */
   | { readonly _tag: "CoordinateRequest"; readonly rid: number; readonly op: PutOp }
   | { readonly _tag: "CoordinateResponse"; readonly rid: number; readonly result: ClientResult }
@@ -94,6 +108,8 @@ export type Command =
   | { readonly _tag: "Reply"; readonly client: ClientRef; readonly result: ClientResult }
   /** Make `obj` the stored object of `key`. Every command after it waits until it is durable. */
   | { readonly _tag: "Persist"; readonly key: string; readonly obj: Obj }
+  /** Delete `key` from the store (a purged tombstone). Ordered like Persist. */
+  | { readonly _tag: "Remove"; readonly key: string }
   /** Deliver TimerFired{rid, kind} at time `at` (or later). Timers are never cancelled. */
   | {
       readonly _tag: "SetTimer"

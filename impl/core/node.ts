@@ -63,6 +63,23 @@ export interface Config {
   readonly downAfterMs: number
   /** Bound on requests in flight at this node; past it requests fail with Overloaded. */
   readonly maxPending: number
+  /**
+   * Conflict policy per key prefix (longest prefix wins; default "siblings"). "lww" keeps only
+   * the sibling with the latest hybrid timestamp: concurrent writes are lost by design.
+   */
+  readonly namespaces: ReadonlyArray<Namespace>
+  /**
+   * A tombstone is purged only when every replica was seen holding it and its timestamp is
+   * older than this (hybrid-clock milliseconds). Must exceed the hint window (hinted handoff).
+   */
+  readonly tombstoneGraceMs: number
+}
+
+export type Policy = "siblings" | "lww"
+
+export interface Namespace {
+  readonly prefix: string
+  readonly policy: Policy
 }
 
 export const defaults = {
@@ -75,7 +92,9 @@ export const defaults = {
   heartbeatMs: 500,
   downAfterMs: 2000,
   maxPending: 100_000,
-} as const
+  namespaces: [] as ReadonlyArray<Namespace>,
+  tombstoneGraceMs: 600_000,
+}
 
 type Origin =
   | { readonly _tag: "Client"; readonly client: ClientRef }
@@ -120,6 +139,7 @@ export interface Stats {
   puts: number
   forwarded: number
   readRepairs: number
+  purges: number
   failures: number
 }
 
@@ -148,9 +168,27 @@ export const init = (config: Config, now: number): State => {
     // Every peer starts believed up: a fresh node has no evidence of failure.
     lastHeard: new Map(peers.map((p) => [p, now])),
     nextHeartbeatAt: now,
-    stats: { gets: 0, puts: 0, forwarded: 0, readRepairs: 0, failures: 0 },
+    stats: { gets: 0, puts: 0, forwarded: 0, readRepairs: 0, purges: 0, failures: 0 },
   }
 }
+
+/** The conflict policy of a key: its longest matching namespace prefix, else "siblings". */
+export const policyOf = (config: Config, key: string): Policy => {
+  let best: Namespace | undefined
+  for (const ns of config.namespaces) {
+    if (
+      key.startsWith(ns.prefix) &&
+      (best === undefined || ns.prefix.length > best.prefix.length)
+    ) {
+      best = ns
+    }
+  }
+  return best?.policy ?? "siblings"
+}
+
+/** Apply the key's policy to an object: lww keeps the latest sibling only. */
+const reconcile = (state: State, key: string, obj: Version.Obj): Version.Obj =>
+  policyOf(state.config, key) === "lww" ? Version.pruneLww(obj) : obj
 
 /** Is `node` believed up at `now`? Self always is. */
 export const believedUp = (state: State, node: NodeId, now: number): boolean =>
@@ -309,12 +347,14 @@ const beginWrite = (
   let seen = Version.empty
   for (const obj of p.responses.values()) seen = Version.sync(seen, obj)
   const clock = p.op.context ?? Version.context(seen)
+  // Stamp the write above everything it saw, whatever this node's wall clock says (KV-LWW-1).
+  for (const d of Version.siblings(seen)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
   p.existed = Version.siblings(seen).some(
     (d) => d.sibling.value !== null && Version.descends(clock, [[d.actor, d.counter]]),
   )
   state.hlc = Hlc.tick(state.hlc, now)
   const sibling: Version.Sibling = { value: p.op.value, ts: state.hlc }
-  p.written = Version.update(seen, clock, sibling, state.config.self)
+  p.written = reconcile(state, p.op.key, Version.update(seen, clock, sibling, state.config.self))
   p.phase = "Writing"
   p.tally = Quorum.addOk(Quorum.make(p.w, p.replicas), state.config.self)
   out.push({ _tag: "Persist", key: p.op.key, obj: p.written })
@@ -335,7 +375,15 @@ const maybeFinishPut = (state: State, rid: number, p: PutPending, out: Array<Com
   respond(
     state,
     p.origin,
-    { _tag: "PutOk", context: Version.context(p.written), existed: p.existed },
+    {
+      _tag: "PutOk",
+      context: Version.context(p.written),
+      dot: [
+        state.config.self,
+        Version.context(p.written).find(([a]) => a === state.config.self)![1],
+      ],
+      existed: p.existed,
+    },
     out,
   )
 }
@@ -364,7 +412,7 @@ const onMessage = (
     case "WriteRequest":
     case "Repair": {
       const local = store.get(message.key) ?? Version.empty
-      const merged = Version.sync(local, message.obj)
+      const merged = reconcile(state, message.key, Version.sync(local, message.obj))
       for (const d of Version.siblings(message.obj))
         state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
       if (!Version.equals(merged, local)) {
@@ -372,6 +420,13 @@ const onMessage = (
       }
       if (message._tag === "WriteRequest") {
         out.push({ _tag: "Send", to: from, message: { _tag: "WriteAck", rid: message.rid } })
+      }
+      return
+    }
+    case "Purge": {
+      const local = store.get(message.key)
+      if (local !== undefined && Version.equals(local, message.obj)) {
+        out.push({ _tag: "Remove", key: message.key })
       }
       return
     }
@@ -423,21 +478,31 @@ const onReadResponse = (
   p.tally = Quorum.addOk(p.tally, from)
   if (!p.replied && Quorum.enough(p.tally)) {
     p.replied = true
-    respond(state, p.origin, { _tag: "GetOk", obj: mergedOf(p) }, out)
+    respond(state, p.origin, { _tag: "GetOk", obj: mergedOf(state, p) }, out)
   }
-  if (Quorum.complete(p.tally)) finishGet(state, rid, p, out)
+  if (Quorum.complete(p.tally)) finishGet(state, now, rid, p, out)
 }
 
-const mergedOf = (p: GetPending): Version.Obj => {
+const mergedOf = (state: State, p: GetPending): Version.Obj => {
   let merged = Version.empty
   for (const obj of p.responses.values()) merged = Version.sync(merged, obj)
-  return merged
+  return reconcile(state, p.key, merged)
 }
 
-/** Read repair: every replica that answered with less than the merged object gets it. */
-const finishGet = (state: State, rid: number, p: GetPending, out: Array<Command>): void => {
+/**
+ * Read repair: every replica that answered with less than the merged object gets it. When every
+ * replica answered with the same tombstone older than the grace period, purge it (KV-7).
+ */
+const finishGet = (
+  state: State,
+  now: number,
+  rid: number,
+  p: GetPending,
+  out: Array<Command>,
+): void => {
   state.pending.delete(rid)
-  const merged = mergedOf(p)
+  const merged = mergedOf(state, p)
+  if (Quorum.complete(p.tally) && maybePurge(state, now, p, merged, out)) return
   for (const [node, obj] of p.responses) {
     if (Version.equals(obj, merged)) continue
     state.stats.readRepairs++
@@ -447,6 +512,26 @@ const finishGet = (state: State, rid: number, p: GetPending, out: Array<Command>
       out.push({ _tag: "Send", to: node, message: { _tag: "Repair", key: p.key, obj: merged } })
     }
   }
+}
+
+/** Purge a tombstone every replica holds identically and that is older than the grace period. */
+const maybePurge = (
+  state: State,
+  now: number,
+  p: GetPending,
+  merged: Version.Obj,
+  out: Array<Command>,
+): boolean => {
+  if (!Version.isDeleted(merged)) return false
+  for (const obj of p.responses.values()) if (!Version.equals(obj, merged)) return false
+  const newest = Math.max(...Version.siblings(merged).map((d) => d.sibling.ts))
+  if (Hlc.wallMs(newest) + state.config.tombstoneGraceMs > now) return false
+  state.stats.purges++
+  for (const node of p.responses.keys()) {
+    if (node === state.config.self) out.push({ _tag: "Remove", key: p.key })
+    else out.push({ _tag: "Send", to: node, message: { _tag: "Purge", key: p.key, obj: merged } })
+  }
+  return true
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,7 +571,7 @@ const onTimer = (
         failQuorum(state, p.origin, "R", p.tally, out)
         p.replied = true
       }
-      return finishGet(state, rid, p, out)
+      return finishGet(state, now, rid, p, out)
     case "Put":
       state.pending.delete(rid)
       return failQuorum(state, p.origin, p.phase === "Reading" ? "R" : "W", p.tally, out)

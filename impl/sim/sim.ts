@@ -36,6 +36,8 @@ export interface SimConfig {
   readonly node?: Partial<Omit<Node.Config, "self" | "members">>
   /** How often each node receives TickElapsed. */
   readonly tickMs?: number
+  /** Per-node wall-clock offset in ms (node i's clock reads now + clockSkewMs[i]). */
+  readonly clockSkewMs?: ReadonlyArray<number>
 }
 
 export const defaultNetwork: NetworkConfig = {
@@ -79,6 +81,8 @@ interface Item {
 
 interface SimNode {
   readonly id: NodeId
+  /** This node's clock reads virtual time plus this offset. */
+  readonly skewMs: number
   state: Node.State | undefined
   incarnation: number
   readonly store: Map<string, Version.Obj>
@@ -153,11 +157,12 @@ export class Simulation {
       ...config.node,
       members: this.ids.map((id) => ({ id, weight: 1 })),
     }
-    for (const id of this.ids) {
-      const node: SimNode = { id, state: undefined, incarnation: 0, store: new Map() }
+    this.ids.forEach((id, i) => {
+      const skewMs = config.clockSkewMs?.[i] ?? 0
+      const node: SimNode = { id, skewMs, state: undefined, incarnation: 0, store: new Map() }
       this.nodes.set(id, node)
       this.boot(node)
-    }
+    })
   }
 
   // -------------------------------------------------------------------------------------------
@@ -226,7 +231,7 @@ export class Simulation {
       operation.completedAt = this.now
       return operation
     }
-    this.apply(node, { _tag: "ClientRequested", now: this.now, client: operation.id, op })
+    this.apply(node, { _tag: "ClientRequested", now: this.clock(node), client: operation.id, op })
     return operation
   }
 
@@ -272,7 +277,7 @@ export class Simulation {
         this.counters.delivered++
         this.apply(node, {
           _tag: "MessageReceived",
-          now: this.now,
+          now: this.clock(node),
           from: what.from,
           message: what.message,
         })
@@ -281,13 +286,18 @@ export class Simulation {
       case "Timer": {
         const node = this.node(what.node)
         if (node.incarnation !== what.incarnation || node.state === undefined) return
-        this.apply(node, { _tag: "TimerFired", now: this.now, rid: what.rid, kind: what.kind })
+        this.apply(node, {
+          _tag: "TimerFired",
+          now: this.clock(node),
+          rid: what.rid,
+          kind: what.kind,
+        })
         return
       }
       case "Tick": {
         const node = this.node(what.node)
         if (node.incarnation !== what.incarnation || node.state === undefined) return
-        this.apply(node, { _tag: "TickElapsed", now: this.now })
+        this.apply(node, { _tag: "TickElapsed", now: this.clock(node) })
         this.schedule(this.now + this.tickMs, what)
         return
       }
@@ -295,7 +305,7 @@ export class Simulation {
   }
 
   private boot(node: SimNode): void {
-    node.state = Node.init({ ...this.nodeConfig, self: node.id }, this.now)
+    node.state = Node.init({ ...this.nodeConfig, self: node.id }, this.clock(node))
     // Stagger first ticks so nodes do not beat in lockstep.
     const first = this.now + 1 + this.rng.int(this.tickMs)
     this.schedule(first, { _tag: "Tick", node: node.id, incarnation: node.incarnation })
@@ -312,6 +322,9 @@ export class Simulation {
       case "Persist":
         node.store.set(command.key, command.obj)
         return
+      case "Remove":
+        node.store.delete(command.key)
+        return
       case "Send":
         return this.send(node.id, command.to, command.message)
       case "Reply": {
@@ -322,7 +335,8 @@ export class Simulation {
         return
       }
       case "SetTimer":
-        this.schedule(Math.max(command.at, this.now), {
+        // The machine speaks its own clock; convert back to virtual time.
+        this.schedule(Math.max(command.at - node.skewMs, this.now), {
           _tag: "Timer",
           node: node.id,
           incarnation: node.incarnation,
@@ -346,6 +360,10 @@ export class Simulation {
       const at = this.now + lo + this.rng.int(hi - lo + 1)
       this.schedule(at, { _tag: "Deliver", to, from, message })
     }
+  }
+
+  private clock(node: SimNode): number {
+    return this.now + node.skewMs
   }
 
   private schedule(at: number, what: Scheduled): void {
