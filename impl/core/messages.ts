@@ -66,8 +66,9 @@ export type PeerMessage =
   /** Read repair: like WriteRequest but nobody waits for an ack. */
   | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
   /**
-   * Drop a fully replicated tombstone: the replica deletes `key` only if its stored object still
-   * equals `obj` (nothing newer arrived since every replica was seen holding it).
+   * Purge a fully replicated tombstone: the replica drops the tombstone value (keeping only the
+   * version vector) if its stored object still equals `obj`, i.e. nothing newer arrived since
+   * every replica was seen holding it.
    */
   | { readonly _tag: "Purge"; readonly key: string; readonly obj: Obj }
   /** A node outside the preference list asks a replica to coordinate a write. */
@@ -108,8 +109,6 @@ export type Command =
   | { readonly _tag: "Reply"; readonly client: ClientRef; readonly result: ClientResult }
   /** Make `obj` the stored object of `key`. Every command after it waits until it is durable. */
   | { readonly _tag: "Persist"; readonly key: string; readonly obj: Obj }
-  /** Delete `key` from the store (a purged tombstone). Ordered like Persist. */
-  | { readonly _tag: "Remove"; readonly key: string }
   /** Deliver TimerFired{rid, kind} at time `at` (or later). Timers are never cancelled. */
   | {
       readonly _tag: "SetTimer"

@@ -210,7 +210,7 @@ export const step = (
       onMessage(state, event.now, event.from, event.message, store, out)
       break
     case "TimerFired":
-      onTimer(state, event.now, event.rid, event.kind, out)
+      onTimer(state, event.now, event.rid, event.kind, store, out)
       break
     case "TickElapsed":
       onTick(state, event.now, out)
@@ -294,7 +294,8 @@ const startGet = (
     out.push({ _tag: "Send", to: replica, message: { _tag: "ReadRequest", rid, key: op.key } })
   }
   if (replicas.includes(state.config.self)) {
-    onReadResponse(state, now, rid, state.config.self, store.get(op.key) ?? Version.empty, out)
+    const local = store.get(op.key) ?? Version.empty
+    onReadResponse(state, now, rid, state.config.self, local, store, out)
   }
 }
 
@@ -333,20 +334,27 @@ const startPut = (
     }
     return
   }
-  beginWrite(state, now, rid, p, out)
+  beginWrite(state, now, rid, p, store, out)
 }
 
-/** Mint the write's event on the coordinator, persist it, replicate it. */
+/**
+ * Mint the write's event on the coordinator, persist it, replicate it. The event is minted over
+ * the *current* local object (not the one read when the request arrived): another write may
+ * have been coordinated here meanwhile, and its dot must be neither reused nor overwritten.
+ */
 const beginWrite = (
   state: State,
   now: number,
   rid: number,
   p: PutPending,
+  store: StoreView,
   out: Array<Command>,
 ): void => {
-  let seen = Version.empty
-  for (const obj of p.responses.values()) seen = Version.sync(seen, obj)
-  const clock = p.op.context ?? Version.context(seen)
+  let read = Version.empty
+  for (const obj of p.responses.values()) read = Version.sync(read, obj)
+  // A plain write supersedes what its read quorum held, not what arrived after it was invoked.
+  const clock = p.op.context ?? Version.context(read)
+  const seen = Version.sync(store.get(p.op.key) ?? Version.empty, read)
   // Stamp the write above everything it saw, whatever this node's wall clock says (KV-LWW-1).
   for (const d of Version.siblings(seen)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
   p.existed = Version.siblings(seen).some(
@@ -408,7 +416,7 @@ const onMessage = (
       return
     }
     case "ReadResponse":
-      return onReadResponse(state, now, message.rid, from, message.obj, out)
+      return onReadResponse(state, now, message.rid, from, message.obj, store, out)
     case "WriteRequest":
     case "Repair": {
       const local = store.get(message.key) ?? Version.empty
@@ -426,7 +434,7 @@ const onMessage = (
     case "Purge": {
       const local = store.get(message.key)
       if (local !== undefined && Version.equals(local, message.obj)) {
-        out.push({ _tag: "Remove", key: message.key })
+        out.push({ _tag: "Persist", key: message.key, obj: purged(local) })
       }
       return
     }
@@ -462,6 +470,7 @@ const onReadResponse = (
   rid: number,
   from: NodeId,
   obj: Version.Obj,
+  store: StoreView,
   out: Array<Command>,
 ): void => {
   const p = state.pending.get(rid)
@@ -470,7 +479,7 @@ const onReadResponse = (
     if (p.phase !== "Reading" || p.responses.has(from)) return
     p.responses.set(from, obj)
     p.tally = Quorum.addOk(p.tally, from)
-    if (Quorum.enough(p.tally)) beginWrite(state, now, rid, p, out)
+    if (Quorum.enough(p.tally)) beginWrite(state, now, rid, p, store, out)
     return
   }
   if (p.responses.has(from) || !p.tally.asked.includes(from)) return
@@ -480,7 +489,7 @@ const onReadResponse = (
     p.replied = true
     respond(state, p.origin, { _tag: "GetOk", obj: mergedOf(state, p) }, out)
   }
-  if (Quorum.complete(p.tally)) finishGet(state, now, rid, p, out)
+  if (Quorum.complete(p.tally)) finishGet(state, now, rid, p, store, out)
 }
 
 const mergedOf = (state: State, p: GetPending): Version.Obj => {
@@ -498,28 +507,38 @@ const finishGet = (
   now: number,
   rid: number,
   p: GetPending,
+  store: StoreView,
   out: Array<Command>,
 ): void => {
   state.pending.delete(rid)
   const merged = mergedOf(state, p)
-  if (Quorum.complete(p.tally) && maybePurge(state, now, p, merged, out)) return
+  if (Quorum.complete(p.tally) && maybePurge(state, now, p, merged, store, out)) return
   for (const [node, obj] of p.responses) {
     if (Version.equals(obj, merged)) continue
     state.stats.readRepairs++
     if (node === state.config.self) {
-      out.push({ _tag: "Persist", key: p.key, obj: merged })
+      // Merge into the current local object: a write may have landed since this read began.
+      const local = store.get(p.key) ?? Version.empty
+      const repaired = reconcile(state, p.key, Version.sync(local, merged))
+      if (!Version.equals(repaired, local)) out.push({ _tag: "Persist", key: p.key, obj: repaired })
     } else {
       out.push({ _tag: "Send", to: node, message: { _tag: "Repair", key: p.key, obj: merged } })
     }
   }
 }
 
-/** Purge a tombstone every replica holds identically and that is older than the grace period. */
+/**
+ * Purge a tombstone every replica holds identically and that is older than the grace period.
+ * The tombstone value goes; the version vector (at most one entry per coordinating replica)
+ * stays, so that a stale copy arriving later is still dominated (no zombie, CAUSAL-3) and a
+ * coordinator never mints a dot it minted before (dropping the vector too would reuse dots).
+ */
 const maybePurge = (
   state: State,
   now: number,
   p: GetPending,
   merged: Version.Obj,
+  store: StoreView,
   out: Array<Command>,
 ): boolean => {
   if (!Version.isDeleted(merged)) return false
@@ -528,11 +547,20 @@ const maybePurge = (
   if (Hlc.wallMs(newest) + state.config.tombstoneGraceMs > now) return false
   state.stats.purges++
   for (const node of p.responses.keys()) {
-    if (node === state.config.self) out.push({ _tag: "Remove", key: p.key })
-    else out.push({ _tag: "Send", to: node, message: { _tag: "Purge", key: p.key, obj: merged } })
+    if (node !== state.config.self) {
+      out.push({ _tag: "Send", to: node, message: { _tag: "Purge", key: p.key, obj: merged } })
+    } else if (Version.equals(store.get(p.key) ?? Version.empty, merged)) {
+      // Only if nothing newer landed here since the read began.
+      out.push({ _tag: "Persist", key: p.key, obj: purged(merged) })
+    }
   }
   return true
 }
+
+/** A purged object: the version vector without its (tombstone) values. */
+const purged = (obj: Version.Obj): Version.Obj => ({
+  entries: obj.entries.map((e) => ({ actor: e.actor, counter: e.counter, values: [] })),
+})
 
 // ---------------------------------------------------------------------------------------------
 // Timers and ticks
@@ -542,6 +570,7 @@ const onTimer = (
   now: number,
   rid: number,
   kind: TimerKind,
+  store: StoreView,
   out: Array<Command>,
 ): void => {
   const p = state.pending.get(rid)
@@ -571,7 +600,7 @@ const onTimer = (
         failQuorum(state, p.origin, "R", p.tally, out)
         p.replied = true
       }
-      return finishGet(state, now, rid, p, out)
+      return finishGet(state, now, rid, p, store, out)
     case "Put":
       state.pending.delete(rid)
       return failQuorum(state, p.origin, p.phase === "Reading" ? "R" : "W", p.tally, out)

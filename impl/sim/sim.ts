@@ -322,9 +322,6 @@ export class Simulation {
       case "Persist":
         node.store.set(command.key, command.obj)
         return
-      case "Remove":
-        node.store.delete(command.key)
-        return
       case "Send":
         return this.send(node.id, command.to, command.message)
       case "Reply": {
