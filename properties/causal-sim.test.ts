@@ -369,7 +369,7 @@ const newCoverage = (): Coverage => ({
   purges: 0,
 })
 
-test("CAUSAL-1: no acknowledged write is lost (with CAUSAL-2..6 checked on every run)", () => {
+test("CAUSAL-1, CAUSAL-2, CAUSAL-3, CAUSAL-4, CAUSAL-5, CAUSAL-6: no lost write, no value from nowhere, no resurrection, read-your-writes, true siblings, convergence", () => {
   const coverage = newCoverage()
   fc.assert(
     fc.property(fc.integer(), scheduleArb, (seed, schedule) => {
@@ -398,7 +398,7 @@ test("CAUSAL-7: negative control: a last-write-wins merge makes CAUSAL-1 fail", 
   assert.ok(outcome.failed, "lww silently passed the no-lost-write check: the check has no teeth")
 })
 
-test("CAUSAL-8: a deleted value never reappears through partitions, heals, repairs and purges", () => {
+test("CAUSAL-8, CAUSAL-3: a deleted value never reappears through partitions, heals, repairs and purges", () => {
   const coverage = newCoverage()
   fc.assert(
     fc.property(fc.integer(), scheduleArb, (seed, schedule) => {

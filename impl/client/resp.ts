@@ -355,13 +355,15 @@ const lineText = (text: string): string =>
   /[\r\n]/.test(text) ? text.replace(/[\r\n]/g, " ") : text
 
 const integerText = (value: number | bigint): string => {
-  // Below 2^63 in magnitude String() never switches to exponent notation (that starts at 1e21).
   const inRange =
     typeof value === "bigint"
       ? value >= INT64_MIN && value <= INT64_MAX
       : Number.isInteger(value) && value >= -TWO_POW_63 && value < TWO_POW_63
   if (!inRange) throw new RangeError(`RESP integer out of range: ${value}`)
-  return String(value)
+  // String(2 ** 62) prints the shortest round-trip digits, not the exact value; BigInt does.
+  return typeof value === "number" && !Number.isSafeInteger(value)
+    ? BigInt(value).toString()
+    : String(value)
 }
 
 /** Exact encoded size of `reply` in bytes. */
