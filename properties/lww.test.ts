@@ -1,6 +1,11 @@
 /**
  * Last-write-wins namespaces on hybrid logical clocks (LWW-*): with every node's clock skewed by
  * up to a bound, a write that causally follows another never loses to it.
+ *
+ * Two mechanisms protect it, each enough alone: the write's context supersedes the earlier value
+ * before timestamps are compared, and the coordinator's hybrid clock stamps the write above every
+ * timestamp it saw. Removing either leaves the property true; removing both makes it fail
+ * (checked by mutation when this suite was written).
  */
 import assert from "node:assert/strict"
 import { test } from "node:test"
@@ -19,7 +24,7 @@ test("LWW-1: with clock skew up to the bound, a causally later write never loses
         minLength: 5,
         maxLength: 5,
       }),
-      fc.array(fc.tuple(fc.nat(4), fc.boolean(), fc.integer({ min: 0, max: 500 })), {
+      fc.array(fc.tuple(fc.nat(4), fc.boolean(), fc.constantFrom(0, 0, 0, 1, 300)), {
         minLength: 1,
         maxLength: 30,
       }),
