@@ -11,6 +11,7 @@ import type { Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
 import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
+import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { params } from "./helpers/fc.ts"
 
 const ids = ["n0", "n1", "n2", "n3"].map(NodeId)
@@ -85,7 +86,8 @@ test("KV-1: nothing is acknowledged before it is durable", () => {
   fc.assert(
     fc.property(fc.array(eventArb(0), { maxLength: 80 }), (events) => {
       const state = Node.init(config, 0)
-      const durable = new Map<string, Version.Obj>()
+      const store = new MemoryStore()
+      const durable = store.values
       const asked = new Map<number, { key: string; obj: Version.Obj }>()
       let acks = 0
       events.forEach((event, i) => {
@@ -93,9 +95,9 @@ test("KV-1: nothing is acknowledged before it is durable", () => {
         if (timed._tag === "MessageReceived" && timed.message._tag === "WriteRequest") {
           asked.set(timed.message.rid, { key: timed.message.key, obj: timed.message.obj })
         }
-        const [, commands] = Node.step(state, timed, { get: (k) => durable.get(k) })
+        const [, commands] = Node.step(state, timed, store)
         commands.forEach((c: Command) => {
-          if (c._tag === "Persist") durable.set(c.key, c.obj)
+          store.apply(c)
           if (c._tag === "Send" && c.message._tag === "WriteAck") {
             // The replica's durable object already includes everything it acknowledges.
             const req = asked.get(c.message.rid)!

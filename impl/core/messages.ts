@@ -34,7 +34,13 @@ export interface PutOp {
 
 export type ClientOp = GetOp | PutOp
 
-export type FailureReason = "QuorumNotMet" | "Timeout" | "Overloaded" | "BadRequest"
+export type FailureReason =
+  | "QuorumNotMet"
+  | "Timeout"
+  | "Overloaded"
+  | "BadRequest"
+  /** CP mode: this node cannot see a majority of the cluster, so it refuses writes. */
+  | "Unavailable"
 
 export type ClientResult =
   | { readonly _tag: "GetOk"; readonly obj: Obj }
@@ -63,6 +69,21 @@ export type PeerMessage =
   /** Replicate `obj`: the replica syncs it into its own, persists, then acks. */
   | { readonly _tag: "WriteRequest"; readonly rid: number; readonly key: string; readonly obj: Obj }
   | { readonly _tag: "WriteAck"; readonly rid: number }
+  /**
+   * Sloppy quorum: store `obj` as a hint for `owner` (a preferred replica believed down), then
+   * ack like a WriteRequest. The hint is durable and handed off when the owner is back.
+   */
+  | {
+      readonly _tag: "HintedWrite"
+      readonly rid: number
+      readonly key: string
+      readonly obj: Obj
+      readonly owner: NodeId
+    }
+  /** Hinted handoff: the hint holder delivers a hinted object to its owner. */
+  | { readonly _tag: "Handoff"; readonly key: string; readonly obj: Obj }
+  /** The owner has `obj` durably; the holder may drop its hint if it has not changed. */
+  | { readonly _tag: "HandoffAck"; readonly key: string; readonly obj: Obj }
   /** Read repair: like WriteRequest but nobody waits for an ack. */
   | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
   /**
@@ -109,6 +130,15 @@ export type Command =
   | { readonly _tag: "Reply"; readonly client: ClientRef; readonly result: ClientResult }
   /** Make `obj` the stored object of `key`. Every command after it waits until it is durable. */
   | { readonly _tag: "Persist"; readonly key: string; readonly obj: Obj }
+  /** Store `obj` as the hint for (`owner`, `key`). Ordered like Persist. */
+  | {
+      readonly _tag: "PersistHint"
+      readonly owner: NodeId
+      readonly key: string
+      readonly obj: Obj
+    }
+  /** Drop the hint for (`owner`, `key`) if it still equals `obj`. Ordered like Persist. */
+  | { readonly _tag: "DropHint"; readonly owner: NodeId; readonly key: string; readonly obj: Obj }
   /** Deliver TimerFired{rid, kind} at time `at` (or later). Timers are never cancelled. */
   | {
       readonly _tag: "SetTimer"
@@ -117,7 +147,20 @@ export type Command =
       readonly at: number
     }
 
-/** The machine's read-only view of the local store. */
+/** A hinted copy held for a preferred replica that was down. */
+export interface Hint {
+  readonly owner: NodeId
+  readonly key: string
+  readonly obj: Obj
+}
+
+/** The machine's read-only view of the local store (values and hints). */
 export interface StoreView {
   readonly get: (key: string) => Obj | undefined
+  /** The hint held for (`owner`, `key`), if any. */
+  readonly hint: (owner: NodeId, key: string) => Obj | undefined
+  /** Every hint held for `key` (for reads served by a substitute). */
+  readonly hintsFor: (key: string) => ReadonlyArray<Hint>
+  /** Up to `limit` hints, in a stable order (for handoff). */
+  readonly hints: (limit: number) => ReadonlyArray<Hint>
 }

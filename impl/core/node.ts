@@ -73,6 +73,15 @@ export interface Config {
    * older than this (hybrid-clock milliseconds). Must exceed the hint window (hinted handoff).
    */
   readonly tombstoneGraceMs: number
+  /**
+   * "ap" (default): sloppy quorum — a write whose preferred replica is down goes to the next
+   * healthy node with a hint. "cp": strict quorums only, and a node that cannot see a majority
+   * of the cluster refuses writes.
+   */
+  readonly mode: "ap" | "cp"
+  /** Hinted handoff budget: at most this many hints delivered per interval. */
+  readonly handoffBatch: number
+  readonly handoffIntervalMs: number
 }
 
 export type Policy = "siblings" | "lww"
@@ -94,6 +103,9 @@ export const defaults = {
   maxPending: 100_000,
   namespaces: [] as ReadonlyArray<Namespace>,
   tombstoneGraceMs: 600_000,
+  mode: "ap" as "ap" | "cp",
+  handoffBatch: 64,
+  handoffIntervalMs: 1000,
 }
 
 type Origin =
@@ -107,18 +119,25 @@ interface GetPending {
   tally: Quorum.Tally
   readonly responses: Map<NodeId, Version.Obj>
   replied: boolean
+  /** Sloppy substitutes asked: they answer from their hints and are never read-repaired. */
+  readonly substitutes: ReadonlySet<NodeId>
 }
 
 interface PutPending {
   readonly _tag: "Put"
   readonly origin: Origin
   readonly op: PutOp
+  /** The preferred replicas (the read phase asks them). */
   readonly replicas: ReadonlyArray<NodeId>
+  /** Where the copies go (sloppy substitutes included), fixed when the write phase begins. */
+  targets: ReadonlyArray<Target>
   readonly w: number
   /** Reading: learning the context a plain write supersedes. Writing: waiting for W acks. */
   phase: "Reading" | "Writing"
   tally: Quorum.Tally
   readonly responses: Map<NodeId, Version.Obj>
+  /** Sloppy substitutes asked in the read phase (an empty answer from one does not count). */
+  readonly substitutes: ReadonlySet<NodeId>
   written: Version.Obj
   /** The write superseded a live value (for DEL's count). */
   existed: boolean
@@ -140,6 +159,8 @@ export interface Stats {
   forwarded: number
   readRepairs: number
   purges: number
+  hintsStored: number
+  hintsDelivered: number
   failures: number
 }
 
@@ -154,6 +175,40 @@ export interface State {
   readonly lastHeard: Map<NodeId, number>
   nextHeartbeatAt: number
   readonly stats: Stats
+  /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */
+  readonly handoffInFlight: Map<string, number>
+  nextHandoffAt: number
+}
+
+/** Where one copy of a key goes: a preferred replica, or a substitute holding a hint for one. */
+export interface Target {
+  readonly node: NodeId
+  readonly hintFor: NodeId | undefined
+}
+
+/**
+ * The nodes that receive a key's copies. CP: the N preferred replicas. AP (sloppy quorum,
+ * Dynamo section 4.6): each preferred replica believed down is replaced by the next healthy node
+ * further clockwise, which holds the copy as a hint for it.
+ */
+export const targetsOf = (state: State, key: string, now: number): ReadonlyArray<Target> => {
+  const n = state.config.n
+  const walk = Ring.preferenceList(state.ring, key, state.ring.nodes.length)
+  const preferred = walk.slice(0, n)
+  if (state.config.mode === "cp") return preferred.map((node) => ({ node, hintFor: undefined }))
+  const spares = walk.slice(n).filter((node) => believedUp(state, node, now))
+  return preferred.map((node) =>
+    believedUp(state, node, now) || spares.length === 0
+      ? { node, hintFor: undefined }
+      : { node: spares.shift()!, hintFor: node },
+  )
+}
+
+/** CP mode: can this node see a majority of the cluster (itself included)? */
+const seesMajority = (state: State, now: number): boolean => {
+  const all = state.peers.length + 1
+  const up = 1 + state.peers.filter((p) => believedUp(state, p, now)).length
+  return up * 2 > all
 }
 
 export const init = (config: Config, now: number): State => {
@@ -168,7 +223,18 @@ export const init = (config: Config, now: number): State => {
     // Every peer starts believed up: a fresh node has no evidence of failure.
     lastHeard: new Map(peers.map((p) => [p, now])),
     nextHeartbeatAt: now,
-    stats: { gets: 0, puts: 0, forwarded: 0, readRepairs: 0, purges: 0, failures: 0 },
+    stats: {
+      gets: 0,
+      puts: 0,
+      forwarded: 0,
+      readRepairs: 0,
+      purges: 0,
+      hintsStored: 0,
+      hintsDelivered: 0,
+      failures: 0,
+    },
+    handoffInFlight: new Map(),
+    nextHandoffAt: now,
   }
 }
 
@@ -213,7 +279,7 @@ export const step = (
       onTimer(state, event.now, event.rid, event.kind, store, out)
       break
     case "TickElapsed":
-      onTick(state, event.now, out)
+      onTick(state, event.now, store, out)
       break
   }
   return [state, out]
@@ -246,6 +312,17 @@ const onClientRequested = (
     return fail(state, origin, "Overloaded", "too many requests in flight; retry later", out)
   }
   if (op._tag === "Get") return startGet(state, now, origin, op, store, out)
+  if (state.config.mode === "cp" && !seesMajority(state, now)) {
+    const up = 1 + state.peers.filter((p) => believedUp(state, p, now)).length
+    return fail(
+      state,
+      origin,
+      "Unavailable",
+      `CP mode: this node sees ${up} of ${state.peers.length + 1} members; ` +
+        "writes need a majority (partitioned minority)",
+      out,
+    )
+  }
   const replicas = Ring.preferenceList(state.ring, op.key, state.config.n)
   if (replicas.includes(state.config.self)) {
     return startPut(state, now, origin, op, replicas, store, out)
@@ -256,7 +333,10 @@ const onClientRequested = (
   const rid = state.nextRid++
   state.pending.set(rid, { _tag: "Forward", client, op, candidates, attempt: 0 })
   state.stats.forwarded++
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  // Outlast the coordinator's own deadline, so that its clear answer (e.g. a quorum error)
+  // arrives before we give up on it.
+  const deadline = now + state.config.requestTimeoutMs + state.config.forwardTimeoutMs
+  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
   sendForward(state, now, rid, out)
 }
 
@@ -277,7 +357,8 @@ const startGet = (
   out: Array<Command>,
 ): void => {
   state.stats.gets++
-  const replicas = Ring.preferenceList(state.ring, op.key, state.config.n)
+  const targets = targetsOf(state, op.key, now)
+  const replicas = targets.map((t) => t.node)
   const rid = state.nextRid++
   const p: GetPending = {
     _tag: "Get",
@@ -286,6 +367,7 @@ const startGet = (
     tally: Quorum.make(Math.min(op.r ?? state.config.r, replicas.length), replicas),
     responses: new Map(),
     replied: false,
+    substitutes: new Set(targets.filter((t) => t.hintFor !== undefined).map((t) => t.node)),
   }
   state.pending.set(rid, p)
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
@@ -294,7 +376,7 @@ const startGet = (
     out.push({ _tag: "Send", to: replica, message: { _tag: "ReadRequest", rid, key: op.key } })
   }
   if (replicas.includes(state.config.self)) {
-    const local = store.get(op.key) ?? Version.empty
+    const local = localWithHints(store, op.key)
     onReadResponse(state, now, rid, state.config.self, local, store, out)
   }
 }
@@ -312,14 +394,23 @@ const startPut = (
   const rid = state.nextRid++
   const w = Math.min(op.w ?? state.config.w, replicas.length)
   const local = store.get(op.key) ?? Version.empty
+  // The read phase of a plain write asks where copies are (sloppy substitutes included).
+  // In AP, only nodes believed up are waited for: the read phase must not outlive a partition.
+  const readTargets = targetsOf(state, op.key, now).filter(
+    (t) => state.config.mode === "cp" || believedUp(state, t.node, now),
+  )
+  const asked = readTargets.map((t) => t.node)
+  if (!asked.includes(state.config.self)) asked.push(state.config.self)
   const p: PutPending = {
     _tag: "Put",
     origin,
     op,
-    replicas,
+    replicas: asked,
+    substitutes: new Set(readTargets.filter((t) => t.hintFor !== undefined).map((t) => t.node)),
+    targets: [],
     w,
     phase: "Reading",
-    tally: Quorum.make(Math.min(state.config.r, replicas.length), replicas),
+    tally: Quorum.make(Math.min(state.config.r, asked.length), asked),
     responses: new Map([[state.config.self, local]]),
     written: local,
     existed: false,
@@ -328,7 +419,7 @@ const startPut = (
   state.pending.set(rid, p)
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
   if (op.context === null && !Quorum.enough(p.tally)) {
-    for (const replica of replicas) {
+    for (const replica of asked) {
       if (replica === state.config.self) continue
       out.push({ _tag: "Send", to: replica, message: { _tag: "ReadRequest", rid, key: op.key } })
     }
@@ -364,15 +455,18 @@ const beginWrite = (
   const sibling: Version.Sibling = { value: p.op.value, ts: state.hlc }
   p.written = reconcile(state, p.op.key, Version.update(seen, clock, sibling, state.config.self))
   p.phase = "Writing"
-  p.tally = Quorum.addOk(Quorum.make(p.w, p.replicas), state.config.self)
+  p.targets = targetsOf(state, p.op.key, now)
+  const nodes = p.targets.map((t) => t.node)
+  if (!nodes.includes(state.config.self)) nodes.push(state.config.self)
+  p.tally = Quorum.addOk(Quorum.make(p.w, nodes), state.config.self)
   out.push({ _tag: "Persist", key: p.op.key, obj: p.written })
-  for (const replica of p.replicas) {
-    if (replica === state.config.self) continue
-    out.push({
-      _tag: "Send",
-      to: replica,
-      message: { _tag: "WriteRequest", rid, key: p.op.key, obj: p.written },
-    })
+  for (const t of p.targets) {
+    if (t.node === state.config.self) continue
+    const message: PeerMessage =
+      t.hintFor === undefined
+        ? { _tag: "WriteRequest", rid, key: p.op.key, obj: p.written }
+        : { _tag: "HintedWrite", rid, key: p.op.key, obj: p.written, owner: t.hintFor }
+    out.push({ _tag: "Send", to: t.node, message })
   }
   maybeFinishPut(state, rid, p, out)
 }
@@ -411,7 +505,7 @@ const onMessage = (
     case "Heartbeat":
       return
     case "ReadRequest": {
-      const obj = store.get(message.key) ?? Version.empty
+      const obj = localWithHints(store, message.key)
       out.push({ _tag: "Send", to: from, message: { _tag: "ReadResponse", rid: message.rid, obj } })
       return
     }
@@ -429,6 +523,32 @@ const onMessage = (
       if (message._tag === "WriteRequest") {
         out.push({ _tag: "Send", to: from, message: { _tag: "WriteAck", rid: message.rid } })
       }
+      return
+    }
+    case "HintedWrite": {
+      const held = store.hint(message.owner, message.key) ?? Version.empty
+      const merged = reconcile(state, message.key, Version.sync(held, message.obj))
+      if (!Version.equals(merged, held)) {
+        state.stats.hintsStored++
+        out.push({ _tag: "PersistHint", owner: message.owner, key: message.key, obj: merged })
+      }
+      out.push({ _tag: "Send", to: from, message: { _tag: "WriteAck", rid: message.rid } })
+      return
+    }
+    case "Handoff": {
+      const local = store.get(message.key) ?? Version.empty
+      const merged = reconcile(state, message.key, Version.sync(local, message.obj))
+      if (!Version.equals(merged, local)) {
+        out.push({ _tag: "Persist", key: message.key, obj: merged })
+      }
+      const ack: PeerMessage = { _tag: "HandoffAck", key: message.key, obj: message.obj }
+      out.push({ _tag: "Send", to: from, message: ack })
+      return
+    }
+    case "HandoffAck": {
+      state.handoffInFlight.delete(`${from}\u0000${message.key}`)
+      state.stats.hintsDelivered++
+      out.push({ _tag: "DropHint", owner: from, key: message.key, obj: message.obj })
       return
     }
     case "Purge": {
@@ -478,19 +598,36 @@ const onReadResponse = (
   if (p._tag === "Put") {
     if (p.phase !== "Reading" || p.responses.has(from)) return
     p.responses.set(from, obj)
-    p.tally = Quorum.addOk(p.tally, from)
-    if (Quorum.enough(p.tally)) beginWrite(state, now, rid, p, store, out)
+    p.tally = Quorum.addOk(p.tally, from, counts(p.substitutes, from, obj))
+    // AP: once everyone asked has answered, write with the best context known rather than
+    // refuse (at worst the write becomes a sibling, never a loss). CP: refuse.
+    const apDone = state.config.mode === "ap" && Quorum.complete(p.tally)
+    if (Quorum.enough(p.tally) || apDone) beginWrite(state, now, rid, p, store, out)
+    else if (Quorum.complete(p.tally)) {
+      state.pending.delete(rid)
+      failQuorum(state, p.origin, "R", p.tally, out)
+    }
     return
   }
   if (p.responses.has(from) || !p.tally.asked.includes(from)) return
   p.responses.set(from, obj)
-  p.tally = Quorum.addOk(p.tally, from)
+  p.tally = Quorum.addOk(p.tally, from, counts(p.substitutes, from, obj))
   if (!p.replied && Quorum.enough(p.tally)) {
     p.replied = true
     respond(state, p.origin, { _tag: "GetOk", obj: mergedOf(state, p) }, out)
   }
-  if (Quorum.complete(p.tally)) finishGet(state, now, rid, p, store, out)
+  if (!Quorum.complete(p.tally)) return
+  if (!p.replied) {
+    // Everyone answered, yet too few answers count (empty substitutes): fail now, not later.
+    p.replied = true
+    failQuorum(state, p.origin, "R", p.tally, out)
+  }
+  finishGet(state, now, rid, p, store, out)
 }
+
+/** A substitute that holds nothing for the key knows nothing about it: not a quorum member. */
+const counts = (substitutes: ReadonlySet<NodeId>, from: NodeId, obj: Version.Obj): boolean =>
+  !substitutes.has(from) || obj.entries.length > 0
 
 const mergedOf = (state: State, p: GetPending): Version.Obj => {
   let merged = Version.empty
@@ -514,7 +651,7 @@ const finishGet = (
   const merged = mergedOf(state, p)
   if (Quorum.complete(p.tally) && maybePurge(state, now, p, merged, store, out)) return
   for (const [node, obj] of p.responses) {
-    if (Version.equals(obj, merged)) continue
+    if (Version.equals(obj, merged) || p.substitutes.has(node)) continue
     state.stats.readRepairs++
     if (node === state.config.self) {
       // Merge into the current local object: a write may have landed since this read began.
@@ -541,7 +678,7 @@ const maybePurge = (
   store: StoreView,
   out: Array<Command>,
 ): boolean => {
-  if (!Version.isDeleted(merged)) return false
+  if (!Version.isDeleted(merged) || p.substitutes.size > 0) return false
   for (const obj of p.responses.values()) if (!Version.equals(obj, merged)) return false
   const newest = Math.max(...Version.siblings(merged).map((d) => d.sibling.ts))
   if (Hlc.wallMs(newest) + state.config.tombstoneGraceMs > now) return false
@@ -591,7 +728,10 @@ const onTimer = (
         result: {
           _tag: "Failed",
           reason: "Timeout",
-          message: `no replica of the key answered within ${state.config.requestTimeoutMs} ms`,
+          message:
+            `no replica of the key answered within ` +
+            `${state.config.requestTimeoutMs + state.config.forwardTimeoutMs} ms ` +
+            `(tried ${p.candidates.join(", ")})`,
         },
       })
       return
@@ -607,11 +747,40 @@ const onTimer = (
   }
 }
 
-const onTick = (state: State, now: number, out: Array<Command>): void => {
+const onTick = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
+  maybeHandoff(state, now, store, out)
   if (now < state.nextHeartbeatAt) return
   state.nextHeartbeatAt = now + state.config.heartbeatMs
   for (const peer of state.peers)
     out.push({ _tag: "Send", to: peer, message: { _tag: "Heartbeat" } })
+}
+
+/**
+ * Hinted handoff: every interval, deliver up to `handoffBatch` hints whose owners are believed
+ * up. Hints are read from the durable store, so a holder that restarted still delivers them.
+ * A hint is dropped only after its owner acknowledged it durably (HandoffAck).
+ */
+const maybeHandoff = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
+  if (now < state.nextHandoffAt) return
+  state.nextHandoffAt = now + state.config.handoffIntervalMs
+  let sent = 0
+  for (const h of store.hints(state.config.handoffBatch * 4)) {
+    if (sent >= state.config.handoffBatch) break
+    if (!believedUp(state, h.owner, now)) continue
+    const id = `${h.owner}\u0000${h.key}`
+    const since = state.handoffInFlight.get(id)
+    if (since !== undefined && now - since < state.config.requestTimeoutMs) continue
+    state.handoffInFlight.set(id, now)
+    out.push({ _tag: "Send", to: h.owner, message: { _tag: "Handoff", key: h.key, obj: h.obj } })
+    sent++
+  }
+}
+
+/** The local object of a key merged with any hints held for it (a substitute's answer). */
+const localWithHints = (store: StoreView, key: string): Version.Obj => {
+  let obj = store.get(key) ?? Version.empty
+  for (const h of store.hintsFor(key)) obj = Version.sync(obj, h.obj)
+  return obj
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,11 @@
 /**
  * Quorum accounting for one request, in the manner of riak_kv_get_core: add results, ask whether
- * there are enough, or whether enough has become impossible. Pure data; the coordinator owns it.
+ * there are enough, or whether every replica asked has answered. Pure data; the coordinator
+ * owns it.
+ *
+ * An answer may be heard without counting toward the quorum: a sloppy substitute that holds
+ * nothing for the key says nothing about it (riak's notfound_ok = false for fallbacks), so
+ * counting it could let a read of stale replicas pass as a quorum.
  *
  * Invariant kept: KV-3 (a request succeeds only after `need` distinct replicas answered).
  */
@@ -11,23 +16,33 @@ export interface Tally {
   readonly need: number
   /** Replicas asked, including the coordinator itself when it is one. */
   readonly asked: ReadonlyArray<NodeId>
-  /** Distinct replicas that answered with success. */
+  /** Distinct replicas whose answer counts toward the quorum. */
   readonly ok: ReadonlyArray<NodeId>
+  /** Distinct replicas that answered at all. */
+  readonly answered: ReadonlyArray<NodeId>
 }
 
 export const make = (need: number, asked: ReadonlyArray<NodeId>): Tally => ({
   need,
   asked,
   ok: [],
+  answered: [],
 })
 
-/** Count a success from `node`; duplicates and answers from nodes never asked are ignored. */
-export const addOk = (tally: Tally, node: NodeId): Tally =>
-  tally.asked.includes(node) && !tally.ok.includes(node)
-    ? { ...tally, ok: [...tally.ok, node] }
-    : tally
+/**
+ * Record an answer from `node`; it counts toward the quorum unless `counts` is false.
+ * Duplicates and answers from nodes never asked are ignored.
+ */
+export const addOk = (tally: Tally, node: NodeId, counts = true): Tally => {
+  if (!tally.asked.includes(node) || tally.answered.includes(node)) return tally
+  return {
+    ...tally,
+    ok: counts ? [...tally.ok, node] : tally.ok,
+    answered: [...tally.answered, node],
+  }
+}
 
 export const enough = (tally: Tally): boolean => tally.ok.length >= tally.need
 
 /** Every replica asked has answered. */
-export const complete = (tally: Tally): boolean => tally.ok.length >= tally.asked.length
+export const complete = (tally: Tally): boolean => tally.answered.length >= tally.asked.length

@@ -19,6 +19,7 @@ import { NodeId as mkNodeId } from "../core/ids.ts"
 import type { ClientOp, ClientResult, Command, Event, PeerMessage } from "../core/messages.ts"
 import * as Node from "../core/node.ts"
 import type * as Version from "../core/version.ts"
+import { MemoryStore } from "./memory-store.ts"
 import { Prng } from "./prng.ts"
 
 export interface NetworkConfig {
@@ -85,7 +86,7 @@ interface SimNode {
   readonly skewMs: number
   state: Node.State | undefined
   incarnation: number
-  readonly store: Map<string, Version.Obj>
+  readonly store: MemoryStore
 }
 
 /** Binary min-heap on (at, seq): ties break by scheduling order, so runs are deterministic. */
@@ -159,7 +160,13 @@ export class Simulation {
     }
     this.ids.forEach((id, i) => {
       const skewMs = config.clockSkewMs?.[i] ?? 0
-      const node: SimNode = { id, skewMs, state: undefined, incarnation: 0, store: new Map() }
+      const node: SimNode = {
+        id,
+        skewMs,
+        state: undefined,
+        incarnation: 0,
+        store: new MemoryStore(),
+      }
       this.nodes.set(id, node)
       this.boot(node)
     })
@@ -210,7 +217,7 @@ export class Simulation {
     return this.node(id).store.get(key)
   }
 
-  storeOf(id: NodeId): ReadonlyMap<string, Version.Obj> {
+  storeOf(id: NodeId): MemoryStore {
     return this.node(id).store
   }
 
@@ -312,15 +319,16 @@ export class Simulation {
   }
 
   private apply(node: SimNode, event: Event): void {
-    const store = node.store
-    const [, commands] = Node.step(node.state!, event, { get: (key) => store.get(key) })
+    const [, commands] = Node.step(node.state!, event, node.store)
     for (const command of commands) this.execute(node, command)
   }
 
   private execute(node: SimNode, command: Command): void {
     switch (command._tag) {
       case "Persist":
-        node.store.set(command.key, command.obj)
+      case "PersistHint":
+      case "DropHint":
+        node.store.apply(command)
         return
       case "Send":
         return this.send(node.id, command.to, command.message)

@@ -1,0 +1,449 @@
+/**
+ * The anti-entropy machine of one node: every interval it compares the Merkle tree of one of its
+ * key ranges with one peer's (impl/core/merkle.ts) and repairs the keys that differ, so replicas
+ * converge even for keys no client reads (Dynamo, DeCandia et al. SOSP 2007, section 4.7).
+ *
+ * One door: `step(state, event, view) -> [state, commands]`. Like impl/core/node.ts it updates
+ * its state in place and never touches a clock, a socket or the store: time comes with every
+ * event, the store and its trees are a read-only `View`, and all effects leave as commands.
+ *
+ * One exchange, initiator A and responder B, for range R:
+ *   A: TreeLevelRequest(level 0 .. depth) ⇄ B: TreeLevelResponse   (descend where hashes differ)
+ *   A: KeysRequest{buckets, A's digests}  → B: KeysResponse{B's objects of the differing keys}
+ *   A: Repair{key, sync(a, b)} locally    → B: KeysPush{sync(a, b)}, which B turns into Repair.
+ * Who pushes what: A pulls B's objects and computes sync(a, b) for each differing key; A keeps
+ * it where it differs from a (Repair) and sends it where it differs from b (KeysPush). Both end
+ * with sync(a, b) — or more, if either wrote meanwhile: Repair means "sync into the store", and
+ * sync is a least upper bound (VER-1), so a repair never loses a newer write. B keeps no state
+ * per exchange: it answers from its tree, so a lost, repeated or stray request costs nothing.
+ *
+ * Bounds. A node runs at most one exchange as initiator at a time; an exchange follows at most
+ * K = `maxKeys` differing nodes per level and moves at most K keys each way; starting one costs
+ * K tokens of the node's budget (impl/core/budget.ts, in keys per second) and serving keys
+ * costs one token per key, so each node moves at most ratePerSec · t / 1000 + burst keys it
+ * initiated plus as many it served over any t ms (BUDGET-1). An exchange not finished within
+ * `exchangeTimeoutMs` is abandoned; the next tick starts afresh (nothing to undo: every repair
+ * is a sync).
+ *
+ * The driver's contract:
+ *  - commands run in order; `Repair{key, obj}` means: sync obj into the stored object of key,
+ *    persist it if it changed, and update the range trees (`Merkle.update`) before the next
+ *    event is stepped (the view must show the store as it is);
+ *  - `SetTimer{xid, at}` delivers TimerFired{xid} at `at` or later; timers are never cancelled;
+ *  - messages may be lost, duplicated, delayed or reordered.
+ *
+ * Deliberately not here: choosing ranges and peers from the ring (the caller hands in
+ * `targets`, e.g. for every range this node replicates, the other replicas of its preference
+ * list), building or persisting trees, tombstone purge, hinted handoff.
+ *
+ * Invariants kept: AE-3 (replicas converge within a bounded number of rounds after a heal),
+ * AE-6 (any event sequence, including malformed and stray messages, is handled without a throw
+ * and keeps at most one exchange in flight), BUDGET-1.
+ */
+import * as Budget from "./budget.ts"
+import type { NodeId } from "./ids.ts"
+import * as Merkle from "./merkle.ts"
+import * as Version from "./version.ts"
+import type { Obj } from "./version.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary
+
+/** The merged objects of an exchange, for the responder to sync into its store. */
+export interface KeysPush {
+  readonly _tag: "KeysPush"
+  readonly xid: number
+  readonly range: Merkle.Range
+  readonly entries: ReadonlyArray<{ readonly key: string; readonly obj: Obj }>
+}
+
+export type RefusalReason = "NoTree" | "BadRequest" | "Busy"
+
+/** The responder cannot take part: the initiator abandons the exchange. */
+export interface ExchangeRefused {
+  readonly _tag: "ExchangeRefused"
+  readonly xid: number
+  readonly reason: RefusalReason
+  readonly detail: string
+}
+
+export type Message = Merkle.DiffMessage | KeysPush | ExchangeRefused
+
+/** One (peer, range) pair this node keeps in sync; both sides must hold a tree of the range. */
+export interface Target {
+  readonly peer: NodeId
+  readonly range: Merkle.Range
+}
+
+export type Event =
+  /** Time passed: start the next exchange if one is due, none is running and budget allows. */
+  | { readonly _tag: "TickElapsed"; readonly now: number }
+  | {
+      readonly _tag: "MessageReceived"
+      readonly now: number
+      readonly from: NodeId
+      readonly message: Message
+    }
+  /** The timer of exchange `xid` fired: abandon it if it is still running. */
+  | { readonly _tag: "TimerFired"; readonly now: number; readonly xid: number }
+  /** The ring changed: these are now the (peer, range) pairs to visit, round-robin. */
+  | {
+      readonly _tag: "TargetsChanged"
+      readonly now: number
+      readonly targets: ReadonlyArray<Target>
+    }
+
+export type Command =
+  | { readonly _tag: "Send"; readonly to: NodeId; readonly message: Message }
+  /** Sync `obj` into the local object of `key` (persist if it changed; update the trees). */
+  | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
+  /** Deliver TimerFired{xid} at `at` (or later). */
+  | { readonly _tag: "SetTimer"; readonly xid: number; readonly at: number }
+
+/** The machine's read-only view of the local store and of the tree of each range it keeps. */
+export interface View {
+  readonly get: (key: string) => Obj | undefined
+  readonly tree: (range: Merkle.Range) => Merkle.Tree | undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+export interface Config {
+  readonly self: NodeId
+  /** Start an exchange at most this often. */
+  readonly intervalMs: number
+  /** An exchange still running this long after it started is abandoned. */
+  readonly exchangeTimeoutMs: number
+  /** K: differing nodes followed per level and keys moved per exchange, >= 1. */
+  readonly maxKeys: number
+  /** Budget in keys per second, shared by the initiator and responder roles. */
+  readonly ratePerSec: number
+  /** Budget burst, >= maxKeys (or no exchange could ever start). */
+  readonly burst: number
+}
+
+export const defaults = {
+  intervalMs: 1000,
+  exchangeTimeoutMs: 5000,
+  maxKeys: 256,
+  ratePerSec: 1024,
+  burst: 1024,
+} as const
+
+type Expect =
+  | { readonly _tag: "Level"; readonly request: Merkle.TreeLevelRequest }
+  | { readonly _tag: "Keys"; readonly request: Merkle.KeysRequest }
+
+interface Exchange {
+  readonly xid: number
+  readonly peer: NodeId
+  readonly range: Merkle.Range
+  readonly startedAt: number
+  expect: Expect
+}
+
+export interface Stats {
+  /** Exchanges started as initiator. */
+  started: number
+  /** Finished: the trees agreed (nothing to do). */
+  inSync: number
+  /** Finished: keys were compared and repaired. */
+  repaired: number
+  /** Abandoned after exchangeTimeoutMs. */
+  timedOut: number
+  /** Abandoned because the peer refused. */
+  refused: number
+  /** Ticks on which the budget denied a due exchange. */
+  budgetDenied: number
+  /** Tree nodes compared as initiator. */
+  nodesCompared: number
+  /** Repair commands emitted (as initiator or on a push). */
+  keysRepaired: number
+  /** Keys pushed to peers. */
+  keysPushed: number
+  /** Keys served to initiators. */
+  keysServed: number
+}
+
+export interface State {
+  readonly config: Config
+  targets: ReadonlyArray<Target>
+  /** Next target to visit (round-robin). */
+  cursor: number
+  /** No exchange starts before this time. */
+  nextStartAt: number
+  nextXid: number
+  /** The exchange this node initiated and is running, if any (at most one). */
+  active: Exchange | undefined
+  budget: Budget.Budget
+  readonly stats: Stats
+}
+
+export const init = (config: Config, targets: ReadonlyArray<Target>, now: number): State => {
+  if (!(Number.isInteger(config.maxKeys) && config.maxKeys >= 1)) {
+    throw new Error(`anti-entropy: maxKeys must be an integer >= 1, got ${config.maxKeys}`)
+  }
+  if (!(config.burst >= config.maxKeys)) {
+    throw new Error(`anti-entropy: burst ${config.burst} < maxKeys ${config.maxKeys}`)
+  }
+  return {
+    config,
+    targets,
+    cursor: 0,
+    nextStartAt: now,
+    nextXid: 1,
+    active: undefined,
+    budget: Budget.make(config.ratePerSec, config.burst, now),
+    stats: {
+      started: 0,
+      inSync: 0,
+      repaired: 0,
+      timedOut: 0,
+      refused: 0,
+      budgetDenied: 0,
+      nodesCompared: 0,
+      keysRepaired: 0,
+      keysPushed: 0,
+      keysServed: 0,
+    },
+  }
+}
+
+export const step = (
+  state: State,
+  event: Event,
+  view: View,
+): readonly [State, ReadonlyArray<Command>] => {
+  const out: Array<Command> = []
+  switch (event._tag) {
+    case "TickElapsed":
+      maybeStart(state, event.now, view, out)
+      break
+    case "MessageReceived":
+      onMessage(state, event.now, event.from, event.message, view, out)
+      break
+    case "TimerFired":
+      if (state.active?.xid === event.xid) {
+        state.active = undefined
+        state.stats.timedOut++
+      }
+      break
+    case "TargetsChanged":
+      state.targets = event.targets
+      state.cursor = 0
+      break
+  }
+  return [state, out]
+}
+
+/** Sync `incoming` into `local`: the object to store, or undefined if nothing changes. */
+export const merge = (local: Obj | undefined, incoming: Obj): Obj | undefined => {
+  const base = local ?? Version.empty
+  const merged = Version.sync(base, incoming)
+  return Version.equals(merged, base) ? undefined : merged
+}
+
+// ---------------------------------------------------------------------------------------------
+// Initiator
+
+const maybeStart = (state: State, now: number, view: View, out: Array<Command>): void => {
+  // Guards: one exchange at a time; not before it is due; something to visit.
+  if (state.active !== undefined || now < state.nextStartAt || state.targets.length === 0) return
+  const target = state.targets[state.cursor % state.targets.length]!
+  const tree = view.tree(target.range)
+  if (tree === undefined) {
+    // We no longer keep this range (the ring moved): skip it, try the next on the next tick.
+    state.cursor = (state.cursor + 1) % state.targets.length
+    return
+  }
+  // Reserve the worst case (K keys) up front, so the budget bounds keys moved, not exchanges.
+  const taken = Budget.take(state.budget, state.config.maxKeys, now)
+  state.budget = taken.budget
+  if (!taken.granted) {
+    state.stats.budgetDenied++
+    state.nextStartAt = taken.retryAtMs
+    return
+  }
+  state.cursor = (state.cursor + 1) % state.targets.length
+  const xid = state.nextXid++
+  const request = Merkle.startDiff(tree, xid)
+  state.active = {
+    xid,
+    peer: target.peer,
+    range: target.range,
+    startedAt: now,
+    expect: { _tag: "Level", request },
+  }
+  state.nextStartAt = now + state.config.intervalMs
+  state.stats.started++
+  out.push({ _tag: "SetTimer", xid, at: now + state.config.exchangeTimeoutMs })
+  out.push({ _tag: "Send", to: target.peer, message: request })
+}
+
+const finish = (state: State, outcome: "inSync" | "repaired" | "refused"): void => {
+  state.active = undefined
+  state.stats[outcome]++
+}
+
+/** The running exchange, if `from` and `xid` are its peer and id. */
+const activeFor = (state: State, from: NodeId, xid: number): Exchange | undefined => {
+  const x = state.active
+  return x !== undefined && x.peer === from && x.xid === xid ? x : undefined
+}
+
+const onLevelResponse = (
+  state: State,
+  from: NodeId,
+  response: Merkle.TreeLevelResponse,
+  view: View,
+  out: Array<Command>,
+): void => {
+  const x = activeFor(state, from, response.xid)
+  // Stale, duplicated or foreign answers do not fit what we wait for: ignore them.
+  if (x?.expect._tag !== "Level" || !Merkle.answers(x.expect.request, response)) return
+  const tree = view.tree(x.range)
+  if (tree === undefined) return finish(state, "refused")
+  const next = Merkle.compareLevel(tree, x.expect.request, response, state.config.maxKeys)
+  state.stats.nodesCompared += next.compared
+  switch (next._tag) {
+    case "InSync":
+      return finish(state, "inSync")
+    case "Descend":
+      x.expect = { _tag: "Level", request: next.request }
+      out.push({ _tag: "Send", to: x.peer, message: next.request })
+      return
+    case "FetchKeys":
+      x.expect = { _tag: "Keys", request: next.request }
+      out.push({ _tag: "Send", to: x.peer, message: next.request })
+      return
+  }
+}
+
+const onKeysResponse = (
+  state: State,
+  from: NodeId,
+  response: Merkle.KeysResponse,
+  view: View,
+  out: Array<Command>,
+): void => {
+  const x = activeFor(state, from, response.xid)
+  if (x?.expect._tag !== "Keys") return
+  const tree = view.tree(x.range)
+  if (tree === undefined) return finish(state, "refused")
+  const { repairs, pushes } = Merkle.reconcile(tree, view.get, x.expect.request, response)
+  for (const r of repairs) out.push({ _tag: "Repair", key: r.key, obj: r.obj })
+  if (pushes.length > 0) {
+    out.push({
+      _tag: "Send",
+      to: x.peer,
+      message: { _tag: "KeysPush", xid: x.xid, range: x.range, entries: pushes },
+    })
+  }
+  state.stats.keysRepaired += repairs.length
+  state.stats.keysPushed += pushes.length
+  finish(state, "repaired")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responder (stateless: every answer is a function of the request and the local tree)
+
+const refuse = (
+  to: NodeId,
+  xid: number,
+  reason: RefusalReason,
+  detail: string,
+  out: Array<Command>,
+): void => {
+  out.push({ _tag: "Send", to, message: { _tag: "ExchangeRefused", xid, reason, detail } })
+}
+
+/** The local tree a request names, or why there is none. */
+const treeFor = (view: View, range: unknown): Merkle.Tree | string => {
+  const r = range as Merkle.Range | undefined
+  if (typeof r !== "object" || r === null || !Merkle.validRange(r)) return "bad range"
+  return view.tree(r) ?? "no tree for this range"
+}
+
+const onLevelRequest = (
+  from: NodeId,
+  request: Merkle.TreeLevelRequest,
+  view: View,
+  out: Array<Command>,
+): void => {
+  const tree = treeFor(view, request.range)
+  if (typeof tree === "string") return refuse(from, request.xid, "NoTree", tree, out)
+  const answer = Merkle.answerLevel(tree, request)
+  if (answer._tag === "Invalid") return refuse(from, request.xid, "BadRequest", answer.reason, out)
+  out.push({ _tag: "Send", to: from, message: answer.message })
+}
+
+const onKeysRequest = (
+  state: State,
+  now: number,
+  from: NodeId,
+  request: Merkle.KeysRequest,
+  view: View,
+  out: Array<Command>,
+): void => {
+  const tree = treeFor(view, request.range)
+  if (typeof tree === "string") return refuse(from, request.xid, "NoTree", tree, out)
+  const answer = Merkle.answerKeys(tree, view.get, request, state.config.maxKeys)
+  if (answer._tag === "Invalid") return refuse(from, request.xid, "BadRequest", answer.reason, out)
+  // Serve what the budget allows (a partial answer is still a prefix in (bucket, key) order).
+  const all = answer.message.entries
+  const affordable = Math.min(all.length, Math.floor(Budget.available(state.budget, now)))
+  if (all.length > 0 && affordable === 0) {
+    return refuse(from, request.xid, "Busy", "anti-entropy budget spent", out)
+  }
+  state.budget = Budget.take(state.budget, affordable, now).budget
+  state.stats.keysServed += affordable
+  const entries = affordable === all.length ? all : all.slice(0, affordable)
+  out.push({ _tag: "Send", to: from, message: { ...answer.message, entries } })
+}
+
+const onKeysPush = (state: State, push: KeysPush, view: View, out: Array<Command>): void => {
+  const tree = treeFor(view, push.range)
+  // A push for a range we do not keep, or a malformed one, is dropped; the next exchange
+  // redoes the work.
+  if (typeof tree === "string" || !Array.isArray(push.entries)) return
+  for (const entry of push.entries.slice(0, state.config.maxKeys)) {
+    if (typeof entry?.key !== "string" || !isObj(entry.obj)) continue
+    if (!Merkle.contains(tree.range, entry.key)) continue
+    out.push({ _tag: "Repair", key: entry.key, obj: entry.obj })
+    state.stats.keysRepaired++
+  }
+}
+
+/** Shallow shape check; the wire schema validates fully before a message reaches the machine. */
+const isObj = (x: unknown): x is Obj =>
+  typeof x === "object" && x !== null && Array.isArray((x as Obj).entries)
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+const onMessage = (
+  state: State,
+  now: number,
+  from: NodeId,
+  message: Message,
+  view: View,
+  out: Array<Command>,
+): void => {
+  if (typeof message !== "object" || message === null) return
+  switch (message._tag) {
+    case "TreeLevelRequest":
+      return onLevelRequest(from, message, view, out)
+    case "TreeLevelResponse":
+      return onLevelResponse(state, from, message, view, out)
+    case "KeysRequest":
+      return onKeysRequest(state, now, from, message, view, out)
+    case "KeysResponse":
+      return onKeysResponse(state, from, message, view, out)
+    case "KeysPush":
+      return onKeysPush(state, message, view, out)
+    case "ExchangeRefused":
+      if (activeFor(state, from, message.xid) !== undefined) finish(state, "refused")
+      return
+  }
+}

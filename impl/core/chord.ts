@@ -1,0 +1,1068 @@
+/**
+ * Chord routing as a pure, deterministic state machine: one node's successor list, predecessor
+ * and finger table, the periodic repair protocol, and iterative lookups that count their hops.
+ *
+ * Follows Stoica, Morris, Karger, Kaashoek, Balakrishnan, "Chord: A Scalable Peer-to-peer
+ * Lookup Service for Internet Applications", SIGCOMM 2001: section 4.3 (finger tables,
+ * find_successor / closest_preceding_finger), 4.4 (join, finger hints from a neighbour),
+ * 5.1 (stabilize, notify, fix_fingers, figure 7), 5.2 (successor lists, failure handling) and
+ * 5.3 (voluntary departure). The paper's simulator (section 6.1) resolves lookups iteratively;
+ * so do we (see below).
+ *
+ * API, all plain data with a `_tag`, JSON-serialisable, so a real node can drive it over TCP:
+ *   init(config, self)              a fresh, not yet joined node
+ *   step(state, event)              => readonly [state, commands]
+ *   events:   JoinRequested{via} (via null creates a ring), LeaveRequested, LookupRequested,
+ *             StabilizeTicked, MessageReceived{from, message}, RpcTimedOut{rpc}
+ *   commands: Send{to, message}, ScheduleTimer{at, timer}, LookupCompleted / LookupFailed,
+ *             JoinCompleted / JoinFailed, HandOver{to, from, through}
+ *   The driver delivers a node's first StabilizeTicked (once, at any time, e.g. at start-up);
+ *   every tick schedules the next one until the node leaves. Idle and joining nodes only
+ *   reschedule. Timers are never cancelled: the driver turns ScheduleTimer{timer: Stabilize} into
+ *   StabilizeTicked and ScheduleTimer{timer: RpcDeadline{rpc}} into RpcTimedOut{rpc} at `at`
+ *   (or later); the machine ignores deadlines of RPCs that already completed.
+ *   stabilized(config, self, ring) builds the state a node has once the ring has converged, for
+ *   simulators that start from a stabilized ring (as the paper's simulator did).
+ *   routeCandidates / ownsAfter expose the routing rule itself.
+ *
+ * Iterative, not recursive, lookups: the originator sends every query and receives every reply.
+ * That keeps intermediate nodes stateless (nothing to bound or time out there), lets the one
+ * node that holds the lookup see a timeout and fall back to the next best candidate (it keeps a
+ * bounded, distance-ordered candidate list built from every reply), and makes the hop count
+ * exact: hops = nodes that answered a query. Recursive lookups halve the latency of a lookup
+ * but need per-hop state and end-to-end retries; that is a latency optimisation a real node
+ * may add later without changing this machine's routing rule.
+ *
+ * Deliberately not here: key storage and transfer (HandOver only names the range), liveness
+ * beyond RPC timeouts, addresses (a NodeId is the identity; the driver maps it to an address),
+ * wall-clock time and randomness (both come in with events), authentication of peers.
+ *
+ * Bounds: successor list ≤ r; fingers = fingerBits; pending lookups ≤ pendingLookupsMax; a
+ * lookup makes at most lookupHopsMax queries and suffers at most lookupTimeoutsMax timeouts and
+ * holds at most lookupCandidatesMax candidates; outstanding RPCs ≤ pendingLookupsMax + 3
+ * (stabilize, check-predecessor, fetch-fingers); suspects ≤ suspectsMax. No loop runs longer
+ * than one of these bounds or fingerBits.
+ *
+ * Invariants kept (spec/chord.md): CHORD-1 (after stabilization every successor is the true
+ * successor), CHORD-2 (lookups find the true owner within c·log2 N hops), CHORD-3 (the ring
+ * stays connected while every successor list keeps a live entry).
+ */
+import { RING_SIZE } from "./hash.ts"
+import type { NodeId } from "./ids.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary
+
+/** A node as others see it: its identity and its ring position, an integer in [0, 2^52). */
+export interface Peer {
+  readonly id: NodeId
+  readonly pos: number
+}
+
+export interface ChordConfig {
+  /** r: length of the successor list (section 5.2; r = Ω(log N) keeps the ring connected). */
+  readonly successorListLength: number
+  /** m: number of fingers; finger k starts at self + 2^(52 - m + k). At most 52. */
+  readonly fingerBits: number
+  /** Mean time between two StabilizeTicked of one node. */
+  readonly stabilizeIntervalMs: number
+  /** The next tick comes after interval · (1 - jitter + 2 · jitter · random). */
+  readonly stabilizeJitter: number
+  /** A peer that has not answered an RPC within this time is taken for dead. */
+  readonly rpcTimeoutMs: number
+  /** Most queries one lookup sends (answered ones). */
+  readonly lookupHopsMax: number
+  /** Most timeouts one lookup survives before it gives up. */
+  readonly lookupTimeoutsMax: number
+  /** Most candidates one lookup keeps for fallback. */
+  readonly lookupCandidatesMax: number
+  /** Candidates a node returns in a NextHops reply, best first. */
+  readonly nextHopsReplied: number
+  /** Most lookups (client and internal) in flight at one node. */
+  readonly pendingLookupsMax: number
+  /** Most peers remembered as dead. */
+  readonly suspectsMax: number
+  /** How long a peer stays remembered as dead. */
+  readonly suspectTtlMs: number
+}
+
+/** Defaults follow the paper's simulations (section 6): 30 s ± 50 % stabilization, 500 ms RPCs. */
+export const defaultConfig: ChordConfig = {
+  successorListLength: 16,
+  fingerBits: 52,
+  stabilizeIntervalMs: 30_000,
+  stabilizeJitter: 0.5,
+  rpcTimeoutMs: 500,
+  lookupHopsMax: 64,
+  lookupTimeoutsMax: 24,
+  lookupCandidatesMax: 16,
+  nextHopsReplied: 4,
+  pendingLookupsMax: 256,
+  suspectsMax: 64,
+  suspectTtlMs: 120_000,
+}
+
+export type Status = "Idle" | "Joining" | "Active" | "Left"
+
+/** Why a lookup was started: for a client, to join, or to refresh finger `index`. */
+export type LookupPurpose =
+  | { readonly _tag: "Client"; readonly requestId: number }
+  | { readonly _tag: "Join" }
+  | { readonly _tag: "FixFinger"; readonly index: number }
+
+export interface PendingLookup {
+  readonly purpose: LookupPurpose
+  /** Ring position whose successor we want. */
+  readonly target: number
+  /** Queries answered so far. */
+  readonly hops: number
+  /** Queries that timed out so far. */
+  readonly timeouts: number
+  /** Untried peers preceding the target, closest to it first. */
+  readonly candidates: ReadonlyArray<Peer>
+  /** Peers that answered a query of this lookup (at most lookupHopsMax). */
+  readonly tried: ReadonlyArray<NodeId>
+  /**
+   * The answer from the replier closest to the target so far, and its successor list. When a
+   * later query times out, the lookup may conclude from it (the dead node was in the way).
+   */
+  readonly closest: { readonly peer: Peer; readonly successors: ReadonlyArray<Peer> } | null
+}
+
+/** What an outstanding RPC is for; its reply (or deadline) is matched by the rpc number. */
+export type RpcPurpose =
+  | { readonly _tag: "Lookup"; readonly lookup: number }
+  | { readonly _tag: "Stabilize" }
+  | { readonly _tag: "CheckPredecessor" }
+  | { readonly _tag: "FetchFingers" }
+
+export interface Rpc {
+  readonly peer: Peer
+  readonly purpose: RpcPurpose
+}
+
+export interface ChordState {
+  readonly config: ChordConfig
+  readonly self: Peer
+  readonly status: Status
+  /** First live successors, nearest first, never containing self (except [self] when alone). */
+  readonly successors: ReadonlyArray<Peer>
+  readonly predecessor: Peer | null
+  /** fingers[k] = first node at or after self + 2^(52 - m + k); null when unknown or self. */
+  readonly fingers: ReadonlyArray<Peer | null>
+  /** The finger fix-fingers refreshes next. */
+  readonly fingerNext: number
+  readonly lookups: ReadonlyMap<number, PendingLookup>
+  readonly rpcs: ReadonlyMap<number, Rpc>
+  /** Source of rpc and lookup numbers, increasing. */
+  readonly serial: number
+  /** Peers recently found dead; kept out of every list until they expire or speak again. */
+  readonly suspects: ReadonlyMap<NodeId, number>
+}
+
+export type ChordMessage =
+  /** Iterative lookup query: "what do you know about the successor of `target`?" */
+  | { readonly _tag: "FindSuccessor"; readonly rpc: number; readonly target: number }
+  /** The target lies between the replier and its successor: here is the successor list. */
+  | {
+      readonly _tag: "FoundSuccessor"
+      readonly rpc: number
+      readonly successors: ReadonlyArray<Peer>
+    }
+  /**
+   * Not mine (as far as I know): ask one of `candidates`, best first (may be empty). My
+   * `successors` come along so that an asker who knows my first successor is dead can still
+   * conclude (section 5.2).
+   */
+  | {
+      readonly _tag: "NextHops"
+      readonly rpc: number
+      readonly candidates: ReadonlyArray<Peer>
+      readonly successors: ReadonlyArray<Peer>
+    }
+  | { readonly _tag: "GetPredecessor"; readonly rpc: number }
+  | {
+      readonly _tag: "PredecessorIs"
+      readonly rpc: number
+      readonly predecessor: Peer | null
+      readonly successors: ReadonlyArray<Peer>
+    }
+  /** "I think I might be your predecessor." One-way. */
+  | { readonly _tag: "Notify"; readonly peer: Peer }
+  | { readonly _tag: "Ping"; readonly rpc: number }
+  | { readonly _tag: "Pong"; readonly rpc: number }
+  | { readonly _tag: "GetFingers"; readonly rpc: number }
+  | { readonly _tag: "FingersAre"; readonly rpc: number; readonly fingers: ReadonlyArray<Peer | null> }
+  /** The sender leaves for good; splice it out. One-way. */
+  | {
+      readonly _tag: "Leaving"
+      readonly predecessor: Peer | null
+      readonly successors: ReadonlyArray<Peer>
+    }
+
+export type ChordTimer =
+  | { readonly _tag: "Stabilize" }
+  | { readonly _tag: "RpcDeadline"; readonly rpc: number }
+
+export type ChordEvent =
+  /** Join the ring through `via` (any live member), or create a new ring when `via` is null. */
+  | { readonly _tag: "JoinRequested"; readonly now: number; readonly via: Peer | null }
+  | { readonly _tag: "LeaveRequested"; readonly now: number }
+  /** Find the successor of ring position `target` (hash.position of a key's bytes). */
+  | {
+      readonly _tag: "LookupRequested"
+      readonly now: number
+      readonly requestId: number
+      readonly target: number
+    }
+  /** The stabilize timer fired; `random` in [0, 1) jitters the next one. */
+  | { readonly _tag: "StabilizeTicked"; readonly now: number; readonly random: number }
+  | {
+      readonly _tag: "MessageReceived"
+      readonly now: number
+      readonly from: NodeId
+      readonly message: ChordMessage
+    }
+  | { readonly _tag: "RpcTimedOut"; readonly now: number; readonly rpc: number }
+
+export type LookupFailure = "NotJoined" | "Overloaded" | "NoRoute" | "HopLimit" | "TimeoutLimit"
+
+export type ChordCommand =
+  | { readonly _tag: "Send"; readonly to: NodeId; readonly message: ChordMessage }
+  | { readonly _tag: "ScheduleTimer"; readonly at: number; readonly timer: ChordTimer }
+  | {
+      readonly _tag: "LookupCompleted"
+      readonly requestId: number
+      readonly owner: Peer
+      /** The owner and the nodes after it (the replier's successor list): replica candidates. */
+      readonly successors: ReadonlyArray<Peer>
+      readonly hops: number
+      readonly timeouts: number
+    }
+  | {
+      readonly _tag: "LookupFailed"
+      readonly requestId: number
+      readonly reason: LookupFailure
+      readonly hops: number
+      readonly timeouts: number
+    }
+  | { readonly _tag: "JoinCompleted"; readonly successor: Peer; readonly hops: number }
+  | { readonly _tag: "JoinFailed"; readonly reason: LookupFailure }
+  /** Keys in (from, through] now belong to `to`; move them there. `from` null: unknown start. */
+  | {
+      readonly _tag: "HandOver"
+      readonly to: Peer
+      readonly from: number | null
+      readonly through: number
+    }
+
+// ---------------------------------------------------------------------------------------------
+// Ring arithmetic
+
+/** A local copy: reading an imported binding costs a getter call per use under some loaders. */
+const RING = RING_SIZE
+
+/** 2^(52 - m + k) for every k < m ≤ 52, indexed by 52 - m + k. */
+const POWERS: ReadonlyArray<number> = Array.from({ length: 52 }, (_, i) => 2 ** i)
+
+/** Clockwise distance from a to b, in [0, 2^52). */
+export const distance = (a: number, b: number): number => {
+  const d = b - a
+  return d < 0 ? d + RING : d
+}
+
+/** x ∈ (a, b] clockwise; (a, a] is the whole ring. */
+export const inHalfOpen = (x: number, a: number, b: number): boolean => {
+  if (a === b) return true
+  const d = distance(a, x)
+  return d > 0 && d <= distance(a, b)
+}
+
+/** x ∈ (a, b) clockwise; (a, a) is the whole ring but a. */
+export const inOpen = (x: number, a: number, b: number): boolean => {
+  if (a === b) return x !== a
+  const d = distance(a, x)
+  return d > 0 && d < distance(a, b)
+}
+
+/** Where finger k of a node at `pos` starts: pos + 2^(52 - m + k) mod 2^52. */
+export const fingerStart = (pos: number, k: number, fingerBits: number): number => {
+  const start = pos + POWERS[52 - fingerBits + k]!
+  return start >= RING ? start - RING : start
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+
+/** A node that has not joined yet. */
+export const init = (config: ChordConfig, self: Peer): ChordState => {
+  if (!(config.fingerBits >= 1 && config.fingerBits <= 52)) throw new Error("fingerBits ∉ [1,52]")
+  if (config.successorListLength < 1) throw new Error("successorListLength < 1")
+  return {
+    config,
+    self,
+    status: "Idle",
+    successors: [],
+    predecessor: null,
+    fingers: new Array<Peer | null>(config.fingerBits).fill(null),
+    fingerNext: 0,
+    lookups: new Map(),
+    rpcs: new Map(),
+    serial: 0,
+    suspects: new Map(),
+  }
+}
+
+/** Live members, sorted by position, as an oracle hands them to `stabilized`. */
+export interface SortedRing {
+  readonly peers: ReadonlyArray<Peer>
+  /** Index in `peers` of the first member at or after `pos` (wrapping). */
+  readonly successorIndex: (pos: number) => number
+}
+
+/**
+ * The state node `peers[index]` reaches once the ring has converged: true successor list,
+ * predecessor and fingers. For simulators that start from a stabilized ring; the routing they
+ * then exercise is this machine's.
+ */
+export const stabilized = (config: ChordConfig, ring: SortedRing, index: number): ChordState => {
+  const n = ring.peers.length
+  const self = ring.peers[index]!
+  const successors: Array<Peer> = []
+  for (let i = 1; i <= Math.min(config.successorListLength, n - 1); i++) {
+    successors.push(ring.peers[(index + i) % n]!)
+  }
+  const fingers: Array<Peer | null> = []
+  for (let k = 0; k < config.fingerBits; k++) {
+    const owner = ring.peers[ring.successorIndex(fingerStart(self.pos, k, config.fingerBits))]!
+    fingers.push(owner.id === self.id ? null : owner)
+  }
+  return {
+    ...init(config, self),
+    status: "Active",
+    successors: successors.length > 0 ? successors : [self],
+    predecessor: n > 1 ? ring.peers[(index - 1 + n) % n]! : null,
+    fingers,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The step function
+
+type Out = Array<ChordCommand>
+
+export const step = (
+  state: ChordState,
+  event: ChordEvent,
+): readonly [ChordState, ReadonlyArray<ChordCommand>] => {
+  const out: Out = []
+  const next = dispatch(state, event, out)
+  return [next, out]
+}
+
+const dispatch = (s: ChordState, e: ChordEvent, out: Out): ChordState => {
+  // A node that left is gone: it answers nothing and starts nothing.
+  if (s.status === "Left") return s
+  switch (e._tag) {
+    case "JoinRequested":
+      return handleJoinRequested(s, e.now, e.via, out)
+    case "LeaveRequested":
+      return handleLeaveRequested(s, out)
+    case "LookupRequested":
+      return startLookup(s, e.now, { _tag: "Client", requestId: e.requestId }, e.target, out)
+    case "StabilizeTicked":
+      return handleStabilizeTicked(s, e.now, e.random, out)
+    case "MessageReceived":
+      return handleMessage(s, e.now, e.from, e.message, out)
+    case "RpcTimedOut":
+      return handleRpcTimedOut(s, e.now, e.rpc, out)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Join, leave
+
+const handleJoinRequested = (
+  s: ChordState,
+  now: number,
+  via: Peer | null,
+  out: Out,
+): ChordState => {
+  // Guard: only an idle node joins; a repeated request while joining or joined is ignored.
+  if (s.status !== "Idle") return s
+  if (via === null || via.id === s.self.id) {
+    out.push({ _tag: "JoinCompleted", successor: s.self, hops: 0 })
+    return { ...s, status: "Active", successors: [s.self] }
+  }
+  const joining: ChordState = { ...s, status: "Joining" }
+  // The joiner knows nobody but `via`; via routes the query onward (section 4.4: n'.find_successor(n)).
+  return sendLookup(
+    now,
+    s.serial,
+    {
+      purpose: { _tag: "Join" },
+      target: s.self.pos,
+      hops: 0,
+      timeouts: 0,
+      candidates: [via],
+      tried: [],
+      closest: null,
+    },
+    { ...joining, serial: s.serial + 1 },
+    out,
+  )
+}
+
+const becomeActive = (s: ChordState, now: number, found: ReadonlyArray<Peer>, hops: number, out: Out) => {
+  const successors = normalizeSuccessors(s, found)
+  const first = successors[0]
+  if (first === undefined) {
+    out.push({ _tag: "JoinFailed", reason: "NoRoute" })
+    return { ...s, status: "Idle" as const }
+  }
+  out.push({ _tag: "JoinCompleted", successor: first, hops })
+  out.push({ _tag: "Send", to: first.id, message: { _tag: "Notify", peer: s.self } })
+  // Section 4.4 optimisation: copy the successor's fingers as first hints; fix-fingers corrects them.
+  const active: ChordState = { ...s, status: "Active", successors, predecessor: null }
+  return sendRpc(active, now, first, { _tag: "FetchFingers" }, (rpc) => ({ _tag: "GetFingers", rpc }), out)
+}
+
+const handleLeaveRequested = (s: ChordState, out: Out): ChordState => {
+  failAllLookups(s, out)
+  const left: ChordState = { ...s, status: "Left", lookups: new Map(), rpcs: new Map() }
+  if (s.status !== "Active") return left
+  const succ = s.successors[0]
+  if (succ === undefined || succ.id === s.self.id) return left
+  // Section 5.3 voluntary departure: hand the keys to the successor, splice ourselves out.
+  out.push({ _tag: "HandOver", to: succ, from: s.predecessor?.pos ?? null, through: s.self.pos })
+  const leaving: ChordMessage = {
+    _tag: "Leaving",
+    predecessor: s.predecessor,
+    successors: s.successors,
+  }
+  out.push({ _tag: "Send", to: succ.id, message: leaving })
+  const pred = s.predecessor
+  if (pred !== null && pred.id !== succ.id && pred.id !== s.self.id) {
+    out.push({ _tag: "Send", to: pred.id, message: leaving })
+  }
+  return left
+}
+
+const failAllLookups = (s: ChordState, out: Out) => {
+  for (const lookup of s.lookups.values()) {
+    emitFailure(lookup, "NotJoined", out)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periodic repair: stabilize, check predecessor, fix fingers (section 5.1, figure 7)
+
+const handleStabilizeTicked = (s: ChordState, now: number, random: number, out: Out) => {
+  let t: ChordState = expireSuspects(s, now)
+  if (t.status === "Active") {
+    t = stabilize(t, now, out)
+    t = checkPredecessor(t, now, out)
+    t = fixFingers(t, now, out)
+  }
+  return scheduleStabilize(t, now, random, out)
+}
+
+const scheduleStabilize = (s: ChordState, now: number, random: number, out: Out) => {
+  const { stabilizeIntervalMs: interval, stabilizeJitter: jitter } = s.config
+  const delay = interval * (1 - jitter + 2 * jitter * Math.min(Math.max(random, 0), 1))
+  out.push({ _tag: "ScheduleTimer", at: now + Math.max(1, delay), timer: { _tag: "Stabilize" } })
+  return s
+}
+
+const hasRpc = (s: ChordState, tag: RpcPurpose["_tag"]): boolean => {
+  for (const rpc of s.rpcs.values()) if (rpc.purpose._tag === tag) return true
+  return false
+}
+
+/** Ask the successor for its predecessor; a node alone does it locally. */
+const stabilize = (s: ChordState, now: number, out: Out): ChordState => {
+  const succ = s.successors[0]
+  if (succ === undefined || hasRpc(s, "Stabilize")) return s
+  if (succ.id === s.self.id) {
+    // Alone (or believing so): our predecessor, if any, is our successor too.
+    const x = s.predecessor
+    if (x === null || x.id === s.self.id) return s
+    out.push({ _tag: "Send", to: x.id, message: { _tag: "Notify", peer: s.self } })
+    return { ...s, successors: [x] }
+  }
+  return sendRpc(s, now, succ, { _tag: "Stabilize" }, (rpc) => ({ _tag: "GetPredecessor", rpc }), out)
+}
+
+const checkPredecessor = (s: ChordState, now: number, out: Out): ChordState => {
+  const pred = s.predecessor
+  if (pred === null || pred.id === s.self.id || hasRpc(s, "CheckPredecessor")) return s
+  return sendRpc(s, now, pred, { _tag: "CheckPredecessor" }, (rpc) => ({ _tag: "Ping", rpc }), out)
+}
+
+/**
+ * Refresh one finger per tick. Fingers whose start lies in (self, successor] are the successor
+ * and need no lookup; after a lookup for finger k returns owner o, every finger j > k whose start
+ * lies in (self, o] is o as well. So one pass costs about log2 N lookups, not 52.
+ */
+const fixFingers = (s: ChordState, now: number, out: Out): ChordState => {
+  for (const lookup of s.lookups.values()) if (lookup.purpose._tag === "FixFinger") return s
+  const succ = s.successors[0]
+  if (succ === undefined || succ.id === s.self.id) return s
+  const m = s.config.fingerBits
+  const fingers = [...s.fingers]
+  let k = s.fingerNext
+  while (k < m && inHalfOpen(fingerStart(s.self.pos, k, m), s.self.pos, succ.pos)) {
+    fingers[k] = succ
+    k++
+  }
+  if (k >= m) return { ...s, fingers, fingerNext: 0 }
+  const t: ChordState = { ...s, fingers, fingerNext: k }
+  return startLookup(t, now, { _tag: "FixFinger", index: k }, fingerStart(s.self.pos, k, m), out)
+}
+
+const fingerFixed = (s: ChordState, index: number, owner: Peer): ChordState => {
+  const m = s.config.fingerBits
+  const fingers = [...s.fingers]
+  let j = index
+  if (owner.id === s.self.id) {
+    // No other node from start(index) round to self: those fingers are all empty.
+    for (; j < m; j++) fingers[j] = null
+  } else {
+    while (j < m && (j === index || inHalfOpen(fingerStart(s.self.pos, j, m), s.self.pos, owner.pos))) {
+      fingers[j] = owner
+      j++
+    }
+  }
+  return { ...s, fingers, fingerNext: j >= m ? 0 : j }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+const handleMessage = (s: ChordState, now: number, from: NodeId, msg: ChordMessage, out: Out) => {
+  // Anyone who speaks is alive.
+  const t = s.suspects.size > 0 ? unsuspect(s, from) : s
+  switch (msg._tag) {
+    case "FindSuccessor":
+      return answerFindSuccessor(t, from, msg.rpc, msg.target, out)
+    case "GetPredecessor":
+      if (t.status !== "Active") return t
+      out.push({
+        _tag: "Send",
+        to: from,
+        message: {
+          _tag: "PredecessorIs",
+          rpc: msg.rpc,
+          predecessor: t.predecessor,
+          successors: t.successors,
+        },
+      })
+      return t
+    case "Ping":
+      if (t.status === "Active") out.push({ _tag: "Send", to: from, message: { _tag: "Pong", rpc: msg.rpc } })
+      return t
+    case "GetFingers":
+      if (t.status !== "Active") return t
+      out.push({ _tag: "Send", to: from, message: { _tag: "FingersAre", rpc: msg.rpc, fingers: t.fingers } })
+      return t
+    case "Notify":
+      return handleNotify(t, msg.peer, out)
+    case "Leaving":
+      return handleLeaving(t, now, from, msg.predecessor, msg.successors)
+    case "FoundSuccessor":
+    case "NextHops":
+    case "PredecessorIs":
+    case "Pong":
+    case "FingersAre":
+      return handleReply(t, now, from, msg, out)
+  }
+}
+
+const answerFindSuccessor = (s: ChordState, from: NodeId, rpc: number, target: number, out: Out) => {
+  // Guard: a node that is not in the ring knows nothing; silence makes the asker fall back.
+  if (s.status !== "Active") return s
+  const succ = s.successors[0]
+  const message: ChordMessage =
+    succ !== undefined && inHalfOpen(target, s.self.pos, succ.pos)
+      ? { _tag: "FoundSuccessor", rpc, successors: s.successors }
+      : {
+          _tag: "NextHops",
+          rpc,
+          candidates: routeCandidates(s, target, s.config.nextHopsReplied),
+          successors: s.successors,
+        }
+  out.push({ _tag: "Send", to: from, message })
+  return s
+}
+
+const handleNotify = (s: ChordState, peer: Peer, out: Out): ChordState => {
+  if (s.status !== "Active" || peer.id === s.self.id) return s
+  const pred = s.predecessor
+  if (pred !== null && pred.id === peer.id) return s
+  if (pred !== null && !inOpen(peer.pos, pred.pos, s.self.pos)) return s
+  // The keys in (old predecessor, peer] now belong to peer (section 4.4).
+  if (pred !== null) out.push({ _tag: "HandOver", to: peer, from: pred.pos, through: peer.pos })
+  return { ...s, predecessor: peer }
+}
+
+const handleLeaving = (
+  s: ChordState,
+  now: number,
+  from: NodeId,
+  predecessor: Peer | null,
+  successors: ReadonlyArray<Peer>,
+): ChordState => {
+  if (s.status !== "Active") return s
+  const cut = s.successors.findIndex((p) => p.id === from)
+  let t: ChordState = s
+  if (cut >= 0) {
+    // Splice: what we knew before the leaver, then the leaver's own list.
+    const spliced = normalizeSuccessors(s, [...s.successors.slice(0, cut), ...successors])
+    t = { ...t, successors: spliced }
+  }
+  if (t.predecessor?.id === from) {
+    t = { ...t, predecessor: predecessor !== null && predecessor.id !== s.self.id ? predecessor : null }
+  }
+  return forget(t, from, now + s.config.suspectTtlMs)
+}
+
+const handleReply = (
+  s: ChordState,
+  now: number,
+  from: NodeId,
+  msg: Extract<ChordMessage, { rpc: number }>,
+  out: Out,
+): ChordState => {
+  const rpc = s.rpcs.get(msg.rpc)
+  // Guard: late (after the deadline), duplicated or unsolicited replies are ignored.
+  if (rpc === undefined || rpc.peer.id !== from) return s
+  const rpcs = new Map(s.rpcs)
+  rpcs.delete(msg.rpc)
+  const t: ChordState = { ...s, rpcs }
+  switch (msg._tag) {
+    case "FoundSuccessor":
+    case "NextHops":
+      if (rpc.purpose._tag !== "Lookup") return t
+      return lookupAnswered(t, now, rpc.purpose.lookup, rpc.peer, msg, out)
+    case "PredecessorIs":
+      if (rpc.purpose._tag !== "Stabilize") return t
+      return stabilizeAnswered(t, rpc.peer, msg.predecessor, msg.successors, out)
+    case "FingersAre":
+      if (rpc.purpose._tag !== "FetchFingers") return t
+      return fingersFetched(t, msg.fingers)
+    default:
+      return t
+  }
+}
+
+/** Figure 7 stabilize(): adopt the successor's predecessor if it sits between us, then notify. */
+const stabilizeAnswered = (
+  s: ChordState,
+  succ: Peer,
+  x: Peer | null,
+  theirs: ReadonlyArray<Peer>,
+  out: Out,
+): ChordState => {
+  if (s.status !== "Active") return s
+  const list: Array<Peer> = [succ, ...theirs]
+  if (x !== null && x.id !== s.self.id && !isSuspect(s, x.id) && inOpen(x.pos, s.self.pos, succ.pos)) {
+    list.unshift(x)
+  }
+  const successors = normalizeSuccessors(s, list)
+  const first = successors[0]
+  if (first === undefined) return s
+  out.push({ _tag: "Send", to: first.id, message: { _tag: "Notify", peer: s.self } })
+  return { ...s, successors }
+}
+
+const fingersFetched = (s: ChordState, theirs: ReadonlyArray<Peer | null>): ChordState => {
+  if (s.status !== "Active") return s
+  const fingers = s.fingers.map((mine, k) => {
+    const hint = theirs[k]
+    if (mine !== null) return mine
+    if (hint === undefined || hint === null || hint.id === s.self.id || isSuspect(s, hint.id)) return null
+    return hint
+  })
+  return { ...s, fingers }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookups (iterative; section 4.3, with the failure fallback of section 5.2)
+
+/**
+ * The routing rule: up to `k` known peers strictly between us and `target`, closest to the
+ * target first (closest_preceding_finger over the fingers and the successor list).
+ * A peer exactly at `target` is excluded: it owns the target and is found through its predecessor.
+ */
+export const routeCandidates = (s: ChordState, target: number, k: number): Array<Peer> => {
+  const limit = distance(s.self.pos, target)
+  const eligible = (p: Peer | null | undefined): p is Peer => {
+    if (p === null || p === undefined || p.id === s.self.id) return false
+    const d = distance(p.pos, target)
+    if (d === 0 || (limit !== 0 && d >= limit)) return false
+    return !isSuspect(s, p.id)
+  }
+  // closest_preceding_finger (figure 4): fingers from the top down. In a converged table they
+  // come out closest-to-target first and equal fingers are adjacent; stale tables get sorted.
+  const found: Array<Peer> = []
+  let ordered = true
+  let previous = -1
+  for (let i = s.fingers.length - 1; i >= 0; i--) {
+    const p = s.fingers[i]
+    if (!eligible(p)) continue
+    const last = found[found.length - 1]
+    if (last !== undefined && last.id === p.id) continue
+    const d = distance(p.pos, target)
+    if (d < previous) ordered = false
+    previous = d
+    found.push(p)
+    // In an ordered table the lower fingers are all farther from the target: enough found.
+    if (ordered && found.length >= k) break
+  }
+  const fingers = ordered ? found : dedupe(found.sort(byDistanceTo(target)))
+  // The successor list only backs the fingers up (section 5.2): it comes after them.
+  const out = fingers.length > k ? fingers.slice(0, k) : fingers
+  for (let i = s.successors.length - 1; i >= 0 && out.length < k; i--) {
+    const p = s.successors[i]
+    if (eligible(p) && !out.some((q) => q.id === p.id)) out.push(p)
+  }
+  return out
+}
+
+const byDistanceTo = (target: number) => (a: Peer, b: Peer) =>
+  distance(a.pos, target) - distance(b.pos, target)
+
+const dedupe = (peers: ReadonlyArray<Peer>): Array<Peer> => {
+  const out: Array<Peer> = []
+  for (const p of peers) if (!out.some((q) => q.id === p.id)) out.push(p)
+  return out
+}
+
+/** Does this node answer a lookup for `target` without asking anyone? Its successor list if so. */
+export const ownsAfter = (s: ChordState, target: number): ReadonlyArray<Peer> | null => {
+  const succ = s.successors[0]
+  if (target === s.self.pos) return [s.self, ...withoutSelf(s)]
+  if (s.predecessor !== null && inHalfOpen(target, s.predecessor.pos, s.self.pos)) {
+    return [s.self, ...withoutSelf(s)]
+  }
+  if (succ !== undefined && inHalfOpen(target, s.self.pos, succ.pos)) return s.successors
+  return null
+}
+
+const withoutSelf = (s: ChordState) => s.successors.filter((p) => p.id !== s.self.id)
+
+const startLookup = (
+  s: ChordState,
+  now: number,
+  purpose: LookupPurpose,
+  target: number,
+  out: Out,
+): ChordState => {
+  const fresh: PendingLookup = {
+    purpose,
+    target,
+    hops: 0,
+    timeouts: 0,
+    candidates: [],
+    tried: [],
+    closest: null,
+  }
+  if (s.status !== "Active") return lookupFailed(s, fresh, "NotJoined", out)
+  if (s.lookups.size >= s.config.pendingLookupsMax) return lookupFailed(s, fresh, "Overloaded", out)
+  const local = ownsAfter(s, target)
+  if (local !== null) return lookupDone(s, now, fresh, local, out)
+  const candidates = routeCandidates(s, target, s.config.lookupCandidatesMax)
+  const id = s.serial
+  return sendLookup(now, id, { ...fresh, candidates }, { ...s, serial: s.serial + 1 }, out)
+}
+
+/** Query the best untried candidate of lookup `id`, or give up when none is left. */
+const sendLookup = (
+  now: number,
+  id: number,
+  lookup: PendingLookup,
+  s: ChordState,
+  out: Out,
+): ChordState => {
+  const { lookupHopsMax, lookupTimeoutsMax } = s.config
+  if (lookup.hops >= lookupHopsMax) return lookupFailed(dropLookup(s, id), lookup, "HopLimit", out)
+  if (lookup.timeouts >= lookupTimeoutsMax) {
+    return lookupFailed(dropLookup(s, id), lookup, "TimeoutLimit", out)
+  }
+  let i = 0
+  while (i < lookup.candidates.length) {
+    const c = lookup.candidates[i]!
+    if (!lookup.tried.includes(c.id) && !isSuspect(s, c.id) && c.id !== s.self.id) break
+    i++
+  }
+  const next = lookup.candidates[i]
+  if (next === undefined) return lookupFailed(dropLookup(s, id), lookup, "NoRoute", out)
+  const updated: PendingLookup = {
+    ...lookup,
+    candidates: lookup.candidates.slice(i + 1),
+    tried: [...lookup.tried, next.id],
+  }
+  const lookups = new Map(s.lookups)
+  lookups.set(id, updated)
+  const target = lookup.target
+  return sendRpc(
+    { ...s, lookups },
+    now,
+    next,
+    { _tag: "Lookup", lookup: id },
+    (rpc) => ({ _tag: "FindSuccessor", rpc, target }),
+    out,
+  )
+}
+
+const dropLookup = (s: ChordState, id: number): ChordState => {
+  if (!s.lookups.has(id)) return s
+  const lookups = new Map(s.lookups)
+  lookups.delete(id)
+  return { ...s, lookups }
+}
+
+const lookupAnswered = (
+  s: ChordState,
+  now: number,
+  id: number,
+  replier: Peer,
+  msg: Extract<ChordMessage, { _tag: "FoundSuccessor" | "NextHops" }>,
+  out: Out,
+): ChordState => {
+  const lookup = s.lookups.get(id)
+  if (lookup === undefined) return s
+  const nearer =
+    lookup.closest === null ||
+    distance(replier.pos, lookup.target) < distance(lookup.closest.peer.pos, lookup.target)
+  const answered: PendingLookup = {
+    ...lookup,
+    hops: lookup.hops + 1,
+    closest: nearer ? { peer: replier, successors: msg.successors } : lookup.closest,
+  }
+  const found = conclude(s, replier, msg.successors, lookup.target)
+  if (found !== null) return lookupDone(dropLookup(s, id), now, answered, found, out)
+  if (msg._tag === "FoundSuccessor") {
+    // Every successor it named is known dead: fall back as if it had nothing to say.
+    return sendLookup(now, id, answered, s, out)
+  }
+  // Keep only candidates strictly closer to the target than the replier: progress is guaranteed.
+  // The replier's order is its routing rule's (fingers first, closest first); keep it.
+  const limit = distance(replier.pos, lookup.target)
+  const merged: Array<Peer> = []
+  const add = (c: Peer) => {
+    if (merged.length >= s.config.lookupCandidatesMax || c.id === s.self.id) return
+    if (lookup.tried.includes(c.id) || merged.some((p) => p.id === c.id)) return
+    if (isSuspect(s, c.id)) return
+    merged.push(c)
+  }
+  for (const c of msg.candidates) {
+    const d = distance(c.pos, lookup.target)
+    if (d > 0 && d < limit) add(c)
+  }
+  // Then the replier's successors that precede the target, nearest to it first: when the
+  // candidates it chose are dead, these are the nodes the final approach can still go through.
+  for (let i = msg.successors.length - 1; i >= 0; i--) {
+    const c = msg.successors[i]!
+    const d = distance(c.pos, lookup.target)
+    if (d > 0 && d < limit) add(c)
+  }
+  for (const c of lookup.candidates) add(c)
+  return sendLookup(now, id, { ...answered, candidates: merged }, s, out)
+}
+
+/**
+ * The replier's first successor we believe alive: if the target lies between the two, that node
+ * owns it, whatever the replier itself thought (its first successor may be dead). Returns the
+ * live part of the list, owner first, or null.
+ */
+const conclude = (
+  s: ChordState,
+  replier: Peer,
+  successors: ReadonlyArray<Peer>,
+  target: number,
+): ReadonlyArray<Peer> | null => {
+  const first = successors.find((p) => !isSuspect(s, p.id))
+  if (first === undefined || !inHalfOpen(target, replier.pos, first.pos)) return null
+  return s.suspects.size === 0 ? successors : successors.filter((p) => !isSuspect(s, p.id))
+}
+
+const lookupDone = (
+  s: ChordState,
+  now: number,
+  lookup: PendingLookup,
+  found: ReadonlyArray<Peer>,
+  out: Out,
+): ChordState => {
+  const owner = found[0]!
+  switch (lookup.purpose._tag) {
+    case "Client":
+      out.push({
+        _tag: "LookupCompleted",
+        requestId: lookup.purpose.requestId,
+        owner,
+        successors: found.slice(0, s.config.successorListLength),
+        hops: lookup.hops,
+        timeouts: lookup.timeouts,
+      })
+      return s
+    case "Join":
+      return s.status === "Joining" ? becomeActive(s, now, found, lookup.hops, out) : s
+    case "FixFinger":
+      return s.status === "Active" ? fingerFixed(s, lookup.purpose.index, owner) : s
+  }
+}
+
+const lookupFailed = (
+  s: ChordState,
+  lookup: PendingLookup,
+  reason: LookupFailure,
+  out: Out,
+): ChordState => {
+  switch (lookup.purpose._tag) {
+    case "Client":
+      emitFailure(lookup, reason, out)
+      return s
+    case "Join":
+      out.push({ _tag: "JoinFailed", reason })
+      return { ...s, status: "Idle" }
+    case "FixFinger": {
+      // Skip this finger for now; the next pass retries it.
+      const next = lookup.purpose.index + 1
+      return { ...s, fingerNext: next >= s.config.fingerBits ? 0 : next }
+    }
+  }
+}
+
+const emitFailure = (lookup: PendingLookup, reason: LookupFailure, out: Out) => {
+  if (lookup.purpose._tag !== "Client") return
+  out.push({
+    _tag: "LookupFailed",
+    requestId: lookup.purpose.requestId,
+    reason,
+    hops: lookup.hops,
+    timeouts: lookup.timeouts,
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// RPCs, timeouts and failure handling
+
+const sendRpc = (
+  s: ChordState,
+  now: number,
+  peer: Peer,
+  purpose: RpcPurpose,
+  message: (rpc: number) => ChordMessage,
+  out: Out,
+): ChordState => {
+  const rpc = s.serial
+  const rpcs = new Map(s.rpcs)
+  rpcs.set(rpc, { peer, purpose })
+  out.push({ _tag: "Send", to: peer.id, message: message(rpc) })
+  out.push({
+    _tag: "ScheduleTimer",
+    at: now + s.config.rpcTimeoutMs,
+    timer: { _tag: "RpcDeadline", rpc },
+  })
+  return { ...s, rpcs, serial: s.serial + 1 }
+}
+
+const handleRpcTimedOut = (s: ChordState, now: number, rpcId: number, out: Out): ChordState => {
+  const rpc = s.rpcs.get(rpcId)
+  // Guard: the reply came in time; the deadline is stale.
+  if (rpc === undefined) return s
+  const rpcs = new Map(s.rpcs)
+  rpcs.delete(rpcId)
+  let t: ChordState = forget({ ...s, rpcs }, rpc.peer.id, now + s.config.suspectTtlMs)
+  switch (rpc.purpose._tag) {
+    case "Lookup": {
+      const lookup = t.lookups.get(rpc.purpose.lookup)
+      if (lookup === undefined) return t
+      // Not "tried" any more: it stays out while suspected, and may be asked again if it turns
+      // out to be alive after all (a late reply clears the suspicion).
+      const timedOut: PendingLookup = {
+        ...lookup,
+        timeouts: lookup.timeouts + 1,
+        tried: lookup.tried.filter((id) => id !== rpc.peer.id),
+      }
+      const closest = lookup.closest
+      const found = closest && conclude(t, closest.peer, closest.successors, lookup.target)
+      if (found) return lookupDone(dropLookup(t, rpc.purpose.lookup), now, timedOut, found, out)
+      return sendLookup(now, rpc.purpose.lookup, timedOut, t, out)
+    }
+    case "Stabilize":
+      // The successor is dead: move to the next live entry right away (section 5.2).
+      t = repairSuccessors(t)
+      return t.status === "Active" ? stabilize(t, now, out) : t
+    case "CheckPredecessor":
+    case "FetchFingers":
+      return t
+  }
+}
+
+/**
+ * Take `id` for dead (or gone): out of the successor list, the fingers and the predecessor, and
+ * remembered as a suspect until `untilMs`, so stale lists from others cannot bring it back.
+ */
+const forget = (s: ChordState, id: NodeId, untilMs: number): ChordState => {
+  const successors = s.successors.some((p) => p.id === id)
+    ? s.successors.filter((p) => p.id !== id)
+    : s.successors
+  const fingers = s.fingers.some((p) => p?.id === id)
+    ? s.fingers.map((p) => (p?.id === id ? null : p))
+    : s.fingers
+  const predecessor = s.predecessor?.id === id ? null : s.predecessor
+  const suspects = new Map(s.suspects)
+  suspects.delete(id)
+  suspects.set(id, untilMs)
+  // Over the bound: forget the oldest suspicion (Map iteration order is insertion order).
+  for (const oldest of suspects.keys()) {
+    if (suspects.size <= s.config.suspectsMax) break
+    suspects.delete(oldest)
+  }
+  const t: ChordState = { ...s, successors, fingers, predecessor, suspects }
+  return successors.length === 0 ? repairSuccessors(t) : t
+}
+
+/**
+ * An empty successor list means every entry died (beyond the r-list guarantee). Fall back to the
+ * nearest known finger, then the predecessor; with nobody left the node is alone.
+ */
+const repairSuccessors = (s: ChordState): ChordState => {
+  if (s.successors.length > 0 || s.status !== "Active") return s
+  const nearest = s.fingers.find((p) => p !== null) ?? s.predecessor ?? s.self
+  return { ...s, successors: [nearest] }
+}
+
+const isSuspect = (s: ChordState, id: NodeId): boolean => s.suspects.size > 0 && s.suspects.has(id)
+
+const unsuspect = (s: ChordState, id: NodeId): ChordState => {
+  if (!s.suspects.has(id)) return s
+  const suspects = new Map(s.suspects)
+  suspects.delete(id)
+  return { ...s, suspects }
+}
+
+const expireSuspects = (s: ChordState, now: number): ChordState => {
+  let expired = false
+  for (const until of s.suspects.values()) if (until <= now) expired = true
+  if (!expired) return s
+  const suspects = new Map<NodeId, number>()
+  for (const [id, until] of s.suspects) if (until > now) suspects.set(id, until)
+  return { ...s, suspects }
+}
+
+/** Distinct, live-as-far-as-we-know peers up to the first mention of self; at most r. */
+const normalizeSuccessors = (s: ChordState, list: ReadonlyArray<Peer>): Array<Peer> => {
+  const out: Array<Peer> = []
+  const seen = new Set<NodeId>()
+  for (const p of list) {
+    if (out.length >= s.config.successorListLength) break
+    if (p.id === s.self.id) break
+    if (isSuspect(s, p.id) || seen.has(p.id)) continue
+    seen.add(p.id)
+    out.push(p)
+  }
+  return out
+}
