@@ -138,6 +138,8 @@ interface PutPending {
   readonly responses: Map<NodeId, Version.Obj>
   /** Sloppy substitutes asked in the read phase (an empty answer from one does not count). */
   readonly substitutes: ReadonlySet<NodeId>
+  /** AP: the nodes believed up when the read phase began; once all answered, write anyway. */
+  readonly waitFor: ReadonlyArray<NodeId>
   written: Version.Obj
   /** The write superseded a live value (for DEL's count). */
   existed: boolean
@@ -202,6 +204,22 @@ export const targetsOf = (state: State, key: string, now: number): ReadonlyArray
       ? { node, hintFor: undefined }
       : { node: spares.shift()!, hintFor: node },
   )
+}
+
+/**
+ * Who a read asks: every preferred replica (believed up or not: belief lags reality, and a
+ * replica that answers is the best witness) plus, in AP, the substitutes that may hold hints.
+ * `waitFor`: the ones believed up.
+ */
+const readSet = (state: State, key: string, now: number) => {
+  const targets = targetsOf(state, key, now)
+  const preferred = Ring.preferenceList(state.ring, key, state.config.n)
+  const substitutes = new Set(
+    targets.filter((t) => t.hintFor !== undefined).map((t) => t.node),
+  ) as ReadonlySet<NodeId>
+  const asked = [...preferred, ...substitutes]
+  const waitFor = asked.filter((node) => believedUp(state, node, now))
+  return { asked, substitutes, waitFor }
 }
 
 /** CP mode: can this node see a majority of the cluster (itself included)? */
@@ -357,17 +375,17 @@ const startGet = (
   out: Array<Command>,
 ): void => {
   state.stats.gets++
-  const targets = targetsOf(state, op.key, now)
-  const replicas = targets.map((t) => t.node)
+  const { asked: replicas, substitutes } = readSet(state, op.key, now)
   const rid = state.nextRid++
+  const need = Math.min(op.r ?? state.config.r, replicas.length - substitutes.size)
   const p: GetPending = {
     _tag: "Get",
     origin,
     key: op.key,
-    tally: Quorum.make(Math.min(op.r ?? state.config.r, replicas.length), replicas),
+    tally: Quorum.make(need, replicas),
     responses: new Map(),
     replied: false,
-    substitutes: new Set(targets.filter((t) => t.hintFor !== undefined).map((t) => t.node)),
+    substitutes,
   }
   state.pending.set(rid, p)
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
@@ -395,22 +413,19 @@ const startPut = (
   const w = Math.min(op.w ?? state.config.w, replicas.length)
   const local = store.get(op.key) ?? Version.empty
   // The read phase of a plain write asks where copies are (sloppy substitutes included).
-  // In AP, only nodes believed up are waited for: the read phase must not outlive a partition.
-  const readTargets = targetsOf(state, op.key, now).filter(
-    (t) => state.config.mode === "cp" || believedUp(state, t.node, now),
-  )
-  const asked = readTargets.map((t) => t.node)
+  const { asked, substitutes, waitFor } = readSet(state, op.key, now)
   if (!asked.includes(state.config.self)) asked.push(state.config.self)
   const p: PutPending = {
     _tag: "Put",
     origin,
     op,
     replicas: asked,
-    substitutes: new Set(readTargets.filter((t) => t.hintFor !== undefined).map((t) => t.node)),
+    substitutes,
+    waitFor,
     targets: [],
     w,
     phase: "Reading",
-    tally: Quorum.make(Math.min(state.config.r, asked.length), asked),
+    tally: Quorum.make(Math.min(state.config.r, asked.length - substitutes.size), asked),
     responses: new Map([[state.config.self, local]]),
     written: local,
     existed: false,
@@ -601,7 +616,7 @@ const onReadResponse = (
     p.tally = Quorum.addOk(p.tally, from, counts(p.substitutes, from, obj))
     // AP: once everyone asked has answered, write with the best context known rather than
     // refuse (at worst the write becomes a sibling, never a loss). CP: refuse.
-    const apDone = state.config.mode === "ap" && Quorum.complete(p.tally)
+    const apDone = state.config.mode === "ap" && p.waitFor.every((n) => p.responses.has(n))
     if (Quorum.enough(p.tally) || apDone) beginWrite(state, now, rid, p, store, out)
     else if (Quorum.complete(p.tally)) {
       state.pending.delete(rid)
