@@ -18,10 +18,10 @@
  * per exchange: it answers from its tree, so a lost, repeated or stray request costs nothing.
  *
  * Bounds. A node runs at most one exchange as initiator at a time; an exchange follows at most
- * K = `maxKeys` differing nodes per level and moves at most K keys each way; starting one costs
- * K tokens of the node's budget (impl/core/budget.ts, in keys per second) and serving keys
- * costs one token per key, so each node moves at most ratePerSec · t / 1000 + burst keys it
- * initiated plus as many it served over any t ms (BUDGET-1). An exchange not finished within
+ * K = `maxKeys` differing nodes per level and moves at most K keys each way. One token bucket
+ * (impl/core/budget.ts, in keys per second) pays for both roles: starting an exchange costs K
+ * tokens and serving keys one token per key, so the keys a node initiates or serves over any
+ * t ms total at most ratePerSec · t / 1000 + burst (BUDGET-1). An exchange not finished within
  * `exchangeTimeoutMs` is abandoned; the next tick starts afresh (nothing to undo: every repair
  * is a sync).
  *

@@ -63,7 +63,7 @@ export const make = (ratePerSec: number, burst: number, now: number): Budget => 
 export const refill = (budget: Budget, now: number): Budget => {
   if (!(now > budget.at)) return budget
   const capacity = budget.burst * CREDIT_PER_TOKEN
-  const credit = Math.min(capacity * 2, budget.credit + (now - budget.at) * budget.ratePerSec)
+  const credit = Math.min(capacity, budget.credit + (now - budget.at) * budget.ratePerSec)
   return { ...budget, credit, at: now }
 }
 

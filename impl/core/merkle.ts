@@ -308,7 +308,10 @@ export const build = (
       tree.size--
     }
     if (d === undefined) continue
-    if (keys === undefined) tree.buckets.set(bucket, (keys = new Map()))
+    if (keys === undefined) {
+      keys = new Map()
+      tree.buckets.set(bucket, keys)
+    }
     keys.set(key, d)
     tree.size++
     xorLeaf(tree, bucket, d)
@@ -575,7 +578,10 @@ export const answerKeys = (
     const bucket = bucketOf(tree, item[0])
     if (bucket === undefined || !wanted.has(bucket)) continue
     let keys = theirs.get(bucket)
-    if (keys === undefined) theirs.set(bucket, (keys = new Map()))
+    if (keys === undefined) {
+      keys = new Map()
+      theirs.set(bucket, keys)
+    }
     keys.set(item[0], item[1])
   }
   const entries: Array<KeyEntry> = []
