@@ -157,7 +157,7 @@ export const phi = (state: State, peer: NodeId, now: number): number => {
   const c = state.config
   const silence = now - h.last - c.acceptablePauseMs
   if (silence <= 0) return 0
-  const mean = h.sum / h.samples.length
+  const mean = Math.max(h.sum / h.samples.length, c.minStdDevMs)
   return silence / (mean * Math.LN10)
 }
 
@@ -177,8 +177,7 @@ export const suspicionDelayMs = (
   config: Config,
   meanMs: number,
   threshold: number = DEFAULT_THRESHOLD,
-): number =>
-  config.acceptablePauseMs + threshold * Math.LN10 * Math.max(meanMs, config.minStdDevMs)
+): number => config.acceptablePauseMs + threshold * Math.LN10 * Math.max(meanMs, config.minStdDevMs)
 
 /**
  * The longest silence a crashed peer can go unsuspected (FD-1): the window mean never exceeds
