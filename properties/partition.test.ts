@@ -20,7 +20,7 @@ const split = (sim: Simulation, minoritySeed: number) => {
   const majority = shuffled.slice(2)
   sim.partition([minority, majority])
   // Let the failure detectors on both sides notice.
-  sim.runFor(3_000)
+  sim.runFor(8_000)
   return { minority, majority }
 }
 

@@ -21,8 +21,8 @@
  *   reschedule. Timers are never cancelled: the driver turns ScheduleTimer{timer: Stabilize} into
  *   StabilizeTicked and ScheduleTimer{timer: RpcDeadline{rpc}} into RpcTimedOut{rpc} at `at`
  *   (or later); the machine ignores deadlines of RPCs that already completed.
- *   stabilized(config, self, ring) builds the state a node has once the ring has converged, for
- *   simulators that start from a stabilized ring (as the paper's simulator did).
+ *   stabilized(config, ring, index) builds the state a node has once the ring has converged,
+ *   for simulators that start from a stabilized ring (as the paper's simulator did).
  *   routeCandidates / ownsAfter expose the routing rule itself.
  *
  * Iterative, not recursive, lookups: the originator sends every query and receives every reply.
@@ -45,7 +45,8 @@
  *
  * Invariants kept (spec/chord.md): CHORD-1 (after stabilization every successor is the true
  * successor), CHORD-2 (lookups find the true owner within c·log2 N hops), CHORD-3 (the ring
- * stays connected while every successor list keeps a live entry).
+ * stays connected while every successor list keeps a live entry), CHORD-5 (a graceful leave
+ * hands its range to its successor), CHORD-6 (deterministic, plain-JSON commands).
  */
 import { RING_SIZE } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
@@ -192,7 +193,11 @@ export type ChordMessage =
   | { readonly _tag: "Ping"; readonly rpc: number }
   | { readonly _tag: "Pong"; readonly rpc: number }
   | { readonly _tag: "GetFingers"; readonly rpc: number }
-  | { readonly _tag: "FingersAre"; readonly rpc: number; readonly fingers: ReadonlyArray<Peer | null> }
+  | {
+      readonly _tag: "FingersAre"
+      readonly rpc: number
+      readonly fingers: ReadonlyArray<Peer | null>
+    }
   /** The sender leaves for good; splice it out. One-way. */
   | {
       readonly _tag: "Leaving"
@@ -395,7 +400,8 @@ const handleJoinRequested = (
     return { ...s, status: "Active", successors: [s.self] }
   }
   const joining: ChordState = { ...s, status: "Joining" }
-  // The joiner knows nobody but `via`; via routes the query onward (section 4.4: n'.find_successor(n)).
+  // The joiner knows nobody but `via`, which routes the query onward
+  // (section 4.4: n.join(n') asks n'.find_successor(n)).
   return sendLookup(
     now,
     s.serial,
@@ -413,7 +419,13 @@ const handleJoinRequested = (
   )
 }
 
-const becomeActive = (s: ChordState, now: number, found: ReadonlyArray<Peer>, hops: number, out: Out) => {
+const becomeActive = (
+  s: ChordState,
+  now: number,
+  found: ReadonlyArray<Peer>,
+  hops: number,
+  out: Out,
+) => {
   const successors = normalizeSuccessors(s, found)
   const first = successors[0]
   if (first === undefined) {
@@ -422,9 +434,17 @@ const becomeActive = (s: ChordState, now: number, found: ReadonlyArray<Peer>, ho
   }
   out.push({ _tag: "JoinCompleted", successor: first, hops })
   out.push({ _tag: "Send", to: first.id, message: { _tag: "Notify", peer: s.self } })
-  // Section 4.4 optimisation: copy the successor's fingers as first hints; fix-fingers corrects them.
+  // Section 4.4 optimisation: the successor's fingers are good first hints for ours;
+  // fix-fingers corrects them.
   const active: ChordState = { ...s, status: "Active", successors, predecessor: null }
-  return sendRpc(active, now, first, { _tag: "FetchFingers" }, (rpc) => ({ _tag: "GetFingers", rpc }), out)
+  return sendRpc(
+    active,
+    now,
+    first,
+    { _tag: "FetchFingers" },
+    (rpc) => ({ _tag: "GetFingers", rpc }),
+    out,
+  )
 }
 
 const handleLeaveRequested = (s: ChordState, out: Out): ChordState => {
@@ -490,7 +510,14 @@ const stabilize = (s: ChordState, now: number, out: Out): ChordState => {
     out.push({ _tag: "Send", to: x.id, message: { _tag: "Notify", peer: s.self } })
     return { ...s, successors: [x] }
   }
-  return sendRpc(s, now, succ, { _tag: "Stabilize" }, (rpc) => ({ _tag: "GetPredecessor", rpc }), out)
+  return sendRpc(
+    s,
+    now,
+    succ,
+    { _tag: "Stabilize" },
+    (rpc) => ({ _tag: "GetPredecessor", rpc }),
+    out,
+  )
 }
 
 const checkPredecessor = (s: ChordState, now: number, out: Out): ChordState => {
@@ -528,7 +555,10 @@ const fingerFixed = (s: ChordState, index: number, owner: Peer): ChordState => {
     // No other node from start(index) round to self: those fingers are all empty.
     for (; j < m; j++) fingers[j] = null
   } else {
-    while (j < m && (j === index || inHalfOpen(fingerStart(s.self.pos, j, m), s.self.pos, owner.pos))) {
+    while (
+      j < m &&
+      (j === index || inHalfOpen(fingerStart(s.self.pos, j, m), s.self.pos, owner.pos))
+    ) {
       fingers[j] = owner
       j++
     }
@@ -559,11 +589,16 @@ const handleMessage = (s: ChordState, now: number, from: NodeId, msg: ChordMessa
       })
       return t
     case "Ping":
-      if (t.status === "Active") out.push({ _tag: "Send", to: from, message: { _tag: "Pong", rpc: msg.rpc } })
+      if (t.status === "Active")
+        out.push({ _tag: "Send", to: from, message: { _tag: "Pong", rpc: msg.rpc } })
       return t
     case "GetFingers":
       if (t.status !== "Active") return t
-      out.push({ _tag: "Send", to: from, message: { _tag: "FingersAre", rpc: msg.rpc, fingers: t.fingers } })
+      out.push({
+        _tag: "Send",
+        to: from,
+        message: { _tag: "FingersAre", rpc: msg.rpc, fingers: t.fingers },
+      })
       return t
     case "Notify":
       return handleNotify(t, msg.peer, out)
@@ -578,7 +613,13 @@ const handleMessage = (s: ChordState, now: number, from: NodeId, msg: ChordMessa
   }
 }
 
-const answerFindSuccessor = (s: ChordState, from: NodeId, rpc: number, target: number, out: Out) => {
+const answerFindSuccessor = (
+  s: ChordState,
+  from: NodeId,
+  rpc: number,
+  target: number,
+  out: Out,
+) => {
   // Guard: a node that is not in the ring knows nothing; silence makes the asker fall back.
   if (s.status !== "Active") return s
   const succ = s.successors[0]
@@ -616,12 +657,19 @@ const handleLeaving = (
   const cut = s.successors.findIndex((p) => p.id === from)
   let t: ChordState = s
   if (cut >= 0) {
-    // Splice: what we knew before the leaver, then the leaver's own list.
-    const spliced = normalizeSuccessors(s, [...s.successors.slice(0, cut), ...successors])
-    t = { ...t, successors: spliced }
+    // Splice: our own list without the leaver, merged with the leaver's list in ring order.
+    // Keep our entries beyond the leaver too: its list may be shorter or staler than ours.
+    const merged = [...s.successors, ...successors].filter(
+      (p) => p.id !== from && p.id !== s.self.id,
+    )
+    merged.sort((a, b) => distance(s.self.pos, a.pos) - distance(s.self.pos, b.pos))
+    t = { ...t, successors: normalizeSuccessors(s, merged) }
   }
   if (t.predecessor?.id === from) {
-    t = { ...t, predecessor: predecessor !== null && predecessor.id !== s.self.id ? predecessor : null }
+    t = {
+      ...t,
+      predecessor: predecessor !== null && predecessor.id !== s.self.id ? predecessor : null,
+    }
   }
   return forget(t, from, now + s.config.suspectTtlMs)
 }
@@ -665,7 +713,12 @@ const stabilizeAnswered = (
 ): ChordState => {
   if (s.status !== "Active") return s
   const list: Array<Peer> = [succ, ...theirs]
-  if (x !== null && x.id !== s.self.id && !isSuspect(s, x.id) && inOpen(x.pos, s.self.pos, succ.pos)) {
+  if (
+    x !== null &&
+    x.id !== s.self.id &&
+    !isSuspect(s, x.id) &&
+    inOpen(x.pos, s.self.pos, succ.pos)
+  ) {
     list.unshift(x)
   }
   const successors = normalizeSuccessors(s, list)
@@ -680,7 +733,8 @@ const fingersFetched = (s: ChordState, theirs: ReadonlyArray<Peer | null>): Chor
   const fingers = s.fingers.map((mine, k) => {
     const hint = theirs[k]
     if (mine !== null) return mine
-    if (hint === undefined || hint === null || hint.id === s.self.id || isSuspect(s, hint.id)) return null
+    if (hint === undefined || hint === null || hint.id === s.self.id || isSuspect(s, hint.id))
+      return null
     return hint
   })
   return { ...s, fingers }
@@ -862,10 +916,14 @@ const lookupAnswered = (
   }
   // Then the replier's successors that precede the target, nearest to it first: when the
   // candidates it chose are dead, these are the nodes the final approach can still go through.
-  for (let i = msg.successors.length - 1; i >= 0; i--) {
+  let fromList = 0
+  for (let i = msg.successors.length - 1; i >= 0 && fromList < s.config.nextHopsReplied; i--) {
     const c = msg.successors[i]!
     const d = distance(c.pos, lookup.target)
-    if (d > 0 && d < limit) add(c)
+    if (d > 0 && d < limit) {
+      add(c)
+      fromList++
+    }
   }
   for (const c of lookup.candidates) add(c)
   return sendLookup(now, id, { ...answered, candidates: merged }, s, out)

@@ -6,6 +6,7 @@
  * compile-time check there keeps the two in step.
  */
 import type { NodeId } from "./ids.ts"
+import type * as Membership from "./membership.ts"
 import type { Clock, Obj } from "./version.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -42,7 +43,15 @@ export type FailureReason =
   /** CP mode: this node cannot see a majority of the cluster, so it refuses writes. */
   | "Unavailable"
 
+/** Operator intents (`dht join`, `dht leave`, `dht remove NODE`, over RESP as DHT.*). */
+export type OperatorOp =
+  | { readonly _tag: "Join" }
+  | { readonly _tag: "Leave" }
+  | { readonly _tag: "Remove"; readonly node: NodeId }
+
 export type ClientResult =
+  /** An operator intent was accepted; `message` says what happens next. */
+  | { readonly _tag: "Done"; readonly message: string }
   | { readonly _tag: "GetOk"; readonly obj: Obj }
   /**
    * `context`: the object's context after the write (use it to supersede this write);
@@ -84,6 +93,13 @@ export type PeerMessage =
   | { readonly _tag: "Handoff"; readonly key: string; readonly obj: Obj }
   /** The owner has `obj` durably; the holder may drop its hint if it has not changed. */
   | { readonly _tag: "HandoffAck"; readonly key: string; readonly obj: Obj }
+  /** Membership gossip (impl/core/membership.ts), carried between storage nodes. */
+  | { readonly _tag: "Gossip"; readonly message: Membership.Message }
+  /** Rebalancing: a key's object for its new owner, which syncs, persists and acks. */
+  | { readonly _tag: "StreamPush"; readonly key: string; readonly obj: Obj }
+  | { readonly _tag: "StreamAck"; readonly key: string }
+  /** The sender has pushed everything it holds for the placement with this signature. */
+  | { readonly _tag: "StreamDone"; readonly signature: string }
   /** Read repair: like WriteRequest but nobody waits for an ack. */
   | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
   /**
@@ -124,9 +140,21 @@ export type Event =
       readonly kind: TimerKind
     }
   | { readonly _tag: "TickElapsed"; readonly now: number }
+  | {
+      readonly _tag: "OperatorRequested"
+      readonly now: number
+      readonly client: ClientRef
+      readonly op: OperatorOp
+    }
 
 export type Command =
-  | { readonly _tag: "Send"; readonly to: NodeId; readonly message: PeerMessage }
+  /** `address`: where to reach `to` when the driver does not know it yet (gossip to a seed). */
+  | {
+      readonly _tag: "Send"
+      readonly to: NodeId
+      readonly message: PeerMessage
+      readonly address?: string | undefined
+    }
   | { readonly _tag: "Reply"; readonly client: ClientRef; readonly result: ClientResult }
   /** Make `obj` the stored object of `key`. Every command after it waits until it is durable. */
   | { readonly _tag: "Persist"; readonly key: string; readonly obj: Obj }
@@ -139,6 +167,10 @@ export type Command =
     }
   /** Drop the hint for (`owner`, `key`) if it still equals `obj`. Ordered like Persist. */
   | { readonly _tag: "DropHint"; readonly owner: NodeId; readonly key: string; readonly obj: Obj }
+  /** Delete `key` if its stored object still equals `obj` (handed over to new owners). */
+  | { readonly _tag: "Drop"; readonly key: string; readonly obj: Obj }
+  /** This node has been removed from the cluster (it left, or an operator removed it). */
+  | { readonly _tag: "Removed" }
   /** Deliver TimerFired{rid, kind} at time `at` (or later). Timers are never cancelled. */
   | {
       readonly _tag: "SetTimer"
@@ -163,4 +195,6 @@ export interface StoreView {
   readonly hintsFor: (key: string) => ReadonlyArray<Hint>
   /** Up to `limit` hints, in a stable order (for handoff). */
   readonly hints: (limit: number) => ReadonlyArray<Hint>
+  /** Up to `limit` stored keys after `after` (all from the start if undefined), in key order. */
+  readonly scan: (after: string | undefined, limit: number) => ReadonlyArray<readonly [string, Obj]>
 }

@@ -27,6 +27,7 @@
  *
  * Invariants kept: KV-1..KV-5 (spec/invariants.md).
  */
+import { position } from "./hash.ts"
 import * as Hlc from "./hlc.ts"
 import type { NodeId } from "./ids.ts"
 import type {
@@ -37,19 +38,35 @@ import type {
   Event,
   FailureReason,
   GetOp,
+  OperatorOp,
   PeerMessage,
   PutOp,
   StoreView,
   TimerKind,
 } from "./messages.ts"
+import * as Membership from "./membership.ts"
+import * as Phi from "./phi.ts"
 import * as Quorum from "./quorum.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
 
 export interface Config {
   readonly self: NodeId
-  /** Every member of the cluster, this node included. */
+  /**
+   * The cluster this node starts in (bootstrap members, all "up"), this node included unless it
+   * is `joining`. Membership then changes by gossip (impl/core/membership.ts).
+   */
   readonly members: ReadonlyArray<Ring.Member>
+  /** Start as a joining member: stream data in, then become "up". */
+  readonly joining: boolean
+  /** Incarnation of this process: strictly larger on every restart (a driver persists it). */
+  readonly generation: number
+  /** Peer and client addresses of this node, as gossip advertises them. */
+  readonly peerAddress: string
+  readonly clientAddress: string
+  /** How to reach the bootstrap members (id -> peer address); ids alone in the simulator. */
+  readonly addresses: ReadonlyMap<NodeId, string>
+  readonly gossipIntervalMs: number
   readonly tokensPerNode: number
   readonly n: number
   readonly r: number
@@ -58,9 +75,10 @@ export interface Config {
   readonly requestTimeoutMs: number
   /** A forwarded write whose coordinator is silent this long is sent to the next replica. */
   readonly forwardTimeoutMs: number
+  /** Direct heartbeats to every member, the evidence of the routing failure detector. */
   readonly heartbeatMs: number
-  /** A peer not heard from for this long is believed down (routed around, never removed). */
-  readonly downAfterMs: number
+  /** Phi-accrual threshold: above it a peer is believed down (routed around, never removed). */
+  readonly phiThreshold: number
   /** Bound on requests in flight at this node; past it requests fail with Overloaded. */
   readonly maxPending: number
   /**
@@ -82,6 +100,9 @@ export interface Config {
   /** Hinted handoff budget: at most this many hints delivered per interval. */
   readonly handoffBatch: number
   readonly handoffIntervalMs: number
+  /** Streaming budget (join, leave, remove): keys pushed per interval. */
+  readonly streamBatch: number
+  readonly streamIntervalMs: number
 }
 
 export type Policy = "siblings" | "lww"
@@ -98,8 +119,16 @@ export const defaults = {
   w: 2,
   requestTimeoutMs: 2000,
   forwardTimeoutMs: 500,
-  heartbeatMs: 500,
-  downAfterMs: 2000,
+  heartbeatMs: 250,
+  phiThreshold: Phi.DEFAULT_THRESHOLD,
+  joining: false,
+  generation: 1,
+  peerAddress: "",
+  clientAddress: "",
+  addresses: new Map() as ReadonlyMap<NodeId, string>,
+  gossipIntervalMs: 500,
+  streamBatch: 256,
+  streamIntervalMs: 100,
   maxPending: 100_000,
   namespaces: [] as ReadonlyArray<Namespace>,
   tombstoneGraceMs: 600_000,
@@ -163,19 +192,32 @@ export interface Stats {
   purges: number
   hintsStored: number
   hintsDelivered: number
+  /** Keys pushed to a new owner by rebalancing, and keys dropped after hand-over. */
+  streamed: number
+  dropped: number
   failures: number
 }
 
 export interface State {
   readonly config: Config
-  readonly ring: Ring.Ring
-  readonly peers: ReadonlyArray<NodeId>
+  /** Current owners: members "up" or "leaving". Reads and coordination use it. */
+  ring: Ring.Ring
+  /** Owners once pending changes settle: "up" and "joining". Writes also go here. */
+  futureRing: Ring.Ring
+  /** Signature of (ring, futureRing), to notice membership changes. */
+  ringSignature: string
+  /** Every other member (any status but removed): heartbeat and majority accounting. */
+  peers: ReadonlyArray<NodeId>
+  readonly membership: Membership.State
+  nextGossipAt: number
+  /** Routing failure detector, fed by direct heartbeats. */
+  readonly detector: Phi.State
   nextRid: number
   /** Last hybrid logical timestamp issued or seen. */
   hlc: number
   readonly pending: Map<number, Pending>
-  readonly lastHeard: Map<NodeId, number>
   nextHeartbeatAt: number
+  readonly rebalance: Rebalance
   readonly stats: Stats
   /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */
   readonly handoffInFlight: Map<string, number>
@@ -230,17 +272,60 @@ const seesMajority = (state: State, now: number): boolean => {
 }
 
 export const init = (config: Config, now: number): State => {
-  const peers = config.members.map((m) => m.id).filter((id) => id !== config.self)
-  return {
+  const known: Array<Membership.Entry> = config.members.map((m) => ({
+    id: m.id,
+    peerAddress: config.addresses.get(m.id) ?? m.id,
+    clientAddress: "",
+    weight: m.weight,
+    status: "up",
+    generation: 0,
+    version: 0,
+    heartbeat: 0,
+  }))
+  const self = config.members.find((m) => m.id === config.self)
+  const membership = Membership.init(
+    {
+      self: {
+        id: config.self,
+        peerAddress: config.peerAddress || config.self,
+        clientAddress: config.clientAddress,
+        weight: self?.weight ?? 1,
+      },
+      seeds: known
+        .filter((e) => e.id !== config.self)
+        .map((e) => ({ id: e.id, peerAddress: e.peerAddress })),
+      generation: config.generation,
+      status: config.joining ? "joining" : self !== undefined ? "up" : undefined,
+      knownMembers: known,
+      randomSeed: position(config.self),
+    },
+    now,
+  )
+  const detector = Phi.make({
+    minStdDevMs: Math.max(50, config.heartbeatMs / 2),
+    firstHeartbeatEstimateMs: config.heartbeatMs,
+    maxSampleIntervalMs: config.heartbeatMs * 4,
+  })
+  const state: State = {
     config,
-    ring: Ring.make(config.members, config.tokensPerNode),
-    peers,
+    ring: Ring.make([], config.tokensPerNode),
+    futureRing: Ring.make([], config.tokensPerNode),
+    ringSignature: "",
+    peers: [],
+    membership,
+    nextGossipAt: now,
+    detector,
     nextRid: 1,
     hlc: 0,
     pending: new Map(),
-    // Every peer starts believed up: a fresh node has no evidence of failure.
-    lastHeard: new Map(peers.map((p) => [p, now])),
     nextHeartbeatAt: now,
+    rebalance: {
+      cursor: undefined,
+      settled: undefined,
+      pushes: new Map(),
+      doneFrom: new Set(),
+      passes: 0,
+    },
     stats: {
       gets: 0,
       puts: 0,
@@ -249,11 +334,19 @@ export const init = (config: Config, now: number): State => {
       purges: 0,
       hintsStored: 0,
       hintsDelivered: 0,
+      streamed: 0,
+      dropped: 0,
       failures: 0,
     },
     handoffInFlight: new Map(),
     nextHandoffAt: now,
   }
+  refreshRing(state, now)
+  // The placement this node boots with is settled: no streaming until membership changes.
+  state.rebalance.settled = state.ringSignature
+  // Monitor every peer from boot: one that never heartbeats is suspected in bounded time.
+  for (const peer of state.peers) Phi.heartbeat(state.detector, peer, now)
+  return state
 }
 
 /** The conflict policy of a key: its longest matching namespace prefix, else "siblings". */
@@ -277,7 +370,7 @@ const reconcile = (state: State, key: string, obj: Version.Obj): Version.Obj =>
 /** Is `node` believed up at `now`? Self always is. */
 export const believedUp = (state: State, node: NodeId, now: number): boolean =>
   node === state.config.self ||
-  now - (state.lastHeard.get(node) ?? Number.NEGATIVE_INFINITY) < state.config.downAfterMs
+  Phi.isAvailable(state.detector, node, now, state.config.phiThreshold)
 
 export const step = (
   state: State,
@@ -290,8 +383,10 @@ export const step = (
       onClientRequested(state, event.now, event.client, event.op, store, out)
       break
     case "MessageReceived":
-      state.lastHeard.set(event.from, event.now)
       onMessage(state, event.now, event.from, event.message, store, out)
+      break
+    case "OperatorRequested":
+      onOperator(state, event.now, event.client, event.op, out)
       break
     case "TimerFired":
       onTimer(state, event.now, event.rid, event.kind, store, out)
@@ -518,7 +613,21 @@ const onMessage = (
 ): void => {
   switch (message._tag) {
     case "Heartbeat":
+      Phi.heartbeat(state.detector, from, now)
       return
+    case "Gossip":
+      return stepMembership(
+        state,
+        now,
+        { _tag: "MessageReceived", now, from, message: message.message },
+        out,
+      )
+    case "StreamPush":
+      return onStreamPush(state, from, message, store, out)
+    case "StreamAck":
+      return onStreamAck(state, now, from, message.key, store, out)
+    case "StreamDone":
+      return onStreamDone(state, now, from, message.signature, out)
     case "ReadRequest": {
       const obj = localWithHints(store, message.key)
       out.push({ _tag: "Send", to: from, message: { _tag: "ReadResponse", rid: message.rid, obj } })
@@ -764,6 +873,8 @@ const onTimer = (
 
 const onTick = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
   maybeHandoff(state, now, store, out)
+  maybeGossip(state, now, out)
+  maybeRebalance(state, now, store, out)
   if (now < state.nextHeartbeatAt) return
   state.nextHeartbeatAt = now + state.config.heartbeatMs
   for (const peer of state.peers)
@@ -797,6 +908,320 @@ const localWithHints = (store: StoreView, key: string): Version.Obj => {
   for (const h of store.hintsFor(key)) obj = Version.sync(obj, h.obj)
   return obj
 }
+
+// ---------------------------------------------------------------------------------------------
+// Membership (impl/core/membership.ts): gossip, operator intents, the rings they imply
+
+const ringSignatureOf = (ring: ReadonlyArray<Ring.Member>, future: ReadonlyArray<Ring.Member>) =>
+  `${ring.map((m) => `${m.id}*${m.weight}`).join(",")}|${future.map((m) => `${m.id}*${m.weight}`).join(",")}`
+
+/** Recompute the rings when membership changed; a new placement starts a rebalancing pass. */
+const refreshRing = (state: State, now: number): void => {
+  const current = Membership.ringMembers(state.membership)
+  const future = [
+    ...Membership.ringMembers(state.membership),
+    ...Membership.pendingMembers(state.membership),
+  ]
+    .filter((m) => Membership.view(state.membership).get(m.id)?.status !== "leaving")
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  const signature = ringSignatureOf(current, future)
+  if (signature === state.ringSignature) return
+  state.ringSignature = signature
+  state.ring = Ring.make(current, state.config.tokensPerNode)
+  state.futureRing = Ring.make(future, state.config.tokensPerNode)
+  const before = new Set(state.peers)
+  state.peers = [...Membership.view(state.membership).values()]
+    .filter((e) => e.status !== "removed" && e.id !== state.config.self)
+    .map((e) => e.id)
+    .sort()
+  // A new peer is monitored from now on, so that a silent one is suspected in bounded time.
+  for (const p of state.peers) if (!before.has(p)) Phi.heartbeat(state.detector, p, now)
+}
+
+const stepMembership = (
+  state: State,
+  now: number,
+  event: Membership.Event,
+  out: Array<Command>,
+): void => {
+  const wasRemoved = Membership.isRemoved(state.membership)
+  const [, commands] = Membership.step(state.membership, event)
+  for (const c of commands) {
+    out.push({
+      _tag: "Send",
+      to: c.to,
+      address: c.address,
+      message: { _tag: "Gossip", message: c.message },
+    })
+  }
+  refreshRing(state, now)
+  if (!wasRemoved && Membership.isRemoved(state.membership)) out.push({ _tag: "Removed" })
+}
+
+const maybeGossip = (state: State, now: number, out: Array<Command>): void => {
+  if (now < state.nextGossipAt) return
+  state.nextGossipAt = now + state.config.gossipIntervalMs
+  stepMembership(state, now, { _tag: "TickElapsed", now }, out)
+}
+
+/** The statuses of members as this node sees them (for `dht status`). */
+export const members = (state: State): ReadonlyArray<Membership.Entry> =>
+  [...Membership.view(state.membership).values()].sort((a, b) => (a.id < b.id ? -1 : 1))
+
+/** Where to reach a member (its advertised peer address), if known. */
+export const peerAddressOf = (state: State, id: NodeId): string | undefined =>
+  Membership.view(state.membership).get(id)?.peerAddress ?? state.config.addresses.get(id)
+
+/**
+ * Operator intents. Impossible requests get a clear error and change nothing: removing the
+ * last member, removing or leaving so that fewer than N members would remain.
+ */
+const onOperator = (
+  state: State,
+  now: number,
+  client: ClientRef,
+  op: OperatorOp,
+  out: Array<Command>,
+): void => {
+  const origin: Origin = { _tag: "Client", client }
+  const self = Membership.selfEntry(state.membership)
+  const active = [...Membership.view(state.membership).values()].filter(
+    (e) => e.status === "up" || e.status === "joining",
+  )
+  const ok = (message: string) => respond(state, origin, { _tag: "Done", message }, out)
+  switch (op._tag) {
+    case "Join":
+      if (self !== undefined) return ok(`already a member (${self.status})`)
+      stepMembership(state, now, { _tag: "JoinRequested", now }, out)
+      return ok("joining: streaming the ranges this node will own, then up")
+    case "Leave":
+      if (self?.status !== "up") {
+        return fail(
+          state,
+          origin,
+          "BadRequest",
+          `cannot leave: this node is ${self?.status ?? "not a member"}`,
+          out,
+        )
+      }
+      if (active.length - 1 < state.config.n) {
+        return fail(
+          state,
+          origin,
+          "BadRequest",
+          `cannot leave: ${active.length - 1} members would remain, fewer than N=${state.config.n}`,
+          out,
+        )
+      }
+      stepMembership(state, now, { _tag: "LeaveRequested", now }, out)
+      return ok("leaving: streaming this node's data to the new owners, then removed")
+    case "Remove": {
+      const target = Membership.view(state.membership).get(op.node)
+      if (target === undefined)
+        return fail(state, origin, "BadRequest", `no member ${op.node}`, out)
+      if (target.status === "removed") return ok(`${op.node} is already removed`)
+      if (active.length <= 1)
+        return fail(state, origin, "BadRequest", "cannot remove the last member", out)
+      if (active.length - 1 < state.config.n) {
+        return fail(
+          state,
+          origin,
+          "BadRequest",
+          `cannot remove ${op.node}: ${active.length - 1} members would remain, fewer than N=${state.config.n}`,
+          out,
+        )
+      }
+      stepMembership(state, now, { _tag: "RemoveRequested", now, node: op.node }, out)
+      return ok(`${op.node} removed; its ranges are re-replicated from the surviving replicas`)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rebalancing: join, leave and remove stream data to the new owners (rate-limited)
+
+interface Push {
+  readonly obj: Version.Obj
+  readonly waiting: Set<NodeId>
+  sentAt: number
+  /** This node no longer owns the key: drop it once every new owner confirmed. */
+  readonly drop: boolean
+}
+
+export interface Rebalance {
+  /** Where the scan of local keys stands in the current pass; null when the scan is done. */
+  cursor: string | undefined | null
+  /** Signature of the placement the last completed pass established. */
+  settled: string | undefined
+  /** The placement (future ring) the last completed pass established. */
+  settledRing?: Ring.Ring
+  /** Signature the running pass works toward. */
+  passSignature?: string
+  readonly pushes: Map<string, Push>
+  /** Joining: members that finished pushing to us, per placement signature. */
+  readonly doneFrom: Map<string, Set<NodeId>> | Set<NodeId>
+  passes: number
+  nextAt?: number
+}
+
+const doneFromOf = (state: State): Map<string, Set<NodeId>> => {
+  const r = state.rebalance as { doneFrom: unknown }
+  if (!(r.doneFrom instanceof Map)) r.doneFrom = new Map()
+  return r.doneFrom as Map<string, Set<NodeId>>
+}
+
+/**
+ * One step of the rebalancing pass, every stream interval: scan up to `streamBatch` local keys
+ * and push each to the owners it gains under the new placement (those not owning it under the
+ * last settled one); a key this node no longer owns goes to every new owner. The pass completes
+ * when the scan is done and every push is acknowledged; then joining members are told
+ * (StreamDone), and a leaving node removes itself.
+ */
+const maybeRebalance = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
+  const r = state.rebalance
+  if (r.nextAt !== undefined && now < r.nextAt) return
+  r.nextAt = now + state.config.streamIntervalMs
+  if (state.ring.tokens.length === 0 && state.futureRing.tokens.length === 0) return
+  if (r.passSignature !== state.ringSignature) {
+    if (r.settled === state.ringSignature) return
+    r.passSignature = state.ringSignature
+    r.cursor = undefined
+    r.passes++
+  }
+  // Resend pushes that went unacknowledged (lost, or the owner was down).
+  for (const [key, push] of r.pushes) {
+    if (now - push.sentAt < state.config.requestTimeoutMs) continue
+    push.sentAt = now
+    for (const to of push.waiting) {
+      if (believedUp(state, to, now))
+        out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj: push.obj } })
+    }
+  }
+  if (r.cursor !== null && r.pushes.size < state.config.streamBatch * 4) {
+    const page = store.scan(r.cursor, state.config.streamBatch)
+    for (const [key, obj] of page) pushKey(state, now, key, obj, out)
+    r.cursor = page.length < state.config.streamBatch ? null : page[page.length - 1]![0]
+  }
+  if (r.cursor === null && r.pushes.size === 0) finishPass(state, now, out)
+}
+
+const pushKey = (
+  state: State,
+  now: number,
+  key: string,
+  obj: Version.Obj,
+  out: Array<Command>,
+): void => {
+  const n = state.config.n
+  const self = state.config.self
+  const desired = Ring.preferenceList(state.futureRing, key, n)
+  const current = Ring.preferenceList(state.ring, key, n)
+  const owned = desired.includes(self) || current.includes(self)
+  const before = state.rebalance.settledRing
+  const had = before === undefined ? [] : Ring.preferenceList(before, key, n)
+  const targets = desired.filter((d) => d !== self && (!owned || !had.includes(d)))
+  if (targets.length === 0) return
+  // Keys this node coordinated stay: forgetting its own events would let it reuse a dot.
+  const coordinated = obj.entries.some((e) => e.actor === self)
+  state.rebalance.pushes.set(key, {
+    obj,
+    waiting: new Set(targets),
+    sentAt: now,
+    drop: !owned && !coordinated,
+  })
+  for (const to of targets)
+    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj } })
+  state.stats.streamed++
+}
+
+const finishPass = (state: State, now: number, out: Array<Command>): void => {
+  const r = state.rebalance
+  r.settled = r.passSignature
+  r.settledRing = state.futureRing
+  const signature = r.passSignature!
+  for (const e of Membership.view(state.membership).values()) {
+    if (e.status === "joining" && e.id !== state.config.self) {
+      out.push({ _tag: "Send", to: e.id, message: { _tag: "StreamDone", signature } })
+    }
+  }
+  const self = Membership.selfEntry(state.membership)
+  if (self?.status === "leaving") {
+    stepMembership(state, now, { _tag: "RemoveRequested", now, node: state.config.self }, out)
+  }
+  maybeMarkUp(state, now, out)
+}
+
+const onStreamPush = (
+  state: State,
+  from: NodeId,
+  message: { readonly key: string; readonly obj: Version.Obj },
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const local = store.get(message.key) ?? Version.empty
+  const merged = reconcile(state, message.key, Version.sync(local, message.obj))
+  if (!Version.equals(merged, local)) out.push({ _tag: "Persist", key: message.key, obj: merged })
+  out.push({ _tag: "Send", to: from, message: { _tag: "StreamAck", key: message.key } })
+}
+
+const onStreamAck = (
+  state: State,
+  now: number,
+  from: NodeId,
+  key: string,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const push = state.rebalance.pushes.get(key)
+  if (push === undefined) return
+  push.waiting.delete(from)
+  if (push.waiting.size > 0) return
+  state.rebalance.pushes.delete(key)
+  const stored = store.get(key)
+  if (push.drop && stored !== undefined && Version.equals(stored, push.obj)) {
+    state.stats.dropped++
+    out.push({ _tag: "Drop", key, obj: push.obj })
+  }
+  if (state.rebalance.cursor === null && state.rebalance.pushes.size === 0)
+    finishPass(state, now, out)
+}
+
+const onStreamDone = (
+  state: State,
+  now: number,
+  from: NodeId,
+  signature: string,
+  out: Array<Command>,
+): void => {
+  const done = doneFromOf(state)
+  const set = done.get(signature) ?? new Set<NodeId>()
+  set.add(from)
+  done.set(signature, set)
+  maybeMarkUp(state, now, out)
+}
+
+/**
+ * A joining node becomes "up" once its own pass is done and every current owner it believes up
+ * has pushed what it holds for the current placement.
+ */
+const maybeMarkUp = (state: State, now: number, out: Array<Command>): void => {
+  if (Membership.selfEntry(state.membership)?.status !== "joining") return
+  if (state.rebalance.settled !== state.ringSignature) return
+  const done = doneFromOf(state).get(state.ringSignature) ?? new Set<NodeId>()
+  const sources = state.ring.nodes.filter(
+    (id) => id !== state.config.self && believedUp(state, id, now),
+  )
+  if (sources.length === 0 || !sources.every((id) => done.has(id))) return
+  stepMembership(state, now, { _tag: "MarkUp", now }, out)
+}
+
+/** Progress of rebalancing, for `dht status`. */
+export const streamingProgress = (state: State) => ({
+  pass: state.rebalance.passes,
+  settled: state.rebalance.settled === state.ringSignature,
+  pending: state.rebalance.pushes.size,
+  scanning: state.rebalance.cursor !== null,
+})
 
 // ---------------------------------------------------------------------------------------------
 // Replies

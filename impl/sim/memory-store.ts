@@ -34,11 +34,27 @@ export class MemoryStore implements StoreView {
     return out
   }
 
+  scan = (
+    after: string | undefined,
+    limit: number,
+  ): ReadonlyArray<readonly [string, Version.Obj]> => {
+    // Sorting per page is O(n log n): fine for the simulator's stores, not for production
+    // (impl/node's LMDB store scans its B-tree in order).
+    const keys = [...this.values.keys()].filter((k) => after === undefined || k > after).sort()
+    return keys.slice(0, limit).map((k) => [k, this.values.get(k)!] as const)
+  }
+
   /** Apply a durable command; returns false for commands that are not about storage. */
   apply(command: Command): boolean {
     switch (command._tag) {
       case "Persist":
         this.values.set(command.key, command.obj)
+        return true
+      case "Drop":
+        // Only if nothing newer arrived since the hand-over began.
+        if (Version.equals(this.values.get(command.key) ?? Version.empty, command.obj)) {
+          this.values.delete(command.key)
+        }
         return true
       case "PersistHint": {
         const id = hintId(command.owner, command.key)

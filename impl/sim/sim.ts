@@ -16,7 +16,14 @@
  */
 import type { NodeId } from "../core/ids.ts"
 import { NodeId as mkNodeId } from "../core/ids.ts"
-import type { ClientOp, ClientResult, Command, Event, PeerMessage } from "../core/messages.ts"
+import type {
+  ClientOp,
+  ClientResult,
+  Command,
+  Event,
+  OperatorOp,
+  PeerMessage,
+} from "../core/messages.ts"
 import * as Node from "../core/node.ts"
 import type * as Version from "../core/version.ts"
 import { MemoryStore } from "./memory-store.ts"
@@ -82,6 +89,8 @@ interface Item {
 
 interface SimNode {
   readonly id: NodeId
+  /** Booted as a joining member (not in the bootstrap cluster). */
+  readonly joining: boolean
   /** This node's clock reads virtual time plus this offset. */
   readonly skewMs: number
   state: Node.State | undefined
@@ -163,6 +172,7 @@ export class Simulation {
       const node: SimNode = {
         id,
         skewMs,
+        joining: false,
         state: undefined,
         incarnation: 0,
         store: new MemoryStore(),
@@ -223,6 +233,44 @@ export class Simulation {
 
   stateOf(id: NodeId): Node.State | undefined {
     return this.node(id).state
+  }
+
+  /** Start a new node that joins the cluster (streams in, then becomes up). */
+  addNode(): NodeId {
+    const id = mkNodeId(`n${this.nodes.size}`)
+    const node: SimNode = {
+      id,
+      skewMs: 0,
+      joining: true,
+      state: undefined,
+      incarnation: 0,
+      store: new MemoryStore(),
+    }
+    this.nodes.set(id, node)
+    ;(this.ids as Array<NodeId>).push(id)
+    this.boot(node)
+    return id
+  }
+
+  /** An operator intent (leave, remove) issued at node `at`. */
+  operator(at: NodeId, op: OperatorOp): Operation {
+    const operation: Operation = {
+      id: this.history.length,
+      node: at,
+      op: { _tag: "Get", key: "" },
+      invokedAt: this.now,
+    }
+    this.history.push(operation)
+    const node = this.node(at)
+    if (node.state !== undefined) {
+      this.apply(node, {
+        _tag: "OperatorRequested",
+        now: this.clock(node),
+        client: operation.id,
+        op,
+      })
+    }
+    return operation
   }
 
   // -------------------------------------------------------------------------------------------
@@ -312,7 +360,15 @@ export class Simulation {
   }
 
   private boot(node: SimNode): void {
-    node.state = Node.init({ ...this.nodeConfig, self: node.id }, this.clock(node))
+    node.state = Node.init(
+      {
+        ...this.nodeConfig,
+        self: node.id,
+        joining: node.joining && node.incarnation === 0,
+        generation: node.incarnation + 1,
+      },
+      this.clock(node),
+    )
     // Stagger first ticks so nodes do not beat in lockstep.
     const first = this.now + 1 + this.rng.int(this.tickMs)
     this.schedule(first, { _tag: "Tick", node: node.id, incarnation: node.incarnation })
