@@ -565,10 +565,20 @@ const beginWrite = (
   const sibling: Version.Sibling = { value: p.op.value, ts: state.hlc }
   p.written = reconcile(state, p.op.key, Version.update(seen, clock, sibling, state.config.self))
   p.phase = "Writing"
-  p.targets = targetsOf(state, p.op.key, now)
+  // Pending owners (joining nodes, or the heirs of a leaving one) get every write too, and
+  // must acknowledge it on top of W (Cassandra's pending ranges): once they own the key, no
+  // acknowledged write may be missing from them.
+  const pendingOwners = Ring.preferenceList(state.futureRing, p.op.key, state.config.n).filter(
+    (node) => !Ring.preferenceList(state.ring, p.op.key, state.config.n).includes(node),
+  )
+  p.targets = [
+    ...targetsOf(state, p.op.key, now),
+    ...pendingOwners.map((node) => ({ node, hintFor: undefined })),
+  ]
   const nodes = p.targets.map((t) => t.node)
   if (!nodes.includes(state.config.self)) nodes.push(state.config.self)
-  p.tally = Quorum.addOk(Quorum.make(p.w, nodes), state.config.self)
+  const need = Math.min(p.w + pendingOwners.length, nodes.length)
+  p.tally = Quorum.addOk(Quorum.make(need, nodes), state.config.self)
   out.push({ _tag: "Persist", key: p.op.key, obj: p.written })
   for (const t of p.targets) {
     if (t.node === state.config.self) continue

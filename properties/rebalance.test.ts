@@ -1,0 +1,173 @@
+/**
+ * Membership changes under load (REBAL-*): joins, leaves, removals of dead nodes and crashes,
+ * interleaved with writes and reads in the simulator. The schedule is generated data; it keeps
+ * at most one node down at a time and never shrinks the cluster below N, so that every key
+ * keeps a quorum of its replicas.
+ */
+import assert from "node:assert/strict"
+import { test } from "node:test"
+import fc from "fast-check"
+import type { NodeId } from "../impl/core/ids.ts"
+import * as Membership from "../impl/core/membership.ts"
+import * as Version from "../impl/core/version.ts"
+import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
+import { KvModel } from "../models/kv.ts"
+import { params } from "./helpers/fc.ts"
+
+const KEYS = Array.from({ length: 12 }, (_, i) => `key${i}`)
+
+type Action =
+  | { _tag: "Write"; key: number; node: number }
+  | { _tag: "Read"; key: number; node: number }
+  | { _tag: "Join" }
+  | { _tag: "Leave"; node: number }
+  | { _tag: "Crash"; node: number }
+  | { _tag: "Restart" }
+  | { _tag: "RemoveDead" }
+  | { _tag: "Wait"; ms: number }
+
+const actionArb: fc.Arbitrary<Action> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      _tag: fc.constant("Write" as const),
+      key: fc.nat(KEYS.length - 1),
+      node: fc.nat(9),
+    }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      _tag: fc.constant("Read" as const),
+      key: fc.nat(KEYS.length - 1),
+      node: fc.nat(9),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Join" as const) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Leave" as const), node: fc.nat(9) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Crash" as const), node: fc.nat(9) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Restart" as const) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("RemoveDead" as const) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      _tag: fc.constant("Wait" as const),
+      ms: fc.integer({ min: 100, max: 3000 }),
+    }),
+  },
+)
+
+const valueOf = (obj: Version.Obj): string | null => Version.resolve(obj)?.sibling.value ?? null
+
+/** Members as node `at` sees them. */
+const statuses = (sim: Simulation, at: NodeId) =>
+  new Map([...Membership.view(sim.stateOf(at)!.membership).values()].map((e) => [e.id, e.status]))
+
+test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and crashes that leave a quorum of each key's replicas", () => {
+  const seen = { joins: 0, leaves: 0, removals: 0, streamed: 0 }
+  fc.assert(
+    fc.property(
+      fc.integer(),
+      fc.array(actionArb, { minLength: 5, maxLength: 60 }),
+      (seed, schedule) => {
+        const sim = new Simulation({
+          seed,
+          nodes: 4,
+          network: defaultNetwork,
+          node: { streamBatch: 16 },
+        })
+        const model = new KvModel()
+        const removed = new Set<NodeId>()
+        const active = () => sim.ids.filter((id) => !removed.has(id))
+        const live = () => active().filter((id) => sim.isUp(id))
+        const down = () => active().filter((id) => !sim.isUp(id))
+        let values = 0
+        for (const action of schedule) {
+          switch (action._tag) {
+            case "Write": {
+              const at = live()[action.node % live().length]!
+              const key = KEYS[action.key]!
+              const value = `v${values++}`
+              const op = sim.call(at, { _tag: "Put", key, value, context: null })
+              if (op.result?._tag === "PutOk") model.written(key, value)
+              else model.indeterminate(key, value)
+              break
+            }
+            case "Read": {
+              const at = live()[action.node % live().length]!
+              const key = KEYS[action.key]!
+              const op = sim.call(at, { _tag: "Get", key })
+              if (op.result?._tag !== "GetOk") break
+              const v = valueOf(op.result.obj)
+              assert.ok(
+                model.allowed(key).has(v),
+                `read ${key} = ${v}, allowed ${[...model.allowed(key)]}`,
+              )
+              break
+            }
+            case "Join":
+              if (active().length >= 7 || down().length > 0) break
+              sim.addNode()
+              seen.joins++
+              break
+            case "Leave": {
+              // Leave only from a settled, fully up cluster that keeps N members afterwards.
+              const up = live().filter((id) => statuses(sim, id).get(id) === "up")
+              if (down().length > 0 || up.length < 4 || up.length !== active().length) break
+              const who = up[action.node % up.length]!
+              sim.operator(who, { _tag: "Leave" })
+              sim.runUntil(() => !sim.isUp(who), 120_000)
+              removed.add(who)
+              seen.leaves++
+              break
+            }
+            case "Crash":
+              if (down().length > 0 || live().length <= 3) break
+              sim.stop(live()[action.node % live().length]!)
+              break
+            case "Restart":
+              for (const id of down()) sim.restart(id)
+              break
+            case "RemoveDead": {
+              const dead = down()[0]
+              if (dead === undefined || active().length <= 3) break
+              sim.operator(live()[0]!, { _tag: "Remove", node: dead })
+              removed.add(dead)
+              seen.removals++
+              break
+            }
+            case "Wait":
+              sim.runFor(action.ms)
+              break
+          }
+        }
+        // Let every change settle: restart the crashed, wait until no member is joining or leaving.
+        for (const id of down()) sim.restart(id)
+        const settled = () =>
+          live().every((id) =>
+            [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"),
+          )
+        assert.ok(sim.runUntil(settled, 300_000), "membership did not settle")
+        sim.runFor(10_000)
+        for (const key of KEYS) {
+          const op = sim.call(live()[0]!, { _tag: "Get", key })
+          assert.equal(
+            op.result?._tag,
+            "GetOk",
+            `final read of ${key}: ${JSON.stringify(op.result)}`,
+          )
+          if (op.result?._tag !== "GetOk") continue
+          const v = valueOf(op.result.obj)
+          assert.ok(
+            model.allowed(key).has(v),
+            `final ${key} = ${v}, allowed ${[...model.allowed(key)]}`,
+          )
+        }
+        for (const id of sim.ids) seen.streamed += sim.stateOf(id)?.stats.streamed ?? 0
+      },
+    ),
+    params(25),
+  )
+  assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.removals > 0, JSON.stringify(seen))
+  assert.ok(seen.streamed > 0, "nothing was ever streamed")
+})
