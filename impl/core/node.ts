@@ -210,6 +210,8 @@ export interface State {
   peers: ReadonlyArray<NodeId>
   readonly membership: Membership.State
   nextGossipAt: number
+  /** When this node learnt it was removed (it shuts down a few gossip rounds later). */
+  removedAt?: number
   /** Routing failure detector, fed by direct heartbeats. */
   readonly detector: Phi.State
   nextRid: number
@@ -965,10 +967,26 @@ const stepMembership = (
     })
   }
   refreshRing(state, now)
-  if (!wasRemoved && Membership.isRemoved(state.membership)) out.push({ _tag: "Removed" })
+  if (!wasRemoved && Membership.isRemoved(state.membership)) {
+    // Tell every peer at once (a removal that only lives here dies with this process), then
+    // keep gossiping for a few rounds before the driver is told to shut down.
+    const tombstone = Membership.selfEntry(state.membership)!
+    for (const peer of state.peers) {
+      out.push({
+        _tag: "Send",
+        to: peer,
+        message: { _tag: "Gossip", message: { _tag: "GossipAck", entries: [tombstone] } },
+      })
+    }
+    state.removedAt = now
+  }
 }
 
 const maybeGossip = (state: State, now: number, out: Array<Command>): void => {
+  if (state.removedAt !== undefined && now >= state.removedAt + 4 * state.config.gossipIntervalMs) {
+    state.removedAt = Number.POSITIVE_INFINITY
+    out.push({ _tag: "Removed" })
+  }
   if (now < state.nextGossipAt) return
   state.nextGossipAt = now + state.config.gossipIntervalMs
   stepMembership(state, now, { _tag: "TickElapsed", now }, out)

@@ -44,6 +44,26 @@ export class MemoryStore implements StoreView {
     return keys.slice(0, limit).map((k) => [k, this.values.get(k)!] as const)
   }
 
+  /** A copy (objects are immutable values, so sharing them is safe). */
+  clone(): MemoryStore {
+    const copy = new MemoryStore()
+    for (const [k, v] of this.values) copy.values.set(k, v)
+    for (const h of this.hintMap.values()) {
+      copy.apply({ _tag: "PersistHint", owner: h.owner, key: h.key, obj: h.obj })
+    }
+    return copy
+  }
+
+  /** Commands that change the store (and so must be durable before what follows them). */
+  isDurable(command: Command): boolean {
+    return (
+      command._tag === "Persist" ||
+      command._tag === "PersistHint" ||
+      command._tag === "DropHint" ||
+      command._tag === "Drop"
+    )
+  }
+
   /** Apply a durable command; returns false for commands that are not about storage. */
   apply(command: Command): boolean {
     switch (command._tag) {

@@ -46,6 +46,11 @@ export interface SimConfig {
   readonly tickMs?: number
   /** Per-node wall-clock offset in ms (node i's clock reads now + clockSkewMs[i]). */
   readonly clockSkewMs?: ReadonlyArray<number>
+  /**
+   * Time for a write to become durable (0: at once). Until then it is visible to its node but a
+   * crash loses it, and every command after it in its batch waits, as in the real driver.
+   */
+  readonly persistDelayMs?: number
 }
 
 export const defaultNetwork: NetworkConfig = {
@@ -80,6 +85,14 @@ type Scheduled =
       readonly kind: "Deadline" | "Forward"
     }
   | { readonly _tag: "Tick"; readonly node: NodeId; readonly incarnation: number }
+  /** A persist became durable: apply it and run the rest of its batch. */
+  | {
+      readonly _tag: "Durable"
+      readonly node: NodeId
+      readonly incarnation: number
+      readonly commands: ReadonlyArray<Command>
+      readonly index: number
+    }
 
 interface Item {
   readonly at: number
@@ -95,7 +108,10 @@ interface SimNode {
   readonly skewMs: number
   state: Node.State | undefined
   incarnation: number
-  readonly store: MemoryStore
+  /** What the node sees: durable data plus writes not yet durable (lost on a crash). */
+  store: MemoryStore
+  /** What survives a crash. */
+  readonly durable: MemoryStore
 }
 
 /** Binary min-heap on (at, seq): ties break by scheduling order, so runs are deterministic. */
@@ -176,6 +192,7 @@ export class Simulation {
         state: undefined,
         incarnation: 0,
         store: new MemoryStore(),
+        durable: new MemoryStore(),
       }
       this.nodes.set(id, node)
       this.boot(node)
@@ -194,6 +211,8 @@ export class Simulation {
     const node = this.node(id)
     node.state = undefined
     node.incarnation++
+    // Writes that were not durable yet are gone.
+    if ((this.config.persistDelayMs ?? 0) > 0) node.store = node.durable.clone()
   }
 
   restart(id: NodeId): void {
@@ -245,6 +264,7 @@ export class Simulation {
       state: undefined,
       incarnation: 0,
       store: new MemoryStore(),
+      durable: new MemoryStore(),
     }
     this.nodes.set(id, node)
     ;(this.ids as Array<NodeId>).push(id)
@@ -349,6 +369,13 @@ export class Simulation {
         })
         return
       }
+      case "Durable": {
+        const node = this.node(what.node)
+        if (node.incarnation !== what.incarnation || node.state === undefined) return
+        node.durable.apply(what.commands[what.index]!)
+        this.executeFrom(node, what.commands, what.index + 1)
+        return
+      }
       case "Tick": {
         const node = this.node(what.node)
         if (node.incarnation !== what.incarnation || node.state === undefined) return
@@ -376,7 +403,27 @@ export class Simulation {
 
   private apply(node: SimNode, event: Event): void {
     const [, commands] = Node.step(node.state!, event, node.store)
-    for (const command of commands) this.execute(node, command)
+    this.executeFrom(node, commands, 0)
+  }
+
+  /** Execute a batch in order; a persist holds back the rest until it is durable. */
+  private executeFrom(node: SimNode, commands: ReadonlyArray<Command>, start: number): void {
+    const delay = this.config.persistDelayMs ?? 0
+    for (let i = start; i < commands.length; i++) {
+      const command = commands[i]!
+      if (delay > 0 && node.store.isDurable(command)) {
+        node.store.apply(command)
+        this.schedule(this.now + delay, {
+          _tag: "Durable",
+          node: node.id,
+          incarnation: node.incarnation,
+          commands,
+          index: i,
+        })
+        return
+      }
+      this.execute(node, command)
+    }
   }
 
   private execute(node: SimNode, command: Command): void {
@@ -384,7 +431,13 @@ export class Simulation {
       case "Persist":
       case "PersistHint":
       case "DropHint":
+      case "Drop":
         node.store.apply(command)
+        node.durable.apply(command)
+        return
+      case "Removed":
+        // A removed node stops serving, as the real driver does.
+        this.stop(node.id)
         return
       case "Send":
         return this.send(node.id, command.to, command.message)
