@@ -37,6 +37,8 @@ type Action =
   | { _tag: "Crash"; node: number }
   | { _tag: "Restart"; node: number }
   | { _tag: "Network"; loss: number; dup: number }
+  | { _tag: "Slow"; node: number; ms: number }
+  | { _tag: "OneWay"; from: number; to: number }
   | { _tag: "Wait"; ms: number }
 
 const actionArb: fc.Arbitrary<Action> = fc.oneof(
@@ -87,6 +89,22 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
       _tag: fc.constant("Network" as const),
       loss: fc.constantFrom(0, 0.05, 0.2),
       dup: fc.constantFrom(0, 0.1),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("Slow" as const),
+      node: fc.nat(NODES - 1),
+      ms: fc.constantFrom(0, 50, 300),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("OneWay" as const),
+      from: fc.nat(NODES - 1),
+      to: fc.nat(NODES - 1),
     }),
   },
   {
@@ -306,6 +324,16 @@ const runSchedule = (
       case "Network":
         sim.network = { ...sim.network, lossRate: action.loss, duplicateRate: action.dup }
         break
+      case "Slow":
+        sim.slow(sim.ids[action.node]!, action.ms)
+        break
+      case "OneWay":
+        // An asymmetric partition: `from` cannot reach `to`, but `to` still reaches `from`.
+        if (action.from !== action.to) {
+          sim.block(sim.ids[action.from]!, sim.ids[action.to]!)
+          partitioned = true
+        }
+        break
       case "Wait":
         sim.runFor(action.ms)
         break
@@ -314,6 +342,7 @@ const runSchedule = (
 
   // Heal everything, let in-flight work finish, then read every key from every replica.
   sim.heal()
+  for (const id of sim.ids) sim.slow(id, 0)
   sim.network = { ...sim.network, lossRate: 0, duplicateRate: 0 }
   for (const id of sim.ids) sim.restart(id)
   sim.runFor(5_000)

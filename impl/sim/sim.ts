@@ -5,9 +5,11 @@
  * replays exactly.
  *
  * Network model: each message is delayed by a uniform latency in [latencyMinMs, latencyMaxMs]
- * (so messages reorder), lost with probability `lossRate`, delivered twice with probability
- * `duplicateRate`, and dropped when a partition separates the two nodes (partitions may be
- * asymmetric: `block(a, b)` stops a→b only). A stopped node receives nothing, its timers are
+ * (so messages reorder), plus a node's extra delay when it is slow (`slow`), lost with
+ * probability `lossRate`, delivered twice with probability `duplicateRate`, and dropped when a
+ * partition separates the two nodes (partitions may be asymmetric: `block(a, b)` stops a→b
+ * only). Each node's clock may be skewed (`clockSkewMs`), and persists may take time to become
+ * durable (`persistDelayMs`), a crash losing what was not. A stopped node receives nothing, its timers are
  * gone, and its volatile state is lost; its store survives (the disk), and `restart` boots a
  * fresh machine over it. Persists are durable at once (a crash between two commands of one
  * batch is not modelled here; the ordering contract makes acks follow their persists).
@@ -170,6 +172,7 @@ export class Simulation {
   private seq = 0
   private readonly nodes = new Map<NodeId, SimNode>()
   private readonly blocked = new Set<string>()
+  private readonly slowMs = new Map<NodeId, number>()
   private readonly tickMs: number
   private readonly nodeConfig: Omit<Node.Config, "self">
 
@@ -239,6 +242,12 @@ export class Simulation {
 
   heal(): void {
     this.blocked.clear()
+  }
+
+  /** Make a node slow: every message to or from it takes `extraMs` longer (0 to undo). */
+  slow(id: NodeId, extraMs: number): void {
+    if (extraMs > 0) this.slowMs.set(id, extraMs)
+    else this.slowMs.delete(id)
   }
 
   /** The stored object of `key` on node `id` (for convergence checks). */
@@ -471,7 +480,8 @@ export class Simulation {
     if (copies === 2) this.counters.duplicated++
     for (let i = 0; i < copies; i++) {
       const { latencyMinMs: lo, latencyMaxMs: hi } = this.network
-      const at = this.now + lo + this.rng.int(hi - lo + 1)
+      const extra = (this.slowMs.get(from) ?? 0) + (this.slowMs.get(to) ?? 0)
+      const at = this.now + lo + this.rng.int(hi - lo + 1) + extra
       this.schedule(at, { _tag: "Deliver", to, from, message })
     }
   }
