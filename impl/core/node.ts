@@ -555,9 +555,13 @@ const beginWrite = (
 ): void => {
   let read = Version.empty
   for (const obj of p.responses.values()) read = Version.sync(read, obj)
-  // A plain write supersedes what its read quorum held, not what arrived after it was invoked.
-  const clock = p.op.context ?? Version.context(read)
   const seen = Version.sync(store.get(p.op.key) ?? Version.empty, read)
+  // A plain write supersedes everything its coordinator knows when it mints the event: what its
+  // read quorum held and every write coordinated here since. Plain writes through one
+  // coordinator therefore never pile up as siblings (a hot key under redis-benchmark would
+  // otherwise carry one sibling per write in flight); only writes coordinated on different
+  // replicas at the same moment can still be concurrent.
+  const clock = p.op.context ?? Version.context(seen)
   // Stamp the write above everything it saw, whatever this node's wall clock says (KV-LWW-1).
   for (const d of Version.siblings(seen)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
   p.existed = Version.siblings(seen).some(

@@ -37,8 +37,13 @@ export interface Config {
   readonly peer: Address
   /** The peer address other nodes should use for this node (informational until gossip). */
   readonly advertise: Address
-  /** Every member of the cluster, this node included. */
+  /**
+   * The members this node boots with (seeds and initial ring), this node included unless it is
+   * `joining`. Membership then changes by gossip (impl/core/membership.ts).
+   */
   readonly members: ReadonlyArray<MemberAddress>
+  /** Start as a joining member: announce itself, stream data in, then become up. */
+  readonly joining: boolean
   readonly n: number
   readonly r: number
   readonly w: number
@@ -46,8 +51,9 @@ export interface Config {
   readonly requestTimeoutMs: number
   readonly forwardTimeoutMs: number
   readonly heartbeatMs: number
-  readonly downAfterMs: number
   readonly maxPending: number
+  /** Conflict policy per key prefix (impl/core/node.ts); empty: siblings everywhere. */
+  readonly namespaces: ReadonlyArray<Node.Namespace>
   /** Largest value a client may SET; larger ones get a clear error. */
   readonly maxValueBytes: number
   /** Largest peer frame accepted or sent; derived from maxValueBytes unless given. */
@@ -81,6 +87,7 @@ export const defaults = {
   sendQueueMax: 65_536,
   reconnectMinMs: 50,
   reconnectMaxMs: 2000,
+  dropAfterDisconnectedMs: 2000,
 } as const
 
 /**
@@ -116,17 +123,24 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
       return fail(`member ${m.id}: weight must be positive, got ${m.weight}`)
     }
   }
+  const joining = input.joining ?? false
   const self = input.members.find((m) => m.id === input.id)
-  if (self === undefined) {
-    return fail(`this node (${input.id}) is not in the member list (${[...ids].join(", ")})`)
+  if (self === undefined && !joining) {
+    return fail(
+      `this node (${input.id}) is not in the member list (${[...ids].join(", ")}); ` +
+        "list it, or start it as a joining node",
+    )
   }
+  if (self !== undefined && joining) {
+    return fail(`a joining node (${input.id}) must not be in the member list it joins`)
+  }
+  if (input.members.length === 0) return fail("the member list is empty: name at least one seed")
   const n = input.n ?? Node.defaults.n
   const r = input.r ?? Math.min(Node.defaults.r, n)
   const w = input.w ?? Math.min(Node.defaults.w, n)
   if (!Number.isInteger(n) || n < 1) return fail(`n must be a positive integer, got ${n}`)
-  if (n > input.members.length) {
-    return fail(`n=${n} exceeds the number of members (${input.members.length})`)
-  }
+  const memberCount = input.members.length + (joining ? 1 : 0)
+  if (n > memberCount) return fail(`n=${n} exceeds the number of members (${memberCount})`)
   for (const [name, q] of [
     ["r", r],
     ["w", w],
@@ -147,7 +161,7 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
   }
   const host = defaults.host
   const client = input.client ?? { host, port: defaults.clientPortBase }
-  const peer = input.peer ?? { host, port: self.peerAddress.port }
+  const peer = input.peer ?? { host, port: self?.peerAddress.port ?? defaults.peerPortBase }
   for (const [name, a] of [
     ["client", client],
     ["peer", peer],
@@ -162,7 +176,6 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
     ["requestTimeoutMs", input.requestTimeoutMs],
     ["forwardTimeoutMs", input.forwardTimeoutMs],
     ["heartbeatMs", input.heartbeatMs],
-    ["downAfterMs", input.downAfterMs],
     ["tickMs", input.tickMs],
     ["sendQueueMax", input.sendQueueMax],
     ["maxPending", input.maxPending],
@@ -173,13 +186,13 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
       return fail(`${name} must be positive, got ${v}`)
     }
   }
-  const downAfterMs = input.downAfterMs ?? Node.defaults.downAfterMs
   return Either.right({
     id: NodeId(input.id),
     cluster: input.cluster ?? defaults.cluster,
     client,
     peer,
-    advertise: input.advertise ?? self.peerAddress,
+    advertise: input.advertise ?? self?.peerAddress ?? peer,
+    joining,
     members: input.members.map((m) => ({
       id: NodeId(m.id),
       weight: m.weight ?? 1,
@@ -192,24 +205,34 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
     requestTimeoutMs: input.requestTimeoutMs ?? Node.defaults.requestTimeoutMs,
     forwardTimeoutMs: input.forwardTimeoutMs ?? Node.defaults.forwardTimeoutMs,
     heartbeatMs: input.heartbeatMs ?? Node.defaults.heartbeatMs,
-    downAfterMs,
     maxPending: input.maxPending ?? Node.defaults.maxPending,
+    namespaces: input.namespaces ?? Node.defaults.namespaces,
     maxValueBytes,
     maxFrameBytes: input.maxFrameBytes ?? frameBytesFor(maxValueBytes),
     store,
     dataDir: input.dataDir ?? "",
     tickMs: input.tickMs ?? defaults.tickMs,
     sendQueueMax: input.sendQueueMax ?? defaults.sendQueueMax,
-    dropAfterDisconnectedMs: input.dropAfterDisconnectedMs ?? downAfterMs,
+    dropAfterDisconnectedMs: input.dropAfterDisconnectedMs ?? defaults.dropAfterDisconnectedMs,
     reconnectMinMs: input.reconnectMinMs ?? defaults.reconnectMinMs,
     reconnectMaxMs: input.reconnectMaxMs ?? defaults.reconnectMaxMs,
   })
 }
 
-/** The storage machine's configuration (impl/core/node.ts) of this node. */
-export const machineConfig = (config: Config): Node.Config => ({
+/**
+ * The storage machine's configuration (impl/core/node.ts) of this node. `generation`: this
+ * process's incarnation, strictly larger on every restart (the store keeps the counter).
+ */
+export const machineConfig = (config: Config, generation: number): Node.Config => ({
+  // The machine's defaults first, so that knobs without a flag keep their documented values.
+  ...Node.defaults,
   self: config.id,
   members: config.members.map((m) => ({ id: m.id, weight: m.weight })),
+  joining: config.joining,
+  generation,
+  peerAddress: showAddress(config.advertise),
+  clientAddress: showAddress({ host: config.advertise.host, port: config.client.port }),
+  addresses: new Map(config.members.map((m) => [m.id, showAddress(m.peerAddress)])),
   tokensPerNode: config.tokensPerNode,
   n: config.n,
   r: config.r,
@@ -217,9 +240,17 @@ export const machineConfig = (config: Config): Node.Config => ({
   requestTimeoutMs: config.requestTimeoutMs,
   forwardTimeoutMs: config.forwardTimeoutMs,
   heartbeatMs: config.heartbeatMs,
-  downAfterMs: config.downAfterMs,
   maxPending: config.maxPending,
+  namespaces: config.namespaces,
 })
+
+/** "host:port" (IPv6 hosts in brackets) → address; undefined if malformed. */
+export const parseAddress = (text: string): Address | undefined => {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text)
+  if (m === null) return undefined
+  const port = Number(m[3])
+  return isPort(port) && port > 0 ? { host: m[1] ?? m[2]!, port } : undefined
+}
 
 export const showAddress = (a: Address): string =>
   a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`

@@ -3,7 +3,7 @@
  * plain synchronous facade over it for socket callbacks (which run outside any fiber). Logging
  * is for rare events (connections, errors, startup); the per-message path never logs.
  */
-import { Cause, Effect, HashMap, Layer, Logger, LogLevel, Runtime } from "effect"
+import { Cause, Effect, HashMap, type Layer, Logger, LogLevel, Runtime } from "effect"
 
 export interface Log {
   readonly info: (message: string) => void

@@ -1,7 +1,7 @@
 /**
  * Schemas of everything a node sends to a peer: versioned objects, clocks, client operations and
- * results, the peer messages of the storage machine (impl/core/messages.ts) and the `Hello`
- * handshake that opens every peer connection.
+ * results, membership gossip (impl/core/membership.ts), the peer messages of the storage machine
+ * (impl/core/messages.ts) and the `Hello` handshake that opens every peer connection.
  *
  * The core types are plain TypeScript; these schemas must describe exactly them. The `_check*`
  * constants below fail to compile if a schema's Type drifts from its core type (Schema is
@@ -17,6 +17,7 @@
  */
 import { Data, Either, Schema } from "effect"
 import type { NodeId as NodeIdType } from "../core/ids.ts"
+import type * as Membership from "../core/membership.ts"
 import type { ClientResult, GetOp, PeerMessage, PutOp } from "../core/messages.ts"
 import type { Clock, Entry, Obj, Sibling } from "../core/version.ts"
 
@@ -70,16 +71,59 @@ export const FailureReasonSchema = Schema.Literal(
   "Timeout",
   "Overloaded",
   "BadRequest",
+  "Unavailable",
 )
 
 export const ClientResultSchema = Schema.Union(
+  Schema.Struct({ _tag: Schema.Literal("Done"), message: Schema.String }),
   Schema.Struct({ _tag: Schema.Literal("GetOk"), obj: ObjSchema }),
-  Schema.Struct({ _tag: Schema.Literal("PutOk"), context: ClockSchema, existed: Schema.Boolean }),
+  Schema.Struct({
+    _tag: Schema.Literal("PutOk"),
+    context: ClockSchema,
+    dot: Schema.Tuple(Schema.String, Count),
+    existed: Schema.Boolean,
+  }),
   Schema.Struct({
     _tag: Schema.Literal("Failed"),
     reason: FailureReasonSchema,
     message: Schema.String,
   }),
+)
+
+// ---------------------------------------------------------------------------------------------
+// Membership gossip (impl/core/membership.ts)
+
+export const MemberEntrySchema = Schema.Struct({
+  id: NodeId,
+  peerAddress: Schema.String,
+  clientAddress: Schema.String,
+  weight: Schema.Number.pipe(Schema.finite(), Schema.positive()),
+  status: Schema.Literal("joining", "up", "leaving", "removed"),
+  generation: Count,
+  version: Count,
+  heartbeat: Count,
+})
+
+export const DigestSchema = Schema.Struct({
+  id: NodeId,
+  removed: Schema.Boolean,
+  generation: Count,
+  version: Count,
+  heartbeat: Count,
+})
+
+export const GossipMessageSchema = Schema.Union(
+  Schema.Struct({
+    _tag: Schema.Literal("GossipDigest"),
+    address: Schema.String,
+    digests: Schema.Array(DigestSchema),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("GossipReply"),
+    entries: Schema.Array(MemberEntrySchema),
+    requests: Schema.Array(NodeId),
+  }),
+  Schema.Struct({ _tag: Schema.Literal("GossipAck"), entries: Schema.Array(MemberEntrySchema) }),
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -98,7 +142,21 @@ export const PeerMessageSchema = Schema.Union(
     obj: ObjSchema,
   }),
   Schema.Struct({ _tag: Schema.Literal("WriteAck"), rid: Rid }),
+  Schema.Struct({
+    _tag: Schema.Literal("HintedWrite"),
+    rid: Rid,
+    key: Schema.String,
+    obj: ObjSchema,
+    owner: NodeId,
+  }),
+  Schema.Struct({ _tag: Schema.Literal("Handoff"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({ _tag: Schema.Literal("HandoffAck"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({ _tag: Schema.Literal("Gossip"), message: GossipMessageSchema }),
+  Schema.Struct({ _tag: Schema.Literal("StreamPush"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({ _tag: Schema.Literal("StreamAck"), key: Schema.String }),
+  Schema.Struct({ _tag: Schema.Literal("StreamDone"), signature: Schema.String }),
   Schema.Struct({ _tag: Schema.Literal("Repair"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({ _tag: Schema.Literal("Purge"), key: Schema.String, obj: ObjSchema }),
   Schema.Struct({ _tag: Schema.Literal("CoordinateRequest"), rid: Rid, op: PutOpSchema }),
   Schema.Struct({
     _tag: Schema.Literal("CoordinateResponse"),
@@ -123,8 +181,11 @@ export const HelloSchema = Schema.Struct({
 // ---------------------------------------------------------------------------------------------
 // Compile-time checks: each schema's Type (and Encoded) is exactly the core type.
 
-/** True when A and B are mutually assignable. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+/**
+ * True when every value of type A is already a valid encoded value B: the schema has no
+ * transformation, only refinements (brands), so `JSON.stringify` of a Type value is its encoding.
+ */
+type EncodesAsItself<A, B> = [A] extends [B] ? true : false
 
 const _checkSibling: Schema.Schema<Sibling, Sibling> = SiblingSchema
 const _checkEntry: Schema.Schema<Entry, Entry> = EntrySchema
@@ -133,14 +194,16 @@ const _checkClock: Schema.Schema<Clock, Clock> = ClockSchema
 const _checkGetOp: Schema.Schema<GetOp, GetOp> = GetOpSchema
 const _checkPutOp: Schema.Schema<PutOp, PutOp> = PutOpSchema
 const _checkClientResult: Schema.Schema<ClientResult, ClientResult> = ClientResultSchema
-// NodeId is a brand, a refinement without a transformation: Encoded is the plain string.
+// NodeId is a brand, a refinement without a transformation: its Encoded is the plain string.
+const _checkMemberEntry: Schema.Schema<Membership.Entry, any> = MemberEntrySchema
+const _checkGossip: Schema.Schema<Membership.Message, any> = GossipMessageSchema
 const _checkPeerMessage: Schema.Schema<PeerMessage, any> = PeerMessageSchema
 const _checkHello: Schema.Schema<Hello, any> = HelloSchema
-const _encodedPeerMessage: Same<Schema.Schema.Encoded<typeof PeerMessageSchema>, PeerMessage> = true
-const _encodedHello: Same<
-  Schema.Schema.Encoded<typeof HelloSchema>,
-  { readonly _tag: "Hello"; readonly from: string; readonly cluster: string }
+const _encodedPeerMessage: EncodesAsItself<
+  PeerMessage,
+  Schema.Schema.Encoded<typeof PeerMessageSchema>
 > = true
+const _encodedHello: EncodesAsItself<Hello, Schema.Schema.Encoded<typeof HelloSchema>> = true
 
 export type Checks = [
   typeof _checkSibling,
@@ -150,6 +213,8 @@ export type Checks = [
   typeof _checkGetOp,
   typeof _checkPutOp,
   typeof _checkClientResult,
+  typeof _checkMemberEntry,
+  typeof _checkGossip,
   typeof _checkPeerMessage,
   typeof _checkHello,
   typeof _encodedPeerMessage,

@@ -1,0 +1,204 @@
+/**
+ * `runNode(config)`: one real storage node. Acquires, in a scope, the store, the driver (the
+ * storage machine), the peer transport and the RESP server, logs one start-up line, and runs
+ * until SIGINT/SIGTERM or a fatal store error. On the way out everything is released in reverse
+ * order: clients first, then the machine's timers, the peer sockets, and last the store, which
+ * is flushed and closed.
+ */
+import { Deferred, Effect, Layer } from "effect"
+import * as Config from "./config.ts"
+import { Driver } from "./driver.ts"
+import * as Log from "./log.ts"
+import * as RespServer from "./resp-server.ts"
+import * as Store from "./store.ts"
+import * as Transport from "./transport.ts"
+
+export type StopReason = "SIGINT" | "SIGTERM" | "fatal" | "removed"
+
+/** Completes with the first of SIGINT or SIGTERM; the handlers are removed afterwards. */
+export const awaitSignal: Effect.Effect<"SIGINT" | "SIGTERM"> = Effect.async((resume) => {
+  const onInt = () => resume(Effect.succeed("SIGINT" as const))
+  const onTerm = () => resume(Effect.succeed("SIGTERM" as const))
+  process.once("SIGINT", onInt)
+  process.once("SIGTERM", onTerm)
+  return Effect.sync(() => {
+    process.off("SIGINT", onInt)
+    process.off("SIGTERM", onTerm)
+  })
+})
+
+const storeLayer = (config: Config.Config): Layer.Layer<Store.Store, Error> =>
+  config.store === "memory" ? Store.layerMemory : Store.layerLmdb(config.dataDir)
+
+/**
+ * While the node runs and shuts down, a repeated SIGINT/SIGTERM (a terminal's Ctrl-C reaches
+ * every process of the group, and `dht cluster` then sends SIGTERM as well) must not kill it
+ * half-way through closing the store: keep a listener installed until the scope is closed.
+ */
+export const holdSignals = Effect.acquireRelease(
+  Effect.sync(() => {
+    const ignore = () => {}
+    process.on("SIGINT", ignore)
+    process.on("SIGTERM", ignore)
+    return ignore
+  }),
+  (ignore) =>
+    Effect.sync(() => {
+      process.off("SIGINT", ignore)
+      process.off("SIGTERM", ignore)
+    }),
+)
+
+/** The node's services, running until `stop` completes. */
+const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
+  Effect.gen(function* () {
+    const config = yield* Config.NodeConfig
+    const store = yield* Store.Store
+    const log = yield* Log.make
+    const ended = yield* Deferred.make<"fatal" | "removed">()
+    const generation = store.nextGeneration()
+    let transport: Transport.Transport | undefined
+    const driver = new Driver({
+      machine: Config.machineConfig(config, generation),
+      store,
+      tickMs: config.tickMs,
+      log,
+      send: (to, message, address) => transport?.send(to, message, address),
+      onFatal: (reason) => {
+        log.error(`stopping: ${reason}`)
+        Deferred.unsafeDone(ended, Effect.succeed("fatal" as const))
+      },
+      onRemoved: () => Deferred.unsafeDone(ended, Effect.succeed("removed" as const)),
+      onMembership: (members, previous) => {
+        const before = new Map(previous.map((m) => [m.id, m]))
+        const changes: Array<string> = []
+        for (const m of members) {
+          const was = before.get(m.id)
+          if (was === undefined) changes.push(`${m.id} ${m.status} at ${m.peerAddress}`)
+          else if (was.status !== m.status) changes.push(`${m.id} ${was.status} -> ${m.status}`)
+          else if (was.peerAddress !== m.peerAddress)
+            changes.push(`${m.id} moved to ${m.peerAddress}`)
+          if (m.status === "removed" && m.id !== config.id) transport?.forget(m.id)
+        }
+        // The first view is the boot configuration, already in the start-up line.
+        if (previous.length > 0 && changes.length > 0) log.info(`membership: ${changes.join("; ")}`)
+      },
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => driver.stop()))
+    transport = yield* Transport.make({
+      config,
+      log,
+      onMessage: (from, message) => driver.receive(from, message),
+    })
+    const peers = transport
+    const resp = yield* RespServer.make({
+      config,
+      log,
+      submit: (op, onResult) => driver.submit(op, onResult),
+      operator: (op, onResult) => driver.operator(op, onResult),
+      info: () => infoSections(config, driver, peers, store),
+    })
+    const members = config.members
+      .map(
+        (m) =>
+          `${m.id}@${Config.showAddress(m.peerAddress)}${m.weight === 1 ? "" : `/${m.weight}`}`,
+      )
+      .join(",")
+    yield* Effect.logInfo(
+      `node ${config.id} up: clients ${Config.showAddress(resp.listening)}, ` +
+        `peers ${Config.showAddress(peers.listening)} (advertised ${Config.showAddress(config.advertise)}), ` +
+        `cluster "${config.cluster}" ${config.joining ? "joining via" : "members"} ${members}, ` +
+        `n=${config.n} r=${config.r} w=${config.w}, generation ${generation}, ` +
+        `store ${store.kind}${store.kind === "lmdb" ? ` in ${config.dataDir}` : ""}`,
+    )
+    const reason = yield* Effect.raceFirst(stop, Deferred.await(ended))
+    yield* Effect.logInfo(`node ${config.id} stopping (${reason})`)
+    return reason
+  })
+
+const infoSections = (
+  config: Config.Config,
+  driver: Driver,
+  transport: Transport.Transport,
+  store: Store.StoreShape,
+): ReadonlyArray<readonly [string, ReadonlyArray<readonly [string, string | number]>]> => {
+  const d = driver.stats()
+  const t = transport.stats()
+  const keys = store.size()
+  return [
+    [
+      "Stats",
+      [
+        ["gets", d.machine.gets],
+        ["puts", d.machine.puts],
+        ["forwarded", d.machine.forwarded],
+        ["read_repairs", d.machine.readRepairs],
+        ["purges", d.machine.purges],
+        ["hints_stored", d.machine.hintsStored],
+        ["hints_delivered", d.machine.hintsDelivered],
+        ["hints_held", store.hintCount()],
+        ["streamed", d.machine.streamed],
+        ["dropped_after_handover", d.machine.dropped],
+        ["failures", d.machine.failures],
+        ["requests_in_flight", d.inFlight],
+        ["persists_in_flight", d.persistsInFlight],
+        ["step_errors", d.stepErrors],
+        ["peer_messages_sent", t.sent],
+        ["peer_messages_received", t.received],
+        ["peer_messages_dropped", t.dropped],
+        ["peer_connections_rejected", t.rejectedConnections],
+      ],
+    ],
+    ["Keyspace", [["db0", `keys=${keys},expires=0,avg_ttl=0`]]],
+    [
+      "Cluster",
+      [
+        ["cluster_enabled", 0],
+        ["node_id", config.id],
+        ["cluster_name", config.cluster],
+        // Membership as this node sees it: id:status@peer address.
+        [
+          "members",
+          driver
+            .members()
+            .map((m) => `${m.id}:${m.status}@${m.peerAddress}`)
+            .join(","),
+        ],
+        [
+          "peers",
+          transport
+            .peers()
+            .map(
+              (p) =>
+                `${p.id}@${p.address}:${p.connected ? "connected" : "disconnected"}` +
+                `:${driver.believedUp(p.id) ? "up" : "down"}`,
+            )
+            .join(","),
+        ],
+        ["n", config.n],
+        ["r", config.r],
+        ["w", config.w],
+        ["store", store.kind],
+        ["local_keys", keys],
+      ],
+    ],
+  ]
+}
+
+/**
+ * Run one node until SIGINT/SIGTERM (or until `stop` completes, for tests that run a node in
+ * process). Fails with an Error if a listener or the store cannot be opened.
+ */
+export const runNode = (
+  config: Config.Config,
+  stop: Effect.Effect<StopReason> = awaitSignal,
+): Effect.Effect<StopReason, Error> =>
+  Effect.scoped(
+    Effect.zipRight(
+      holdSignals,
+      // The store's layer is released after the services of `serve`, and before holdSignals.
+      Effect.scoped(serve(stop)).pipe(
+        Effect.provide(Layer.merge(Config.layer(config), storeLayer(config))),
+      ),
+    ),
+  ).pipe(Effect.provide(Log.layer))

@@ -1,0 +1,611 @@
+/**
+ * The client-facing server: RESP2 over TCP (impl/client/resp.ts), so redis-cli,
+ * redis-benchmark and any Redis client library work against a node.
+ *
+ * Each command becomes zero or more client operations for the driver (GET, SET, DEL, EXISTS,
+ * MGET, MSET) or an operator intent (DHT.JOIN, DHT.LEAVE, DHT.REMOVE node); the rest (PING, ECHO, INFO, COMMAND, CONFIG GET, SELECT, CLIENT …) are answered
+ * here. Nothing here knows how a quorum is reached: a result from the machine is translated into
+ * a reply and nothing else (a plain GET sees `Version.resolve` of the merged object).
+ *
+ * Pipelining: every command takes a reply slot on its connection, in arrival order; results
+ * from the machine fill slots in any order, and replies leave strictly in slot order, batched
+ * into one socket write per flush. A connection with too many unanswered commands or too much
+ * unsent output stops being read until it drains.
+ *
+ * Errors: a malformed request stream gets `-ERR Protocol error: …` after the replies already
+ * owed, then the connection is closed; nobody else is affected. A client that goes away mid
+ * command is forgotten: its late results are dropped.
+ */
+import * as net from "node:net"
+import { Effect, type Scope } from "effect"
+import { NodeId } from "../core/ids.ts"
+import type { ClientOp, ClientResult, OperatorOp } from "../core/messages.ts"
+import * as Version from "../core/version.ts"
+import * as Resp from "../client/resp.ts"
+import { type Address, type Config, MiB, showAddress } from "./config.ts"
+import type { Log } from "./log.ts"
+
+export interface RespServerOptions {
+  readonly config: Config
+  readonly log: Log
+  /** Run a client operation on the machine; the callback receives its one result. */
+  readonly submit: (op: ClientOp, onResult: (result: ClientResult) => void) => void
+  /** Run an operator intent (DHT.JOIN, DHT.LEAVE, DHT.REMOVE). */
+  readonly operator: (op: OperatorOp, onResult: (result: ClientResult) => void) => void
+  /** INFO sections beyond `server` and `clients`, in order: [section, [field, value][]]. */
+  readonly info: () => ReadonlyArray<
+    readonly [string, ReadonlyArray<readonly [string, string | number]>]
+  >
+}
+
+export interface RespServerStats {
+  connectedClients: number
+  totalConnections: number
+  totalCommands: number
+  protocolErrors: number
+}
+
+export interface RespServer {
+  readonly listening: Address
+  readonly stats: () => Readonly<RespServerStats>
+}
+
+/** Stop reading a connection with this many replies owed … */
+const SLOTS_PENDING_MAX = 16_384
+/** … or this much output not yet taken by the kernel. */
+const OUTPUT_BYTES_MAX = 32 * MiB
+
+/** One reply owed to a connection; `reply` undefined until its result arrives. */
+interface Slot {
+  reply: Resp.Reply | undefined
+}
+
+interface Connection {
+  readonly id: number
+  readonly socket: net.Socket
+  readonly parser: Resp.RespParser
+  /** Slots from `head` on are owed, oldest first. */
+  slots: Array<Slot>
+  head: number
+  /** Gone (closed by either side): late results are dropped. */
+  gone: boolean
+  /** QUIT or a protocol error: answer what is owed, then close; read nothing more. */
+  closing: boolean
+  flushScheduled: boolean
+  paused: boolean
+  name: string
+}
+
+type Handler = (conn: Connection, args: ReadonlyArray<string>, slot: Slot) => Resp.Reply | undefined
+
+/** Arity in Redis's notation: n exactly n words (command included), -n at least n. */
+interface Spec {
+  readonly arity: number
+  readonly handle: Handler
+}
+
+export const make = (options: RespServerOptions): Effect.Effect<RespServer, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<RespServerImpl, Error>((resume) => {
+      const server = new RespServerImpl(options)
+      server.listen(
+        () => resume(Effect.succeed(server)),
+        (e) => resume(Effect.fail(e)),
+      )
+    }),
+    (server) => Effect.promise(() => server.close()),
+  )
+
+// ---------------------------------------------------------------------------------------------
+// Replies from machine results
+
+const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply => {
+  switch (result.reason) {
+    case "QuorumNotMet":
+      return Resp.error(
+        result.message.startsWith("quorum not met")
+          ? `ERR ${result.message}`
+          : `ERR quorum not met: ${result.message}`,
+      )
+    case "Timeout":
+      return Resp.error(`TIMEOUT ${result.message}`)
+    case "Overloaded":
+      return Resp.error(`OVERLOADED ${result.message}`)
+    case "Unavailable":
+      return Resp.error(`UNAVAILABLE ${result.message}`)
+    case "BadRequest":
+      return Resp.error(`ERR ${result.message}`)
+    default:
+      return Resp.error(`ERR ${result.reason}: ${result.message}`)
+  }
+}
+
+/** The value a plain GET returns: the resolved sibling, null for none or a tombstone. */
+const plainValue = (obj: Version.Obj): string | null => Version.resolve(obj)?.sibling.value ?? null
+
+const wrongArity = (name: string): Resp.Reply =>
+  Resp.error(`ERR wrong number of arguments for '${name}' command`)
+
+/** Redis's wording, including the quoting and the trailing space after each argument. */
+const unknownCommand = (args: ReadonlyArray<string>): Resp.Reply => {
+  let shown = ""
+  for (const arg of args.slice(1)) {
+    if (shown.length >= 128) break
+    shown += `'${arg.slice(0, 128 - shown.length)}' `
+  }
+  return Resp.error(
+    `ERR unknown command '${(args[0] ?? "").slice(0, 128)}', with args beginning with: ${shown}`,
+  )
+}
+
+const unknownSubcommand = (sub: string, command: string): Resp.Reply =>
+  Resp.error(`ERR unknown subcommand '${sub.slice(0, 128)}'. Try ${command} HELP.`)
+
+/** Glob match as Redis's CONFIG GET does it: `*`, `?`, `[...]`, case-insensitive. */
+const globToRegExp = (pattern: string): RegExp => {
+  let source = ""
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!
+    if (c === "*") source += ".*"
+    else if (c === "?") source += "."
+    else if (c === "[") {
+      const close = pattern.indexOf("]", i + 1)
+      if (close < 0) source += "\\["
+      else {
+        const body = pattern.slice(i + 1, close).replace(/\\/g, "\\\\")
+        source += body.startsWith("^") ? `[^${body.slice(1)}]` : `[${body}]`
+        i = close
+      }
+    } else source += c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  }
+  return new RegExp(`^${source}$`, "i")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+
+class RespServerImpl implements RespServer {
+  private readonly config: Config
+  private readonly log: Log
+  private readonly submit: RespServerOptions["submit"]
+  private readonly operator: RespServerOptions["operator"]
+  private readonly info: RespServerOptions["info"]
+  private readonly server: net.Server
+  private readonly connections = new Set<Connection>()
+  private readonly commands: ReadonlyMap<string, Spec>
+  private readonly limits: Partial<Resp.Limits>
+  private readonly startedAt = Date.now()
+  private nextConnectionId = 1
+  private closed = false
+  private readonly counters: RespServerStats = {
+    connectedClients: 0,
+    totalConnections: 0,
+    totalCommands: 0,
+    protocolErrors: 0,
+  }
+  listening: Address
+
+  constructor(options: RespServerOptions) {
+    this.config = options.config
+    this.log = options.log
+    this.submit = options.submit
+    this.operator = options.operator
+    this.info = options.info
+    this.listening = options.config.client
+    // Values up to a few times the limit are read whole, so that they get a clear error and the
+    // connection stays usable; beyond that the stream is refused as a protocol error.
+    this.limits = { maxBulkBytes: Math.max(64 * MiB, 4 * options.config.maxValueBytes) }
+    this.commands = this.commandTable()
+    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
+  }
+
+  listen(onListening: () => void, onError: (e: Error) => void): void {
+    const fail = (e: NodeJS.ErrnoException) => {
+      const where = showAddress(this.config.client)
+      onError(new Error(`cannot listen for clients on ${where}: ${e.code ?? e.message}`))
+    }
+    this.server.once("error", fail)
+    this.server.listen(this.config.client.port, this.config.client.host, () => {
+      this.server.off("error", fail)
+      this.server.on("error", (e) => this.log.error(`client listener: ${e.message}`))
+      const bound = this.server.address()
+      if (bound !== null && typeof bound === "object") {
+        this.listening = { host: this.config.client.host, port: bound.port }
+      }
+      onListening()
+    })
+  }
+
+  stats(): Readonly<RespServerStats> {
+    return { ...this.counters }
+  }
+
+  close(): Promise<void> {
+    this.closed = true
+    for (const conn of this.connections) {
+      conn.gone = true
+      conn.socket.destroy()
+    }
+    return new Promise((resolve) => this.server.close(() => resolve()))
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connections
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy()
+      return
+    }
+    socket.setNoDelay(true)
+    const conn: Connection = {
+      id: this.nextConnectionId++,
+      socket,
+      parser: new Resp.RespParser(this.limits),
+      slots: [],
+      head: 0,
+      gone: false,
+      closing: false,
+      flushScheduled: false,
+      paused: false,
+      name: "",
+    }
+    this.connections.add(conn)
+    this.counters.connectedClients++
+    this.counters.totalConnections++
+    socket.on("data", (chunk: Buffer) => this.onData(conn, chunk))
+    socket.on("drain", () => this.maybeResume(conn))
+    socket.on("error", () => {})
+    socket.on("close", () => {
+      conn.gone = true
+      conn.slots = []
+      conn.head = 0
+      this.connections.delete(conn)
+      this.counters.connectedClients--
+    })
+  }
+
+  private onData(conn: Connection, chunk: Buffer): void {
+    if (conn.closing || conn.gone) return
+    conn.parser.feed(chunk)
+    for (;;) {
+      const request = conn.parser.next()
+      if (request === undefined) break
+      if (request instanceof Resp.RespProtocolError) {
+        this.counters.protocolErrors++
+        this.log.warn(
+          `client ${conn.id} (${conn.socket.remoteAddress}:${conn.socket.remotePort}): ` +
+            `${request.message}; closing the connection`,
+        )
+        conn.slots.push({ reply: Resp.error(`ERR ${request.message}`) })
+        conn.closing = true
+        break
+      }
+      this.counters.totalCommands++
+      const slot: Slot = { reply: undefined }
+      conn.slots.push(slot)
+      // Not `??=`: dispatch may fill the slot itself (a result that arrives synchronously).
+      const reply = this.dispatch(conn, request, slot)
+      if (reply !== undefined) slot.reply = reply
+      if (conn.closing) break
+    }
+    this.flush(conn)
+    if (!conn.gone && this.overloaded(conn)) {
+      conn.paused = true
+      conn.socket.pause()
+    }
+  }
+
+  private overloaded(conn: Connection): boolean {
+    return (
+      conn.slots.length - conn.head > SLOTS_PENDING_MAX ||
+      conn.socket.writableLength > OUTPUT_BYTES_MAX
+    )
+  }
+
+  private maybeResume(conn: Connection): void {
+    if (!conn.paused || conn.gone || this.overloaded(conn)) return
+    conn.paused = false
+    conn.socket.resume()
+  }
+
+  /** A result filled a slot: flush once the current turn's other results are in too. */
+  private fill(conn: Connection, slot: Slot, reply: Resp.Reply): void {
+    if (conn.gone) return
+    slot.reply = reply
+    if (conn.flushScheduled) return
+    conn.flushScheduled = true
+    queueMicrotask(() => {
+      conn.flushScheduled = false
+      this.flush(conn)
+      this.maybeResume(conn)
+    })
+  }
+
+  /** Write every leading slot that has its reply, in one socket write. */
+  private flush(conn: Connection): void {
+    if (conn.gone) return
+    const ready: Array<Resp.Reply> = []
+    let head = conn.head
+    while (head < conn.slots.length) {
+      const reply = conn.slots[head]!.reply
+      if (reply === undefined) break
+      ready.push(reply)
+      head++
+    }
+    if (head === conn.slots.length) {
+      conn.slots = []
+      conn.head = 0
+    } else {
+      conn.head = head
+      if (head > 1024 && head * 2 > conn.slots.length) {
+        conn.slots = conn.slots.slice(head)
+        conn.head = 0
+      }
+    }
+    if (ready.length > 0) conn.socket.write(Resp.encodeAll(ready))
+    if (conn.closing && conn.slots.length === 0) {
+      conn.gone = true
+      conn.socket.end()
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Commands
+
+  /** The reply now, or undefined if the slot will be filled later. */
+  private dispatch(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+  ): Resp.Reply | undefined {
+    const name = args[0]!.toLowerCase()
+    const spec = this.commands.get(name)
+    if (spec === undefined) return unknownCommand(args)
+    const arity = spec.arity
+    if (arity >= 0 ? args.length !== arity : args.length < -arity) return wrongArity(name)
+    return spec.handle(conn, args, slot)
+  }
+
+  private commandTable(): ReadonlyMap<string, Spec> {
+    const table: Record<string, Spec> = {
+      ping: { arity: -1, handle: (_c, args) => this.ping(args) },
+      echo: { arity: 2, handle: (_c, args) => Resp.bulkString(args[1]!) },
+      get: { arity: 2, handle: (c, args, slot) => this.get(c, args, slot) },
+      set: { arity: -3, handle: (c, args, slot) => this.set(c, args, slot) },
+      del: { arity: -2, handle: (c, args, slot) => this.del(c, args, slot) },
+      exists: { arity: -2, handle: (c, args, slot) => this.exists(c, args, slot) },
+      mget: { arity: -2, handle: (c, args, slot) => this.mget(c, args, slot) },
+      mset: { arity: -3, handle: (c, args, slot) => this.mset(c, args, slot) },
+      info: { arity: -1, handle: (_c, args) => this.infoReply(args) },
+      quit: { arity: -1, handle: (c) => this.quit(c) },
+      command: { arity: -1, handle: (_c, args) => this.command(args) },
+      config: { arity: -2, handle: (_c, args) => this.configCommand(args) },
+      select: { arity: 2, handle: (_c, args) => this.select(args) },
+      client: { arity: -2, handle: (c, args) => this.client(c, args) },
+      "dht.join": { arity: 1, handle: (c, _args, slot) => this.op(c, slot, { _tag: "Join" }) },
+      "dht.leave": { arity: 1, handle: (c, _args, slot) => this.op(c, slot, { _tag: "Leave" }) },
+      "dht.remove": {
+        arity: 2,
+        handle: (c, args, slot) => this.op(c, slot, { _tag: "Remove", node: NodeId(args[1]!) }),
+      },
+    }
+    return new Map(Object.entries(table))
+  }
+
+  private ping(args: ReadonlyArray<string>): Resp.Reply {
+    if (args.length > 2) return wrongArity("ping")
+    return args.length === 2 ? Resp.bulkString(args[1]!) : Resp.simpleString("PONG")
+  }
+
+  private tooLarge(value: string): Resp.Reply | undefined {
+    if (value.length <= this.config.maxValueBytes) return undefined
+    return Resp.error(
+      `ERR value too large (${value.length} bytes > limit ${this.config.maxValueBytes})`,
+    )
+  }
+
+  /**
+   * Run `ops` on the machine and fill `slot` once all have answered: with the first failure's
+   * error if any failed, else with `done(results)`.
+   */
+  private runAll(
+    conn: Connection,
+    slot: Slot,
+    ops: ReadonlyArray<ClientOp>,
+    done: (results: ReadonlyArray<ClientResult>) => Resp.Reply,
+  ): undefined {
+    const results: Array<ClientResult | undefined> = new Array(ops.length)
+    let remaining = ops.length
+    ops.forEach((op, i) => {
+      this.submit(op, (result) => {
+        results[i] = result
+        if (--remaining > 0 || conn.gone) return
+        const all = results as Array<ClientResult>
+        const failed = all.find((r) => r._tag === "Failed")
+        this.fill(conn, slot, failed?._tag === "Failed" ? failureReply(failed) : done(all))
+      })
+    })
+    return undefined
+  }
+
+  private get(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) =>
+      result?._tag === "GetOk" ? Resp.bulkString(plainValue(result.obj)) : Resp.nullBulkString,
+    )
+  }
+
+  private set(conn: Connection, args: ReadonlyArray<string>, slot: Slot): Resp.Reply | undefined {
+    if (args.length > 3) {
+      const known = /^(EX|PX|EXAT|PXAT|NX|XX|KEEPTTL|GET)$/i
+      return args.slice(3).some((option) => known.test(option))
+        ? Resp.error("ERR SET options are not supported")
+        : Resp.error("ERR syntax error")
+    }
+    const value = args[2]!
+    const tooLarge = this.tooLarge(value)
+    if (tooLarge !== undefined) return tooLarge
+    return this.runAll(conn, slot, [put(args[1]!, value)], () => Resp.ok)
+  }
+
+  private del(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    const ops = args.slice(1).map((key) => put(key, null))
+    return this.runAll(conn, slot, ops, (results) =>
+      Resp.integer(results.filter((r) => r._tag === "PutOk" && r.existed).length),
+    )
+  }
+
+  private exists(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    const ops: Array<ClientOp> = args.slice(1).map((key) => ({ _tag: "Get", key }))
+    return this.runAll(conn, slot, ops, (results) =>
+      Resp.integer(results.filter((r) => r._tag === "GetOk" && plainValue(r.obj) !== null).length),
+    )
+  }
+
+  private mget(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    const ops: Array<ClientOp> = args.slice(1).map((key) => ({ _tag: "Get", key }))
+    return this.runAll(conn, slot, ops, (results) =>
+      Resp.array(
+        results.map((r) =>
+          r._tag === "GetOk" ? Resp.bulkString(plainValue(r.obj)) : Resp.nullBulkString,
+        ),
+      ),
+    )
+  }
+
+  private mset(conn: Connection, args: ReadonlyArray<string>, slot: Slot): Resp.Reply | undefined {
+    if (args.length % 2 !== 1) return wrongArity("mset")
+    const ops: Array<ClientOp> = []
+    for (let i = 1; i < args.length; i += 2) {
+      const tooLarge = this.tooLarge(args[i + 1]!)
+      if (tooLarge !== undefined) return tooLarge
+      ops.push(put(args[i]!, args[i + 1]!))
+    }
+    return this.runAll(conn, slot, ops, () => Resp.ok)
+  }
+
+  /** An operator intent: `+message` once the machine accepted it, else its error. */
+  private op(conn: Connection, slot: Slot, op: OperatorOp): undefined {
+    this.operator(op, (result) =>
+      this.fill(
+        conn,
+        slot,
+        result._tag === "Failed"
+          ? failureReply(result)
+          : Resp.simpleString(result._tag === "Done" ? result.message : "OK"),
+      ),
+    )
+    return undefined
+  }
+
+  private quit(conn: Connection): Resp.Reply {
+    conn.closing = true
+    return Resp.ok
+  }
+
+  private command(args: ReadonlyArray<string>): Resp.Reply {
+    // Enough for redis-cli's start-up probes (COMMAND DOCS); we publish no command table.
+    const sub = args[1]?.toLowerCase()
+    if (sub === "count") return Resp.integer(0)
+    return Resp.array([])
+  }
+
+  private configParameters(): ReadonlyArray<readonly [string, string]> {
+    return [
+      ["save", ""],
+      ["appendonly", "no"],
+      ["databases", "1"],
+      ["n", String(this.config.n)],
+      ["r", String(this.config.r)],
+      ["w", String(this.config.w)],
+      ["max-value-bytes", String(this.config.maxValueBytes)],
+    ]
+  }
+
+  private configCommand(args: ReadonlyArray<string>): Resp.Reply {
+    const sub = args[1]!.toLowerCase()
+    if (sub === "get") {
+      if (args.length < 3) return wrongArity("config|get")
+      const patterns = args.slice(2).map(globToRegExp)
+      const out: Array<Resp.Reply> = []
+      for (const [name, value] of this.configParameters()) {
+        if (!patterns.some((p) => p.test(name))) continue
+        out.push(Resp.bulkString(name), Resp.bulkString(value))
+      }
+      return Resp.array(out)
+    }
+    if (sub === "set")
+      return Resp.error("ERR CONFIG SET is not supported; restart the node with new flags")
+    if (sub === "resetstat") return Resp.ok
+    return unknownSubcommand(args[1]!, "CONFIG")
+  }
+
+  private select(args: ReadonlyArray<string>): Resp.Reply {
+    const db = args[1]!
+    if (!/^-?\d+$/.test(db)) return Resp.error("ERR value is not an integer or out of range")
+    return Number(db) === 0 ? Resp.ok : Resp.error("ERR DB index is out of range")
+  }
+
+  private client(conn: Connection, args: ReadonlyArray<string>): Resp.Reply {
+    const sub = args[1]!.toLowerCase()
+    switch (sub) {
+      case "setname":
+        if (args.length !== 3) return wrongArity("client|setname")
+        conn.name = args[2]!
+        return Resp.ok
+      case "setinfo":
+        return args.length === 4 ? Resp.ok : wrongArity("client|setinfo")
+      case "getname":
+        return Resp.bulkString(conn.name === "" ? null : conn.name)
+      case "id":
+        return Resp.integer(conn.id)
+      default:
+        return unknownSubcommand(args[1]!, "CLIENT")
+    }
+  }
+
+  private infoReply(args: ReadonlyArray<string>): Resp.Reply {
+    const wanted = args.slice(1).map((s) => s.toLowerCase())
+    const all =
+      wanted.length === 0 ||
+      wanted.some((s) => s === "all" || s === "everything" || s === "default")
+    const sections: Array<readonly [string, ReadonlyArray<readonly [string, string | number]>]> = [
+      [
+        "Server",
+        [
+          ["redis_version", "7.0.0"],
+          ["dht_version", "0.1.0"],
+          ["redis_mode", "standalone"],
+          ["process_id", process.pid],
+          ["tcp_port", this.listening.port],
+          ["uptime_in_seconds", Math.floor((Date.now() - this.startedAt) / 1000)],
+          ["node_id", this.config.id],
+        ],
+      ],
+      [
+        "Clients",
+        [
+          ["connected_clients", this.counters.connectedClients],
+          ["blocked_clients", 0],
+        ],
+      ],
+      ["Persistence", [["loading", 0]]],
+      ...this.info(),
+    ]
+    let text = ""
+    for (const [section, fields] of sections) {
+      if (!all && !wanted.includes(section.toLowerCase())) continue
+      if (text.length > 0) text += "\r\n"
+      text += `# ${section}\r\n`
+      for (const [field, value] of fields) text += `${field}:${value}\r\n`
+    }
+    return Resp.bulkString(text)
+  }
+}
+
+const put = (key: string, value: string | null): ClientOp => ({
+  _tag: "Put",
+  key,
+  value,
+  context: null,
+})

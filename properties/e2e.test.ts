@@ -1,0 +1,257 @@
+/**
+ * End to end: real `dht node` processes on loopback, driven through the Redis protocol with
+ * ioredis and raw sockets. Checks what a user relies on: any node serves any key, a node killed
+ * with SIGKILL does not stop the other two, bad input (RESP or peer frames) costs only the
+ * offending connection, errors read like Redis's, pipelined replies keep their order, and a
+ * write acknowledged by an lmdb node survives SIGKILL and restart.
+ *
+ * Every process is killed in `after`, which node:test runs even when a test fails.
+ */
+import assert from "node:assert/strict"
+import { after, before, describe, test } from "node:test"
+import { Redis } from "ioredis"
+import { encodeFrame } from "../impl/wire/frame.ts"
+import { Cluster, exchange, pollUntil, stopAll } from "./helpers/cluster.ts"
+
+const clients: Array<Redis> = []
+
+/** An ioredis client that gives up instead of reconnecting forever (nodes get killed here). */
+const connect = (port: number): Redis => {
+  const client = new Redis({
+    host: "127.0.0.1",
+    port,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    commandTimeout: 10_000,
+  })
+  client.on("error", () => {})
+  clients.push(client)
+  return client
+}
+
+const resp = (...args: ReadonlyArray<string>): string =>
+  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a, "latin1")}\r\n${a}\r\n`).join("")}`
+
+const rejects = async (promise: Promise<unknown>, pattern: RegExp): Promise<void> => {
+  await assert.rejects(promise, (e: Error) => {
+    assert.match(e.message, pattern)
+    return true
+  })
+}
+
+describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
+  timeout: 120_000,
+}, () => {
+  let three: Cluster | undefined
+  let single: Cluster | undefined
+
+  before(async () => {
+    ;[three, single] = await Promise.all([
+      Cluster.start({ nodes: 3, store: "lmdb", n: 3, r: 2, w: 2 }),
+      Cluster.start({ nodes: 1, store: "lmdb", n: 1, r: 1, w: 1 }),
+    ])
+  })
+
+  after(async () => {
+    for (const client of clients) client.disconnect()
+    await stopAll([three, single])
+  })
+
+  const node = (i: number) => three!.nodes[i]!
+
+  test("a value written through one node is read through every other", async () => {
+    const writer = connect(node(0).clientPort)
+    const keys = Array.from({ length: 20 }, (_, i) => `e2e:key:${i}`)
+    for (const key of keys) assert.equal(await writer.set(key, `value of ${key}`), "OK")
+    // Byte strings survive exactly, whatever their bytes.
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+    assert.equal(await writer.set(Buffer.from("e2e:bytes\xff", "latin1"), bytes), "OK")
+    for (const i of [1, 2]) {
+      const reader = connect(node(i).clientPort)
+      assert.deepEqual(
+        await reader.mget(...keys),
+        keys.map((k) => `value of ${k}`),
+      )
+      assert.deepEqual(await reader.getBuffer(Buffer.from("e2e:bytes\xff", "latin1")), bytes)
+      assert.equal(await reader.get("e2e:never-written"), null)
+    }
+    const other = connect(node(2).clientPort)
+    assert.equal(await other.exists(keys[0]!, keys[1]!, "e2e:never-written"), 2)
+    assert.equal(await other.del(keys[0]!, "e2e:never-written"), 1)
+    assert.equal(await connect(node(1).clientPort).get(keys[0]!), null)
+  })
+
+  test("unknown commands, wrong arity and SET options get Redis-style errors", async () => {
+    const client = connect(node(1).clientPort)
+    await rejects(
+      client.call("FROBNICATE", "a", "b"),
+      /^ERR unknown command 'FROBNICATE', with args beginning with: 'a' 'b'/,
+    )
+    await rejects(client.call("GET"), /^ERR wrong number of arguments for 'get' command$/)
+    await rejects(client.call("GET", "a", "b"), /^ERR wrong number of arguments for 'get' command/)
+    await rejects(client.call("SET", "k", "v", "EX", "10"), /^ERR SET options are not supported/)
+    await rejects(client.call("SELECT", "3"), /^ERR DB index is out of range/)
+    assert.equal(await client.ping(), "PONG")
+  })
+
+  test("a value over the size limit gets a clear error and the connection stays usable", async () => {
+    const client = connect(node(0).clientPort)
+    const limit = 1024 * 1024
+    await rejects(
+      client.set("e2e:big", "x".repeat(limit + 1)),
+      new RegExp(`^ERR value too large \\(${limit + 1} bytes > limit ${limit}\\)`),
+    )
+    assert.equal(await client.set("e2e:big", "x".repeat(limit)), "OK")
+    assert.equal((await client.get("e2e:big"))?.length, limit)
+  })
+
+  test("pipelined commands are answered in request order", async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => `e2e:pipe:${i}`)
+    const setup = connect(node(0).clientPort)
+    for (const key of keys) await setup.set(key, key.toUpperCase())
+    // One write carrying every request; results complete out of order inside the node.
+    let request = ""
+    let expected = ""
+    keys.forEach((key, i) => {
+      request += resp("GET", key) + resp("PING", `p${i}`) + resp("NOPE") + resp("ECHO", `e${i}`)
+      expected +=
+        `$${key.length}\r\n${key.toUpperCase()}\r\n` +
+        `$${`p${i}`.length}\r\np${i}\r\n` +
+        "-ERR unknown command 'NOPE', with args beginning with: \r\n" +
+        `$${`e${i}`.length}\r\ne${i}\r\n`
+    })
+    const { received } = await exchange(node(2).clientPort, request, {
+      until: (r) => r.length >= expected.length,
+    })
+    assert.equal(received, expected)
+    const pipeline = connect(node(1).clientPort).pipeline()
+    for (const key of keys) pipeline.get(key).echo(key)
+    const results = await pipeline.exec()
+    assert.deepEqual(
+      results?.map(([, value]) => value),
+      keys.flatMap((k) => [k.toUpperCase(), k]),
+    )
+  })
+
+  test("a malformed RESP stream gets a protocol error and only that connection closes", async () => {
+    const bystander = connect(node(0).clientPort)
+    assert.equal(await bystander.set("e2e:bystander", "still here"), "OK")
+    for (const garbage of ["*1\r\n$abc\r\n", "*2\r\n$3\r\nGET\r\n:12\r\n", "*-5\r\n"]) {
+      const { received, closed } = await exchange(node(0).clientPort, garbage)
+      assert.ok(closed, `connection left open after ${JSON.stringify(garbage)}`)
+      assert.match(received, /^-ERR Protocol error: /)
+    }
+    // Replies already owed are sent before the error.
+    const { received } = await exchange(node(0).clientPort, `${resp("PING")}*1\r\n$x\r\n`)
+    assert.match(received, /^\+PONG\r\n-ERR Protocol error: /)
+    assert.equal(await bystander.get("e2e:bystander"), "still here")
+    assert.equal(await connect(node(0).clientPort).ping(), "PONG")
+  })
+
+  test("malformed peer frames close that peer connection and the node keeps serving", async () => {
+    const target = node(1)
+    const hello = (cluster: string) =>
+      encodeFrame(JSON.stringify({ _tag: "Hello", from: "n0", cluster }))
+    const oversized = Buffer.alloc(4)
+    oversized.writeUInt32BE(0xffff_ffff)
+    const cases: ReadonlyArray<readonly [string, Buffer]> = [
+      ["garbage bytes", Buffer.from("this is not a frame at all\r\n")],
+      ["an oversized length prefix", oversized],
+      ["a frame that is not JSON", encodeFrame("{not json")],
+      ["a first frame that is not a Hello", encodeFrame(JSON.stringify({ _tag: "Heartbeat" }))],
+      ["a Hello for another cluster", hello("some-other-cluster")],
+      [
+        "a valid Hello then a frame with a bad schema",
+        Buffer.concat([hello("e2e"), encodeFrame(JSON.stringify({ _tag: "WriteAck", rid: "x" }))]),
+      ],
+      [
+        "a valid Hello then an unknown message",
+        Buffer.concat([hello("e2e"), encodeFrame(JSON.stringify({ _tag: "Gossip", x: 1 }))]),
+      ],
+    ]
+    for (const [what, bytes] of cases) {
+      const { closed } = await exchange(target.peerPort, bytes)
+      assert.ok(closed, `peer connection left open after ${what}`)
+    }
+    const client = connect(target.clientPort)
+    assert.equal(await client.set("e2e:after-bad-frames", "ok"), "OK")
+    assert.equal(await connect(node(2).clientPort).get("e2e:after-bad-frames"), "ok")
+    assert.match(await client.info("stats"), /peer_connections_rejected:[1-9]/)
+  })
+
+  test("with one of three nodes killed (SIGKILL), the other two keep serving; it recovers", async () => {
+    const before = Array.from({ length: 10 }, (_, i) => `e2e:kill:before:${i}`)
+    const writer = connect(node(0).clientPort)
+    for (const key of before) assert.equal(await writer.set(key, `${key}=v1`), "OK")
+    await three!.kill(2, "SIGKILL")
+    const during = Array.from({ length: 10 }, (_, i) => `e2e:kill:during:${i}`)
+    for (const [i, key] of during.entries()) {
+      const via = connect(node(i % 2).clientPort)
+      assert.equal(await via.set(key, `${key}=v2`), "OK")
+      assert.equal(await connect(node(1 - (i % 2)).clientPort).get(key), `${key}=v2`)
+    }
+    for (const key of before) assert.equal(await connect(node(1).clientPort).get(key), `${key}=v1`)
+    await three!.restart(2)
+    const back = connect(node(2).clientPort)
+    const observers = [0, 1].map((i) => connect(node(i).clientPort))
+    await pollUntil("the restarted node and its peers to reconnect", async () => {
+      const [n0, n1, n2] = await Promise.all([...observers, back].map((c) => c.info("cluster")))
+      return (
+        /n2@[^,]*:connected/.test(n0!) &&
+        /n2@[^,]*:connected/.test(n1!) &&
+        /n0@[^,]*:connected.*n1@[^,]*:connected/.test(n2!)
+      )
+    })
+    for (const key of before) assert.equal(await back.get(key), `${key}=v1`)
+    for (const key of during) assert.equal(await back.get(key), `${key}=v2`)
+  })
+
+  test("a node joins a running cluster over TCP, serves every key, then leaves", async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => `e2e:join:${i}`)
+    const writer = connect(node(0).clientPort)
+    for (const key of keys) assert.equal(await writer.set(key, `${key}!`), "OK")
+    const i = await three!.join()
+    const joiner = three!.nodes[i]!
+    const observer = connect(node(1).clientPort)
+    const viaJoiner = connect(joiner.clientPort)
+    await pollUntil("the joiner to be up everywhere", async () => {
+      const views = await Promise.all([observer, viaJoiner].map((c) => c.info("cluster")))
+      return views.every((v) => new RegExp(`members:.*${joiner.id}:up@`).test(v))
+    })
+    assert.deepEqual(
+      await viaJoiner.mget(...keys),
+      keys.map((k) => `${k}!`),
+    )
+    assert.equal(await viaJoiner.set("e2e:join:new", "fresh"), "OK")
+    assert.equal(await observer.get("e2e:join:new"), "fresh")
+    // Leaving streams its data out; then the cluster removes it and the process exits.
+    const exited = new Promise((resolve) => joiner.process.once("exit", resolve))
+    assert.match((await viaJoiner.call("DHT.LEAVE")) as string, /leaving/)
+    await exited
+    await pollUntil("the others to see the leaver removed", async () =>
+      new RegExp(`members:.*${joiner.id}:removed@`).test(await observer.info("cluster")),
+    )
+    assert.deepEqual(await observer.mget(...keys, "e2e:join:new"), [
+      ...keys.map((k) => `${k}!`),
+      "fresh",
+    ])
+  })
+
+  test("writes acknowledged by an lmdb node survive SIGKILL and restart", async () => {
+    const port = single!.nodes[0]!.clientPort
+    const client = connect(port)
+    const keys = Array.from({ length: 200 }, (_, i) => `e2e:durable:${i}`)
+    const pipeline = client.pipeline()
+    for (const key of keys) pipeline.set(key, `${key}!`)
+    const acks = await pipeline.exec()
+    assert.ok(acks?.every(([error, ok]) => error === null && ok === "OK"))
+    await single!.kill(0, "SIGKILL")
+    client.disconnect()
+    await single!.restart(0)
+    // n = r = 1: the node answers from its own disk alone.
+    assert.deepEqual(
+      await connect(port).mget(...keys),
+      keys.map((k) => `${k}!`),
+    )
+  })
+})
