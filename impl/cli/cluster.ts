@@ -48,6 +48,8 @@ const spec: Args.CommandSpec = {
       'last-write-wins key prefixes for every node ("*": every key)',
       "none",
     ),
+    Args.flag("mode", "string", "ap|cp", "ap: sloppy quorum; cp: strict quorums", "ap"),
+    Args.flag("secret", "string", "SECRET", "causal context MAC key", "derived from --cluster"),
     Args.flag(
       "ready-timeout-ms",
       "int",
@@ -349,7 +351,7 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
     if (q < 1 || q > n) return Args.usageError(spec, `--${name} must be from 1 to n=${n}, got ${q}`)
   }
   const nodeArgs: Array<string> = ["--n", String(n), "--r", String(r), "--w", String(w)]
-  for (const name of ["store", "cluster", "lww"]) {
+  for (const name of ["store", "cluster", "lww", "mode", "secret"]) {
     const value = Args.str(v, name)
     if (value !== undefined) nodeArgs.push(`--${name}`, value)
   }

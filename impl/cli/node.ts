@@ -63,6 +63,27 @@ const spec: Args.CommandSpec = {
       'last-write-wins key prefixes, comma-separated ("*": every key); other keys keep concurrent writes as siblings',
       "none",
     ),
+    Args.flag(
+      "mode",
+      "string",
+      "ap|cp",
+      "ap: sloppy quorum + hinted handoff (always writable); cp: strict quorums, a partitioned minority refuses writes",
+      "ap",
+    ),
+    Args.flag(
+      "secret",
+      "string",
+      "SECRET",
+      "key of the MAC on causal context tokens (same on every node)",
+      "derived from --cluster",
+    ),
+    Args.flag(
+      "tombstone-grace-ms",
+      "int",
+      "MS",
+      "purge a fully replicated tombstone after this long",
+      "600000",
+    ),
     Args.flag("request-timeout-ms", "int", "MS", "a request without quorum by then fails", "2000"),
   ],
   notes: [
@@ -148,6 +169,12 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
           .split(",")
           .map((p) => (p === "*" ? "" : p))
           .map((prefix) => ({ prefix, policy: "lww" as const }))
+  const mode = Args.str(values, "mode")
+  if (mode !== undefined && mode !== "ap" && mode !== "cp") {
+    return Either.left(`--mode must be ap or cp, got "${mode}"`)
+  }
+  const secret = Args.str(values, "secret")
+  const tombstoneGraceMs = Args.num(values, "tombstone-grace-ms")
   const made = Config.make({
     id,
     cluster,
@@ -164,6 +191,9 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
     ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
     ...(maxValueBytes === undefined ? {} : { maxValueBytes }),
     ...(namespaces === undefined ? {} : { namespaces }),
+    ...(mode === undefined ? {} : { mode }),
+    ...(secret === undefined ? {} : { secret }),
+    ...(tombstoneGraceMs === undefined ? {} : { tombstoneGraceMs }),
   })
   return Either.mapLeft(made, (e) => e.message)
 }

@@ -1247,6 +1247,60 @@ const maybeMarkUp = (state: State, now: number, out: Array<Command>): void => {
   stepMembership(state, now, { _tag: "MarkUp", now }, out)
 }
 
+export interface MemberStatus {
+  readonly id: NodeId
+  readonly status: Membership.Status
+  /** Believed up by this node (phi below the threshold). */
+  readonly reachable: boolean
+  readonly peerAddress: string
+  readonly clientAddress: string
+  readonly weight: number
+  /** Tokens on the current ring (0 when not on it). */
+  readonly tokens: number
+  /** Fraction of the ring it owns as primary. */
+  readonly owned: number
+  /** Fraction of the keyspace it holds as one of the N replicas. */
+  readonly replicated: number
+}
+
+/** The cluster as this node sees it, for `dht status` and DHT.STATUS. */
+export const statusReport = (state: State, now: number) => {
+  const owned = Ring.ownership(state.ring)
+  const replicated = Ring.replicaOwnership(state.ring, state.config.n)
+  const tokens = new Map<NodeId, number>()
+  for (const o of state.ring.owners) {
+    const id = state.ring.nodes[o]!
+    tokens.set(id, (tokens.get(id) ?? 0) + 1)
+  }
+  const members: ReadonlyArray<MemberStatus> = [...Membership.view(state.membership).values()]
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map((e) => ({
+      id: e.id,
+      status: e.status,
+      reachable: e.status !== "removed" && believedUp(state, e.id, now),
+      peerAddress: e.peerAddress,
+      clientAddress: e.clientAddress,
+      weight: e.weight,
+      tokens: tokens.get(e.id) ?? 0,
+      owned: owned.get(e.id) ?? 0,
+      replicated: replicated.get(e.id) ?? 0,
+    }))
+  return {
+    self: state.config.self,
+    mode: state.config.mode,
+    n: state.config.n,
+    r: state.config.r,
+    w: state.config.w,
+    members,
+    streaming: {
+      ...streamingProgress(state),
+      streamed: state.stats.streamed,
+      dropped: state.stats.dropped,
+    },
+    stats: { ...state.stats },
+  }
+}
+
 /** Progress of rebalancing, for `dht status`. */
 export const streamingProgress = (state: State) => ({
   pass: state.rebalance.passes,

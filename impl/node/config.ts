@@ -54,6 +54,12 @@ export interface Config {
   readonly maxPending: number
   /** Conflict policy per key prefix (impl/core/node.ts); empty: siblings everywhere. */
   readonly namespaces: ReadonlyArray<Node.Namespace>
+  /** "ap": sloppy quorum and hinted handoff; "cp": strict quorums, minority refuses writes. */
+  readonly mode: "ap" | "cp"
+  /** Key of the MAC on causal context tokens; every node of a cluster must share it. */
+  readonly secret: string
+  /** A fully replicated tombstone older than this is purged (its version vector stays). */
+  readonly tombstoneGraceMs: number
   /** Largest value a client may SET; larger ones get a clear error. */
   readonly maxValueBytes: number
   /** Largest peer frame accepted or sent; derived from maxValueBytes unless given. */
@@ -207,6 +213,11 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
     heartbeatMs: input.heartbeatMs ?? Node.defaults.heartbeatMs,
     maxPending: input.maxPending ?? Node.defaults.maxPending,
     namespaces: input.namespaces ?? Node.defaults.namespaces,
+    mode: input.mode ?? Node.defaults.mode,
+    // A default derived from the cluster name keeps tokens valid across nodes without setup;
+    // set --secret in production so that clients cannot mint contexts.
+    secret: input.secret ?? `dht-context:${input.cluster ?? defaults.cluster}`,
+    tombstoneGraceMs: input.tombstoneGraceMs ?? Node.defaults.tombstoneGraceMs,
     maxValueBytes,
     maxFrameBytes: input.maxFrameBytes ?? frameBytesFor(maxValueBytes),
     store,
@@ -242,6 +253,8 @@ export const machineConfig = (config: Config, generation: number): Node.Config =
   heartbeatMs: config.heartbeatMs,
   maxPending: config.maxPending,
   namespaces: config.namespaces,
+  mode: config.mode,
+  tombstoneGraceMs: config.tombstoneGraceMs,
 })
 
 /** "host:port" (IPv6 hosts in brackets) → address; undefined if malformed. */

@@ -149,6 +149,15 @@ export class Driver {
     }
   }
 
+  /** The cluster as this node sees it, plus its local counts (DHT.STATUS). */
+  status(): ReturnType<typeof Node.statusReport> & { keys: number; hints: number } {
+    return {
+      ...Node.statusReport(this.state, Date.now()),
+      keys: this.store.size(),
+      hints: this.store.hintCount(),
+    }
+  }
+
   /** Peers the machine currently believes up. */
   believedUp(peer: NodeId): boolean {
     return Node.believedUp(this.state, peer, Date.now())

@@ -97,6 +97,7 @@ const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
       submit: (op, onResult) => driver.submit(op, onResult),
       operator: (op, onResult) => driver.operator(op, onResult),
       info: () => infoSections(config, driver, peers, store),
+      status: () => driver.status(),
     })
     const members = config.members
       .map(

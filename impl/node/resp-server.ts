@@ -3,8 +3,9 @@
  * redis-benchmark and any Redis client library work against a node.
  *
  * Each command becomes zero or more client operations for the driver (GET, SET, DEL, EXISTS,
- * MGET, MSET) or an operator intent (DHT.JOIN, DHT.LEAVE, DHT.REMOVE node); the rest (PING, ECHO, INFO, COMMAND, CONFIG GET, SELECT, CLIENT …) are answered
- * here. Nothing here knows how a quorum is reached: a result from the machine is translated into
+ * MGET, MSET; the causal API DHT.GET, DHT.PUT, DHT.DEL with context tokens) or an operator
+ * intent (DHT.JOIN, DHT.LEAVE, DHT.REMOVE node); the rest (PING, ECHO, INFO, DHT.STATUS,
+ * COMMAND, CONFIG GET, SELECT, CLIENT …) are answered here. Nothing here knows how a quorum is reached: a result from the machine is translated into
  * a reply and nothing else (a plain GET sees `Version.resolve` of the merged object).
  *
  * Pipelining: every command takes a reply slot on its connection, in arrival order; results
@@ -21,6 +22,7 @@ import { Effect, type Scope } from "effect"
 import { NodeId } from "../core/ids.ts"
 import type { ClientOp, ClientResult, OperatorOp } from "../core/messages.ts"
 import * as Version from "../core/version.ts"
+import * as Context from "../client/context.ts"
 import * as Resp from "../client/resp.ts"
 import { type Address, type Config, MiB, showAddress } from "./config.ts"
 import type { Log } from "./log.ts"
@@ -32,6 +34,8 @@ export interface RespServerOptions {
   readonly submit: (op: ClientOp, onResult: (result: ClientResult) => void) => void
   /** Run an operator intent (DHT.JOIN, DHT.LEAVE, DHT.REMOVE). */
   readonly operator: (op: OperatorOp, onResult: (result: ClientResult) => void) => void
+  /** The cluster as this node sees it (DHT.STATUS), as JSON-able data. */
+  readonly status: () => unknown
   /** INFO sections beyond `server` and `clients`, in order: [section, [field, value][]]. */
   readonly info: () => ReadonlyArray<
     readonly [string, ReadonlyArray<readonly [string, string | number]>]
@@ -170,6 +174,7 @@ class RespServerImpl implements RespServer {
   private readonly submit: RespServerOptions["submit"]
   private readonly operator: RespServerOptions["operator"]
   private readonly info: RespServerOptions["info"]
+  private readonly status: RespServerOptions["status"]
   private readonly server: net.Server
   private readonly connections = new Set<Connection>()
   private readonly commands: ReadonlyMap<string, Spec>
@@ -191,6 +196,7 @@ class RespServerImpl implements RespServer {
     this.submit = options.submit
     this.operator = options.operator
     this.info = options.info
+    this.status = options.status
     this.listening = options.config.client
     // Values up to a few times the limit are read whole, so that they get a clear error and the
     // connection stays usable; beyond that the stream is refused as a protocol error.
@@ -383,6 +389,13 @@ class RespServerImpl implements RespServer {
       config: { arity: -2, handle: (_c, args) => this.configCommand(args) },
       select: { arity: 2, handle: (_c, args) => this.select(args) },
       client: { arity: -2, handle: (c, args) => this.client(c, args) },
+      "dht.get": { arity: -2, handle: (c, args, slot) => this.dhtGet(c, args, slot) },
+      "dht.put": { arity: -3, handle: (c, args, slot) => this.dhtWrite(c, args, slot, true) },
+      "dht.del": { arity: -2, handle: (c, args, slot) => this.dhtWrite(c, args, slot, false) },
+      "dht.status": {
+        arity: 1,
+        handle: () => Resp.bulkString(JSON.stringify(this.status())),
+      },
       "dht.join": { arity: 1, handle: (c, _args, slot) => this.op(c, slot, { _tag: "Join" }) },
       "dht.leave": { arity: 1, handle: (c, _args, slot) => this.op(c, slot, { _tag: "Leave" }) },
       "dht.remove": {
@@ -485,6 +498,106 @@ class RespServerImpl implements RespServer {
   }
 
   /** An operator intent: `+message` once the machine accepted it, else its error. */
+  /**
+   * Options after the fixed arguments of a DHT.* command: NAME value pairs, case-insensitive,
+   * each at most once. Returns the values or an error reply.
+   */
+  private options(
+    args: ReadonlyArray<string>,
+    from: number,
+    allowed: ReadonlyArray<string>,
+  ): Map<string, string> | Resp.Reply {
+    const out = new Map<string, string>()
+    for (let i = from; i < args.length; i += 2) {
+      const name = args[i]!.toUpperCase()
+      const value = args[i + 1]
+      if (!allowed.includes(name) || value === undefined || out.has(name)) {
+        return Resp.error(
+          `ERR syntax error: expected options ${allowed.map((a) => `[${a} value]`).join(" ")}`,
+        )
+      }
+      out.set(name, value)
+    }
+    return out
+  }
+
+  private quorumOption(
+    options: Map<string, string>,
+    name: "R" | "W",
+  ): number | Resp.Reply | undefined {
+    const text = options.get(name)
+    if (text === undefined) return undefined
+    const q = Number(text)
+    if (!/^\d+$/.test(text) || q < 1 || q > this.config.n) {
+      return Resp.error(`ERR ${name} must be an integer from 1 to N=${this.config.n}, got ${text}`)
+    }
+    return q
+  }
+
+  /** DHT.GET key [R r] → context, deleted flag and every live sibling. */
+  private dhtGet(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+  ): Resp.Reply | undefined {
+    const options = this.options(args, 2, ["R"])
+    if (!(options instanceof Map)) return options
+    const r = this.quorumOption(options, "R")
+    if (typeof r === "object") return r
+    const op: ClientOp = { _tag: "Get", key: args[1]!, ...(r === undefined ? {} : { r }) }
+    return this.runAll(conn, slot, [op], ([result]) => {
+      if (result?._tag !== "GetOk") return Resp.nullArray
+      const values = Version.values(result.obj)
+      const deleted = values.length === 0 && result.obj.entries.length > 0
+      return Resp.array([
+        Resp.bulkString("context"),
+        Resp.bulkString(Context.encode(Version.context(result.obj), this.config.secret)),
+        Resp.bulkString("deleted"),
+        Resp.integer(deleted ? 1 : 0),
+        Resp.bulkString("siblings"),
+        Resp.array(values.map((v) => Resp.bulkString(v))),
+      ])
+    })
+  }
+
+  /** DHT.PUT key value [CONTEXT ctx] [W w] / DHT.DEL key [CONTEXT ctx] [W w] → new context. */
+  private dhtWrite(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+    isPut: boolean,
+  ): Resp.Reply | undefined {
+    const fixed = isPut ? 3 : 2
+    const options = this.options(args, fixed, ["CONTEXT", "W"])
+    if (!(options instanceof Map)) return options
+    const w = this.quorumOption(options, "W")
+    if (typeof w === "object") return w
+    const value = isPut ? args[2]! : null
+    if (value !== null) {
+      const tooLarge = this.tooLarge(value)
+      if (tooLarge !== undefined) return tooLarge
+    }
+    const token = options.get("CONTEXT")
+    let context: Version.Clock = Version.emptyClock
+    if (token !== undefined) {
+      const decoded = Context.decode(token, this.config.secret)
+      if (decoded instanceof Context.ContextError) return Resp.error(`ERR ${decoded.message}`)
+      context = decoded
+    }
+    const op: ClientOp = {
+      _tag: "Put",
+      key: args[1]!,
+      value,
+      context,
+      ...(w === undefined ? {} : { w }),
+    }
+    return this.runAll(conn, slot, [op], ([result]) =>
+      result?._tag === "PutOk"
+        ? Resp.bulkString(Context.encode(result.context, this.config.secret))
+        : Resp.nullBulkString,
+    )
+  }
+
   private op(conn: Connection, slot: Slot, op: OperatorOp): undefined {
     this.operator(op, (result) =>
       this.fill(
