@@ -971,6 +971,21 @@ const stepMembership = (
     })
   }
   refreshRing(state, now)
+  // An operator intent (join, leave, remove, mark-up) changes one entry: tell every peer at
+  // once rather than wait for gossip, so that a crash of this node right after cannot lose it.
+  if (event._tag !== "TickElapsed" && event._tag !== "MessageReceived") {
+    const id = event._tag === "RemoveRequested" ? event.node : state.config.self
+    const entry = Membership.view(state.membership).get(id)
+    if (entry !== undefined) {
+      for (const peer of state.peers) {
+        const message: PeerMessage = {
+          _tag: "Gossip",
+          message: { _tag: "GossipAck", entries: [entry] },
+        }
+        out.push({ _tag: "Send", to: peer, message, address: peerAddressOf(state, peer) })
+      }
+    }
+  }
   if (!wasRemoved && Membership.isRemoved(state.membership)) {
     // Tell every peer at once (a removal that only lives here dies with this process), then
     // keep gossiping for a few rounds before the driver is told to shut down.
@@ -1119,6 +1134,9 @@ const maybeRebalance = (state: State, now: number, store: StoreView, out: Array<
     r.passSignature = state.ringSignature
     r.cursor = undefined
     r.passes++
+    // The new pass re-pushes whatever the new placement needs; pushes of the old one may wait
+    // on owners that no longer are (a removed node) and must not hold this pass back.
+    r.pushes.clear()
   }
   // Resend pushes that went unacknowledged (lost, or the owner was down).
   for (const [key, push] of r.pushes) {

@@ -400,7 +400,8 @@ export class Simulation {
       {
         ...this.nodeConfig,
         self: node.id,
-        joining: node.joining && node.incarnation === 0,
+        // A joiner restarts as a joiner (as `dht node --join` would): it streams again.
+        joining: node.joining,
         generation: node.incarnation + 1,
       },
       this.clock(node),
