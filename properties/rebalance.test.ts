@@ -57,7 +57,8 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
   },
 )
 
-const valueOf = (obj: Version.Obj): string | null => Version.resolve(obj)?.sibling.value ?? null
+const resolvedValue = (obj: Version.Obj): string | null =>
+  Version.resolve(obj)?.sibling.value ?? null
 
 /** Members as node `at` sees them. */
 const statuses = (sim: Simulation, at: NodeId) =>
@@ -98,7 +99,7 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
               const key = KEYS[action.key]!
               const op = sim.call(at, { _tag: "Get", key })
               if (op.result?._tag !== "GetOk") break
-              const v = valueOf(op.result.obj)
+              const v = resolvedValue(op.result.obj)
               assert.ok(
                 model.allowed(key).has(v),
                 `read ${key} = ${v}, allowed ${[...model.allowed(key)]}`,
@@ -163,7 +164,7 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
             `final read of ${key}: ${JSON.stringify(op.result)}`,
           )
           if (op.result?._tag !== "GetOk") continue
-          const v = valueOf(op.result.obj)
+          const v = resolvedValue(op.result.obj)
           assert.ok(
             model.allowed(key).has(v),
             `final ${key} = ${v}, allowed ${[...model.allowed(key)]}`,

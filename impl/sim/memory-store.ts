@@ -79,8 +79,8 @@ export class MemoryStore implements StoreView {
       case "PersistHint": {
         const id = hintId(command.owner, command.key)
         this.hintMap.set(id, { owner: command.owner, key: command.key, obj: command.obj })
-        let ids = this.hintsByKey.get(command.key)
-        if (ids === undefined) this.hintsByKey.set(command.key, (ids = new Set()))
+        const ids = this.hintsByKey.get(command.key) ?? new Set<string>()
+        this.hintsByKey.set(command.key, ids)
         ids.add(id)
         return true
       }
