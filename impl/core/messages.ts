@@ -6,6 +6,7 @@
  * compile-time check there keeps the two in step.
  */
 import type { NodeId } from "./ids.ts"
+import type * as AntiEntropy from "./anti-entropy.ts"
 import type * as Membership from "./membership.ts"
 import type { Clock, Obj } from "./version.ts"
 
@@ -93,6 +94,8 @@ export type PeerMessage =
   | { readonly _tag: "Handoff"; readonly key: string; readonly obj: Obj }
   /** The owner has `obj` durably; the holder may drop its hint if it has not changed. */
   | { readonly _tag: "HandoffAck"; readonly key: string; readonly obj: Obj }
+  /** Merkle anti-entropy (impl/core/anti-entropy.ts) between two replicas. */
+  | { readonly _tag: "AntiEntropy"; readonly message: AntiEntropy.Message }
   /** Membership gossip (impl/core/membership.ts), carried between storage nodes. */
   | { readonly _tag: "Gossip"; readonly message: Membership.Message }
   /** Rebalancing: a key's object for its new owner, which syncs, persists and acks. */
@@ -118,7 +121,7 @@ export type PeerMessage =
 /** Opaque to the machine: the driver's handle for a client request (connection, sequence). */
 export type ClientRef = number
 
-export type TimerKind = "Deadline" | "Forward"
+export type TimerKind = "Deadline" | "Forward" | "AntiEntropy"
 
 export type Event =
   | {

@@ -44,7 +44,9 @@ import type {
   StoreView,
   TimerKind,
 } from "./messages.ts"
+import * as AntiEntropy from "./anti-entropy.ts"
 import * as Membership from "./membership.ts"
+import * as Merkle from "./merkle.ts"
 import * as Phi from "./phi.ts"
 import * as Quorum from "./quorum.ts"
 import * as Ring from "./ring.ts"
@@ -103,6 +105,10 @@ export interface Config {
   /** Streaming budget (join, leave, remove): keys pushed per interval. */
   readonly streamBatch: number
   readonly streamIntervalMs: number
+  /** Anti-entropy: one Merkle exchange per interval, at most `aeMaxKeys` keys, `aeRatePerSec`. */
+  readonly aeIntervalMs: number
+  readonly aeMaxKeys: number
+  readonly aeRatePerSec: number
 }
 
 export type Policy = "siblings" | "lww"
@@ -129,6 +135,9 @@ export const defaults = {
   gossipIntervalMs: 500,
   streamBatch: 256,
   streamIntervalMs: 100,
+  aeIntervalMs: 1000,
+  aeMaxKeys: 256,
+  aeRatePerSec: 1024,
   maxPending: 100_000,
   namespaces: [] as ReadonlyArray<Namespace>,
   tombstoneGraceMs: 600_000,
@@ -195,6 +204,8 @@ export interface Stats {
   /** Keys pushed to a new owner by rebalancing, and keys dropped after hand-over. */
   streamed: number
   dropped: number
+  /** Keys repaired by anti-entropy. */
+  aeRepairs: number
   failures: number
 }
 
@@ -220,6 +231,11 @@ export interface State {
   readonly pending: Map<number, Pending>
   nextHeartbeatAt: number
   readonly rebalance: Rebalance
+  /** Anti-entropy with every replica peer (Merkle exchanges, impl/core/anti-entropy.ts). */
+  readonly ae: AntiEntropy.State
+  /** Bumped on every store write this node emits; cached trees older than it are rebuilt. */
+  storeVersion: number
+  readonly aeTrees: Map<string, { readonly tree: Merkle.Tree; readonly version: number }>
   readonly stats: Stats
   /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */
   readonly handoffInFlight: Map<string, number>
@@ -328,6 +344,20 @@ export const init = (config: Config, now: number): State => {
       doneFrom: new Set(),
       passes: 0,
     },
+    ae: AntiEntropy.init(
+      {
+        self: config.self,
+        intervalMs: config.aeIntervalMs,
+        exchangeTimeoutMs: config.requestTimeoutMs * 2,
+        maxKeys: config.aeMaxKeys,
+        ratePerSec: config.aeRatePerSec,
+        burst: Math.max(config.aeMaxKeys, config.aeRatePerSec),
+      },
+      [],
+      now,
+    ),
+    storeVersion: 0,
+    aeTrees: new Map(),
     stats: {
       gets: 0,
       puts: 0,
@@ -338,6 +368,7 @@ export const init = (config: Config, now: number): State => {
       hintsDelivered: 0,
       streamed: 0,
       dropped: 0,
+      aeRepairs: 0,
       failures: 0,
     },
     handoffInFlight: new Map(),
@@ -380,6 +411,7 @@ export const step = (
   store: StoreView,
 ): readonly [State, ReadonlyArray<Command>] => {
   const out: Array<Command> = []
+  const stepped = out
   switch (event._tag) {
     case "ClientRequested":
       onClientRequested(state, event.now, event.client, event.op, store, out)
@@ -397,6 +429,8 @@ export const step = (
       onTick(state, event.now, store, out)
       break
   }
+  // Cached Merkle trees describe the store as it was: any write this step emits outdates them.
+  if (stepped.some((c) => c._tag === "Persist" || c._tag === "Drop")) state.storeVersion++
   return [state, out]
 }
 
@@ -631,6 +665,13 @@ const onMessage = (
     case "Heartbeat":
       Phi.heartbeat(state.detector, from, now)
       return
+    case "AntiEntropy":
+      return stepAntiEntropy(
+        state,
+        { _tag: "MessageReceived", now, from, message: message.message },
+        store,
+        out,
+      )
     case "Gossip":
       return stepMembership(
         state,
@@ -850,6 +891,9 @@ const onTimer = (
   store: StoreView,
   out: Array<Command>,
 ): void => {
+  if (kind === "AntiEntropy") {
+    return stepAntiEntropy(state, { _tag: "TimerFired", now, xid: rid }, store, out)
+  }
   const p = state.pending.get(rid)
   if (p === undefined) return
   if (kind === "Forward") {
@@ -891,6 +935,7 @@ const onTick = (state: State, now: number, store: StoreView, out: Array<Command>
   maybeHandoff(state, now, store, out)
   maybeGossip(state, now, out)
   maybeRebalance(state, now, store, out)
+  stepAntiEntropy(state, { _tag: "TickElapsed", now }, store, out)
   if (now < state.nextHeartbeatAt) return
   state.nextHeartbeatAt = now + state.config.heartbeatMs
   for (const peer of state.peers)
@@ -952,6 +997,16 @@ const refreshRing = (state: State, now: number): void => {
     .sort()
   // A new peer is monitored from now on, so that a silent one is suspected in bounded time.
   for (const p of state.peers) if (!before.has(p)) Phi.heartbeat(state.detector, p, now)
+  // Anti-entropy visits every other owner on the current ring, one pair tree each.
+  const targets = state.ring.nodes
+    .filter((id) => id !== state.config.self)
+    .map((peer) => ({ peer, range: pairRange(state.config.self, peer) }))
+  AntiEntropy.step(
+    state.ae,
+    { _tag: "TargetsChanged", now, targets },
+    { get: () => undefined, tree: () => undefined },
+  )
+  state.aeTrees.clear()
 }
 
 const stepMembership = (
@@ -1080,6 +1135,67 @@ const onOperator = (
       }
       stepMembership(state, now, { _tag: "RemoveRequested", now, node: op.node }, out)
       return ok(`${op.node} removed; its ranges are re-replicated from the surviving replicas`)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anti-entropy (Dynamo section 4.7): Merkle exchanges with every replica peer
+
+/**
+ * The keys two nodes both replicate form one Merkle tree per pair. Its range is the whole ring
+ * (start = end) starting at a position derived from the pair, so that both sides name it alike.
+ */
+const pairRange = (a: NodeId, b: NodeId): Merkle.Range => {
+  const start = position(a < b ? `${a}\u0000${b}` : `${b}\u0000${a}`)
+  return { start, end: start }
+}
+
+/**
+ * The tree of the keys this node shares with the range's peer, rebuilt from the store when a
+ * write happened since it was built (O(keys); an incremental tree is the next step).
+ */
+const treeFor = (state: State, store: StoreView, range: Merkle.Range): Merkle.Tree | undefined => {
+  const peer = state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
+  if (peer === undefined) return undefined
+  const id = Merkle.rangeId(range)
+  const cached = state.aeTrees.get(id)
+  if (cached !== undefined && cached.version === state.storeVersion) return cached.tree
+  const n = state.config.n
+  const shared = store.scan(undefined, Number.MAX_SAFE_INTEGER).filter(([key]) => {
+    const replicas = Ring.preferenceList(state.ring, key, n)
+    return replicas.includes(state.config.self) && replicas.includes(peer)
+  })
+  const tree = Merkle.build(range, Merkle.shapeFor(shared.length), shared)
+  state.aeTrees.set(id, { tree, version: state.storeVersion })
+  return tree
+}
+
+const stepAntiEntropy = (
+  state: State,
+  event: AntiEntropy.Event,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const view: AntiEntropy.View = { get: store.get, tree: (range) => treeFor(state, store, range) }
+  const [, commands] = AntiEntropy.step(state.ae, event, view)
+  for (const c of commands) {
+    switch (c._tag) {
+      case "Send":
+        out.push({ _tag: "Send", to: c.to, message: { _tag: "AntiEntropy", message: c.message } })
+        break
+      case "SetTimer":
+        out.push({ _tag: "SetTimer", rid: c.xid, kind: "AntiEntropy", at: c.at })
+        break
+      case "Repair": {
+        const local = store.get(c.key) ?? Version.empty
+        const merged = reconcile(state, c.key, Version.sync(local, c.obj))
+        if (!Version.equals(merged, local)) {
+          state.stats.aeRepairs++
+          out.push({ _tag: "Persist", key: c.key, obj: merged })
+        }
+        break
+      }
     }
   }
 }

@@ -25,6 +25,7 @@ import type {
   Event,
   OperatorOp,
   PeerMessage,
+  TimerKind,
 } from "../core/messages.ts"
 import * as Node from "../core/node.ts"
 import type * as Version from "../core/version.ts"
@@ -84,7 +85,7 @@ type Scheduled =
       readonly node: NodeId
       readonly incarnation: number
       readonly rid: number
-      readonly kind: "Deadline" | "Forward"
+      readonly kind: TimerKind
     }
   | { readonly _tag: "Tick"; readonly node: NodeId; readonly incarnation: number }
   /** A persist became durable: apply it and run the rest of its batch. */

@@ -127,6 +127,62 @@ export const GossipMessageSchema = Schema.Union(
 )
 
 // ---------------------------------------------------------------------------------------------
+// Anti-entropy (impl/core/anti-entropy.ts, impl/core/merkle.ts)
+
+const Position = Schema.Number.pipe(Schema.int(), Schema.between(0, 2 ** 52 - 1))
+const RangeSchema = Schema.Struct({ start: Position, end: Position })
+const ShapeSchema = Schema.Struct({
+  fanout: Schema.Number.pipe(Schema.int(), Schema.between(2, 256)),
+  depth: Schema.Number.pipe(Schema.int(), Schema.between(0, 20)),
+})
+const Word = Schema.Number.pipe(Schema.int(), Schema.between(0, 2 ** 32 - 1))
+const DigestSchema32 = Schema.Tuple(Word, Word)
+
+export const AntiEntropyMessageSchema = Schema.Union(
+  Schema.Struct({
+    _tag: Schema.Literal("TreeLevelRequest"),
+    xid: Count,
+    range: RangeSchema,
+    shape: ShapeSchema,
+    level: Count,
+    indices: Schema.Array(Count),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("TreeLevelResponse"),
+    xid: Count,
+    level: Count,
+    indices: Schema.Array(Count),
+    hashes: Schema.Array(DigestSchema32),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("KeysRequest"),
+    xid: Count,
+    range: RangeSchema,
+    shape: ShapeSchema,
+    buckets: Schema.Array(Count),
+    digests: Schema.Array(Schema.Tuple(Schema.String, DigestSchema32)),
+    limit: Count,
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("KeysResponse"),
+    xid: Count,
+    entries: Schema.Array(Schema.Struct({ key: Schema.String, obj: Schema.NullOr(ObjSchema) })),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("KeysPush"),
+    xid: Count,
+    range: RangeSchema,
+    entries: Schema.Array(Schema.Struct({ key: Schema.String, obj: ObjSchema })),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("ExchangeRefused"),
+    xid: Count,
+    reason: Schema.Literal("NoTree", "BadRequest", "Busy"),
+    detail: Schema.String,
+  }),
+)
+
+// ---------------------------------------------------------------------------------------------
 // Peer messages
 
 const Rid = Count
@@ -152,6 +208,7 @@ export const PeerMessageSchema = Schema.Union(
   Schema.Struct({ _tag: Schema.Literal("Handoff"), key: Schema.String, obj: ObjSchema }),
   Schema.Struct({ _tag: Schema.Literal("HandoffAck"), key: Schema.String, obj: ObjSchema }),
   Schema.Struct({ _tag: Schema.Literal("Gossip"), message: GossipMessageSchema }),
+  Schema.Struct({ _tag: Schema.Literal("AntiEntropy"), message: AntiEntropyMessageSchema }),
   Schema.Struct({ _tag: Schema.Literal("StreamPush"), key: Schema.String, obj: ObjSchema }),
   Schema.Struct({ _tag: Schema.Literal("StreamAck"), key: Schema.String }),
   Schema.Struct({ _tag: Schema.Literal("StreamDone"), signature: Schema.String }),
