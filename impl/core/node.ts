@@ -61,6 +61,12 @@ export interface Config {
   readonly members: ReadonlyArray<Ring.Member>
   /** Start as a joining member: stream data in, then become "up". */
   readonly joining: boolean
+  /**
+   * The membership view this node saved before it stopped (a driver persists it): restarting
+   * with it, a node keeps what it knew (members that joined later, removals, its own status)
+   * instead of falling back to the bootstrap members.
+   */
+  readonly savedMembers?: ReadonlyArray<Membership.Entry> | undefined
   /** Incarnation of this process: strictly larger on every restart (a driver persists it). */
   readonly generation: number
   /** Peer and client addresses of this node, as gossip advertises them. */
@@ -300,6 +306,8 @@ export const init = (config: Config, now: number): State => {
     version: 0,
     heartbeat: 0,
   }))
+  const saved = config.savedMembers ?? []
+  const savedSelf = saved.find((e) => e.id === config.self)
   const self = config.members.find((m) => m.id === config.self)
   const membership = Membership.init(
     {
@@ -313,8 +321,20 @@ export const init = (config: Config, now: number): State => {
         .filter((e) => e.id !== config.self)
         .map((e) => ({ id: e.id, peerAddress: e.peerAddress })),
       generation: config.generation,
-      status: config.joining ? "joining" : self !== undefined ? "up" : undefined,
-      knownMembers: known,
+      status:
+        savedSelf !== undefined && savedSelf.status !== "removed"
+          ? savedSelf.status
+          : config.joining
+            ? "joining"
+            : self !== undefined
+              ? "up"
+              : undefined,
+      // Saved entries are newer than the bootstrap ones; merge keeps the newest of each.
+      // A saved tombstone of this very node is kept: a removed node stays removed.
+      knownMembers: [
+        ...known,
+        ...saved.filter((e) => e.id !== config.self || e.status === "removed"),
+      ],
       randomSeed: position(config.self),
     },
     now,

@@ -175,14 +175,16 @@ export class Driver {
 
   private tick(): void {
     this.step({ _tag: "TickElapsed", now: Date.now() })
-    if (this.onMembership === undefined || this.stopped) return
+    if (this.stopped) return
     const members = Node.members(this.state)
     const signature = members.map((m) => `${m.id}:${m.status}@${m.peerAddress}`).join(",")
     if (signature === this.membershipSignature) return
     const previous = this.lastMembers
     this.membershipSignature = signature
     this.lastMembers = members
-    this.onMembership(members, previous)
+    // Remember the view across restarts (statuses and addresses change rarely).
+    this.store.saveMembership({ members })
+    this.onMembership?.(members, previous)
   }
 
   private step(event: Event): void {

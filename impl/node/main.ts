@@ -59,7 +59,10 @@ const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
     const generation = store.nextGeneration()
     let transport: Transport.Transport | undefined
     const driver = new Driver({
-      machine: Config.machineConfig(config, generation),
+      machine: {
+        ...Config.machineConfig(config, generation),
+        savedMembers: store.loadMembership()?.members,
+      },
       store,
       tickMs: config.tickMs,
       log,

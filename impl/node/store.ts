@@ -27,6 +27,7 @@ import { mkdirSync } from "node:fs"
 import { Context, Effect, Layer } from "effect"
 import { type Database, open, type RootDatabase } from "lmdb"
 import type { NodeId } from "../core/ids.ts"
+import type * as Membership from "../core/membership.ts"
 import type { Hint } from "../core/messages.ts"
 import * as Version from "../core/version.ts"
 
@@ -58,10 +59,19 @@ export interface StoreShape {
    * counter kept durably (lmdb), or the wall clock in ms (memory, which forgets everything).
    */
   readonly nextGeneration: () => number
+  /** The membership view last saved (own status included), to boot a restarted node with. */
+  readonly loadMembership: () => SavedMembership | undefined
+  /** Save the membership view (rare: on every change of a member's status or address). */
+  readonly saveMembership: (saved: SavedMembership) => void
   /** Objects stored (for INFO). */
   readonly size: () => number
   /** Hints held (for INFO). */
   readonly hintCount: () => number
+}
+
+/** What a node remembers of the cluster across restarts. */
+export interface SavedMembership {
+  readonly members: ReadonlyArray<Membership.Entry>
 }
 
 export class Store extends Context.Tag("dht/Store")<Store, StoreShape>() {}
@@ -143,6 +153,7 @@ export const makeMemory = (): StoreShape => {
   // Sorted keys for `scan`, rebuilt lazily after a key is added or deleted. Scans run only
   // while the ring is rebalancing, so the occasional sort is cheap enough for a memory store.
   let sorted: Array<string> | undefined
+  let savedMembership: SavedMembership | undefined
   const remove = (key: string): undefined => {
     if (map.delete(key)) sorted = undefined
     return undefined
@@ -166,6 +177,10 @@ export const makeMemory = (): StoreShape => {
       return sorted.slice(from, from + limit).map((key) => [key, map.get(key)!] as const)
     },
     nextGeneration: () => Date.now(),
+    loadMembership: () => savedMembership,
+    saveMembership: (saved) => {
+      savedMembership = saved
+    },
     hint: (owner, key) => hints.get(owner, key),
     hintsFor: (key) => hints.forKey(key),
     hints: (limit) => hints.take(limit),
@@ -223,6 +238,7 @@ export const openLmdb = (
   const long: Database<KeyedRecord, string> = root.openDB({ name: "objects-long-keys" })
   const hintsDb: Database<HintRecord, string> = root.openDB({ name: "hints" })
   const meta: Database<number, string> = root.openDB({ name: "meta" })
+  const membershipDb: Database<SavedMembership, string> = root.openDB({ name: "membership" })
   const hints = new HintIndex()
   for (const { value } of hintsDb.getRange()) {
     hints.set(value.owner as NodeId, value.key, value.obj)
@@ -326,6 +342,10 @@ export const openLmdb = (
       return held !== undefined && Version.equals(held, obj) ? remove(key) : undefined
     },
     scan,
+    loadMembership: () => membershipDb.get("view"),
+    saveMembership: (saved) => {
+      membershipDb.putSync("view", saved)
+    },
     nextGeneration: () => {
       // Committed synchronously, before the node says anything to anyone.
       const generation = (meta.get("generation") ?? 0) + 1
