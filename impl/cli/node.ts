@@ -84,6 +84,9 @@ const spec: Args.CommandSpec = {
       "purge a fully replicated tombstone after this long",
       "600000",
     ),
+    Args.flag("stream-rate", "int", "KEYS/S", "budget for streaming on join/leave/remove", "2560"),
+    Args.flag("handoff-rate", "int", "HINTS/S", "budget for hinted handoff", "64"),
+    Args.flag("ae-rate", "int", "KEYS/S", "budget for anti-entropy repair", "1024"),
     Args.flag("request-timeout-ms", "int", "MS", "a request without quorum by then fails", "2000"),
   ],
   notes: [
@@ -175,6 +178,20 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
   }
   const secret = Args.str(values, "secret")
   const tombstoneGraceMs = Args.num(values, "tombstone-grace-ms")
+  const budgets: Array<
+    readonly [string, "streamKeysPerSec" | "handoffHintsPerSec" | "aeKeysPerSec"]
+  > = [
+    ["stream-rate", "streamKeysPerSec"],
+    ["handoff-rate", "handoffHintsPerSec"],
+    ["ae-rate", "aeKeysPerSec"],
+  ]
+  const rates: Record<string, number> = {}
+  for (const [flag, field] of budgets) {
+    const rate = Args.num(values, flag)
+    if (rate === undefined) continue
+    if (!(rate > 0)) return Either.left(`--${flag} must be positive, got ${rate}`)
+    rates[field] = rate
+  }
   const made = Config.make({
     id,
     cluster,
@@ -194,6 +211,7 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
     ...(mode === undefined ? {} : { mode }),
     ...(secret === undefined ? {} : { secret }),
     ...(tombstoneGraceMs === undefined ? {} : { tombstoneGraceMs }),
+    ...rates,
   })
   return Either.mapLeft(made, (e) => e.message)
 }

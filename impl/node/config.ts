@@ -60,6 +60,10 @@ export interface Config {
   readonly secret: string
   /** A fully replicated tombstone older than this is purged (its version vector stays). */
   readonly tombstoneGraceMs: number
+  /** Budgets of background work: keys streamed, hints handed off, keys anti-entropy moves, per s. */
+  readonly streamKeysPerSec: number
+  readonly handoffHintsPerSec: number
+  readonly aeKeysPerSec: number
   /** Largest value a client may SET; larger ones get a clear error. */
   readonly maxValueBytes: number
   /** Largest peer frame accepted or sent; derived from maxValueBytes unless given. */
@@ -218,6 +222,12 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
     // set --secret in production so that clients cannot mint contexts.
     secret: input.secret ?? `dht-context:${input.cluster ?? defaults.cluster}`,
     tombstoneGraceMs: input.tombstoneGraceMs ?? Node.defaults.tombstoneGraceMs,
+    streamKeysPerSec:
+      input.streamKeysPerSec ?? (Node.defaults.streamBatch * 1000) / Node.defaults.streamIntervalMs,
+    handoffHintsPerSec:
+      input.handoffHintsPerSec ??
+      (Node.defaults.handoffBatch * 1000) / Node.defaults.handoffIntervalMs,
+    aeKeysPerSec: input.aeKeysPerSec ?? Node.defaults.aeRatePerSec,
     maxValueBytes,
     maxFrameBytes: input.maxFrameBytes ?? frameBytesFor(maxValueBytes),
     store,
@@ -255,6 +265,17 @@ export const machineConfig = (config: Config, generation: number): Node.Config =
   namespaces: config.namespaces,
   mode: config.mode,
   tombstoneGraceMs: config.tombstoneGraceMs,
+  // Budgets: a batch per interval, so that a join or a heal never floods a node.
+  streamBatch: Math.max(
+    1,
+    Math.round((config.streamKeysPerSec * Node.defaults.streamIntervalMs) / 1000),
+  ),
+  handoffBatch: Math.max(
+    1,
+    Math.round((config.handoffHintsPerSec * Node.defaults.handoffIntervalMs) / 1000),
+  ),
+  aeRatePerSec: Math.max(1, config.aeKeysPerSec),
+  aeMaxKeys: Math.max(1, Math.min(Node.defaults.aeMaxKeys, config.aeKeysPerSec)),
 })
 
 /** "host:port" (IPv6 hosts in brackets) → address; undefined if malformed. */
