@@ -5,11 +5,19 @@
 import type { Subcommand } from "./args.ts"
 import * as Cluster from "./cluster.ts"
 import * as Node from "./node.ts"
+import * as Ops from "./ops.ts"
+import * as Ring from "./ring.ts"
+import * as Status from "./status.ts"
 
 /** Every subcommand, in the order `dht --help` lists them. */
 export const commands: Readonly<Record<string, Subcommand>> = {
   node: Node.command,
   cluster: Cluster.command,
+  status: Status.command,
+  ring: Ring.command,
+  join: Ops.joinCommand,
+  leave: Ops.leaveCommand,
+  remove: Ops.removeCommand,
 }
 
 const overview = (): string => {
