@@ -17,6 +17,7 @@
  * Deliberately not here: the storage machine (impl/sim/sim.ts simulates that), clock skew
  * (membership only compares arrival times on one node's clock), duplication.
  */
+import { Queue } from "./queue.ts"
 import type { NodeId } from "../core/ids.ts"
 import { NodeId as mkNodeId } from "../core/ids.ts"
 import * as Membership from "../core/membership.ts"
@@ -66,50 +67,6 @@ type Item =
       readonly incarnation: number
     }
 
-const before = (x: Item, y: Item): boolean => x.at < y.at || (x.at === y.at && x.seq < y.seq)
-
-/** Binary min-heap on (at, seq): ties break by scheduling order, so runs are deterministic. */
-class Queue {
-  private readonly items: Array<Item> = []
-  get size(): number {
-    return this.items.length
-  }
-  peek(): Item | undefined {
-    return this.items[0]
-  }
-  push(item: Item): void {
-    const a = this.items
-    a.push(item)
-    let i = a.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!before(a[i]!, a[parent]!)) break
-      ;[a[i], a[parent]] = [a[parent]!, a[i]!]
-      i = parent
-    }
-  }
-  pop(): Item | undefined {
-    const a = this.items
-    const top = a[0]
-    const last = a.pop()
-    if (a.length > 0 && last !== undefined) {
-      a[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < a.length && before(a[l]!, a[m]!)) m = l
-        if (r < a.length && before(a[r]!, a[m]!)) m = r
-        if (m === i) break
-        ;[a[i], a[m]] = [a[m]!, a[i]!]
-        i = m
-      }
-    }
-    return top
-  }
-}
-
 export interface SimNode {
   readonly index: number
   readonly id: NodeId
@@ -141,7 +98,7 @@ export class GossipSim {
   /** Called after every step of a machine (for invariant checks and convergence watches). */
   onStep: ((node: SimNode) => void) | undefined = undefined
   private readonly rng: Prng
-  private readonly queue = new Queue()
+  private readonly queue = new Queue<Item>()
   private seq = 0
   /** Partition group per node; messages cross only within a group. */
   private groups: Array<number>

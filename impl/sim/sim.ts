@@ -16,6 +16,7 @@
  *
  * Deliberately not here: wall-clock time, threads, real I/O.
  */
+import { Queue } from "./queue.ts"
 import type { NodeId } from "../core/ids.ts"
 import { NodeId as mkNodeId } from "../core/ids.ts"
 import type {
@@ -117,50 +118,6 @@ interface SimNode {
   readonly durable: MemoryStore
 }
 
-/** Binary min-heap on (at, seq): ties break by scheduling order, so runs are deterministic. */
-class Queue {
-  private readonly items: Array<Item> = []
-  get size(): number {
-    return this.items.length
-  }
-  peek(): Item | undefined {
-    return this.items[0]
-  }
-  push(item: Item): void {
-    const a = this.items
-    a.push(item)
-    let i = a.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!before(a[i]!, a[parent]!)) break
-      ;[a[i], a[parent]] = [a[parent]!, a[i]!]
-      i = parent
-    }
-  }
-  pop(): Item | undefined {
-    const a = this.items
-    const top = a[0]
-    const last = a.pop()
-    if (a.length > 0 && last !== undefined) {
-      a[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < a.length && before(a[l]!, a[m]!)) m = l
-        if (r < a.length && before(a[r]!, a[m]!)) m = r
-        if (m === i) break
-        ;[a[i], a[m]] = [a[m]!, a[i]!]
-        i = m
-      }
-    }
-    return top
-  }
-}
-
-const before = (x: Item, y: Item): boolean => x.at < y.at || (x.at === y.at && x.seq < y.seq)
-
 export class Simulation {
   now = 0
   readonly ids: ReadonlyArray<NodeId>
@@ -169,7 +126,7 @@ export class Simulation {
   readonly counters = { sent: 0, dropped: 0, duplicated: 0, delivered: 0 }
   network: NetworkConfig
   private readonly rng: Prng
-  private readonly queue = new Queue()
+  private readonly queue = new Queue<Item>()
   private seq = 0
   private readonly nodes = new Map<NodeId, SimNode>()
   private readonly blocked = new Set<string>()
