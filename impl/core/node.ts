@@ -81,8 +81,13 @@ export interface Config {
   readonly w: number
   /** A request that has not met its quorum by then fails with a quorum error. */
   readonly requestTimeoutMs: number
-  /** A forwarded write whose coordinator is silent this long is sent to the next replica. */
+  /**
+   * A forwarded write whose coordinator is silent this long is sent to the next replica — if the
+   * failure detector now believes the silent one down; otherwise it keeps waiting.
+   */
   readonly forwardTimeoutMs: number
+  /** A forwarded write with no answer by then fails (it may still take effect). */
+  readonly forwardDeadlineMs: number
   /** Direct heartbeats to every member, the evidence of the routing failure detector. */
   readonly heartbeatMs: number
   /** Phi-accrual threshold: above it a peer is believed down (routed around, never removed). */
@@ -131,6 +136,7 @@ export const defaults = {
   w: 2,
   requestTimeoutMs: 2000,
   forwardTimeoutMs: 500,
+  forwardDeadlineMs: 10_000,
   heartbeatMs: 250,
   phiThreshold: Phi.DEFAULT_THRESHOLD,
   joining: false,
@@ -353,7 +359,10 @@ export const init = (config: Config, now: number): State => {
     membership,
     nextGossipAt: now,
     detector,
-    nextRid: 1,
+    // Request ids must not repeat across restarts: a late answer to a request of the previous
+    // incarnation would otherwise count toward a new request's quorum (a read of one key
+    // returning another's object, or a write acknowledged by a replica that never saw it).
+    nextRid: (config.generation % 2 ** 21) * 2 ** 31 + 1,
     hlc: 0,
     pending: new Map(),
     nextHeartbeatAt: now,
@@ -504,7 +513,9 @@ const onClientRequested = (
   state.stats.forwarded++
   // Outlast the coordinator's own deadline, so that its clear answer (e.g. a quorum error)
   // arrives before we give up on it.
-  const deadline = now + state.config.requestTimeoutMs + state.config.forwardTimeoutMs
+  // Long enough for the failure detector to judge a silent coordinator down (about 6 s with
+  // the defaults) and for the next replica to answer.
+  const deadline = now + state.config.forwardDeadlineMs
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
   sendForward(state, now, rid, out)
 }
@@ -918,6 +929,13 @@ const onTimer = (
   if (p === undefined) return
   if (kind === "Forward") {
     if (p._tag !== "Forward") return
+    const current = p.candidates[p.attempt % p.candidates.length]!
+    if (believedUp(state, current, now)) {
+      // Slow is not dead: sending the write to another replica too would run it twice, and a
+      // late duplicate of a plain write would supersede writes acknowledged after it.
+      out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
+      return
+    }
     p.attempt++
     if (p.attempt < p.candidates.length) sendForward(state, now, rid, out)
     return
@@ -933,8 +951,7 @@ const onTimer = (
           _tag: "Failed",
           reason: "Timeout",
           message:
-            `no replica of the key answered within ` +
-            `${state.config.requestTimeoutMs + state.config.forwardTimeoutMs} ms ` +
+            `no replica of the key answered within ${state.config.forwardDeadlineMs} ms ` +
             `(tried ${p.candidates.join(", ")})`,
         },
       })

@@ -27,3 +27,6 @@ export const commandOptions = (
   const replayPath = process.env.FC_REPLAY_PATH
   return { size: "+1", maxCommands, ...(replayPath !== undefined ? { replayPath } : {}) }
 }
+
+/** Replaying one case (FC_SEED set): batch-level coverage assertions do not apply. */
+export const replaying = process.env.FC_SEED !== undefined
