@@ -127,11 +127,9 @@ const leave = async (parsed: Args.Parsed): Promise<number> => {
   process.once("SIGINT", onSignal)
   try {
     let streamed = 0
-    let lastOwn: Status.StatusReport | undefined = before
     while (Date.now() - started < timeoutMs && !interrupted) {
       const own = await Status.fetchStatus(target, 1500).catch(() => undefined)
       if (own !== undefined && own.self === id) {
-        lastOwn = own
         streamed = own.streaming.streamed - baseline
         // Never 100 % before the removal is seen: the last acks and the removal are still due.
         bar.update(Math.min(streamed, total * 0.99))
@@ -142,8 +140,7 @@ const leave = async (parsed: Args.Parsed): Promise<number> => {
         bar.finish()
         say(
           `${id} left: removed from membership (as seen by ${observer!.self}) after ` +
-            `${seconds(Date.now() - started)}; ${Status.count(streamed)} keys streamed to the new owners` +
-            `${lastOwn === undefined ? "" : `, ${Status.count(lastOwn.streaming.dropped - before.streaming.dropped)} dropped locally`}`,
+            `${seconds(Date.now() - started)}; ${Status.count(streamed)} keys streamed to the new owners`,
         )
         return 0
       }
@@ -241,7 +238,19 @@ const joinSpec: Args.CommandSpec = {
   name: "join",
   summary: "start a new node that joins a running cluster (dht node --join), with progress",
   usage: "dht join --id ID --peers n0@HOST:PORT,... [node options]",
-  flags: nodeSpec.flags.filter((f) => f.name !== "join"),
+  flags: nodeSpec.flags
+    .filter((f) => f.name !== "join")
+    .map((f) =>
+      f.name === "id"
+        ? { ...f, help: "the new node's id (not used before in this cluster)", default: undefined }
+        : f.name === "peers"
+          ? {
+              ...f,
+              help: "members of the running cluster to contact (seeds), id@host:port,...; not this node",
+              default: undefined,
+            }
+          : f,
+    ),
   notes: [
     "The same as dht node --join with the same options: --peers lists members of the running",
     "cluster (seeds), not this node. The node announces itself as joining, the current owners",
@@ -264,7 +273,9 @@ const localTarget = (host: string, port: number): Status.Target => ({
 
 /**
  * The number of keys the joining node should end up with: the distinct keys of the cluster
- * (the up members' keys / N) times the fraction of the keyspace it will replicate.
+ * (estimated as the keys the answering ring members hold over the fraction of the keyspace
+ * they replicate) times the fraction it will replicate once up. An estimate: members also keep
+ * the keys they coordinated, so it errs high.
  */
 const expectedKeys = async (report: Status.StatusReport): Promise<number | undefined> => {
   const live = report.members.filter((m) => m.status === "up" || m.status === "joining")
@@ -276,14 +287,20 @@ const expectedKeys = async (report: Status.StatusReport): Promise<number | undef
     tpn,
   )
   const share = Ring.replicaOwnership(future, report.n).get(NodeId(report.self)) ?? 0
-  const counts = await Promise.all(
-    report.members
-      .filter((m) => m.status === "up" || m.status === "leaving")
-      .map((m) => Status.fetchMember(m)),
+  const holders = report.members.filter(
+    (m) => (m.status === "up" || m.status === "leaving") && m.replicated > 0,
   )
-  if (counts.some((c) => c === undefined) || counts.length === 0) return undefined
-  const stored = counts.reduce((sum, c) => sum + c!.keys, 0)
-  return Math.round((stored / Math.min(report.n, counts.length)) * share)
+  const answers = await Promise.all(
+    holders.map(async (m) => ({ m, own: await Status.fetchMember(m) })),
+  )
+  let keys = 0
+  let fraction = 0
+  for (const { m, own } of answers) {
+    if (own === undefined) continue
+    keys += own.keys
+    fraction += m.replicated
+  }
+  return fraction === 0 ? undefined : Math.round((keys / fraction) * share)
 }
 
 /** Follow the joining node's own DHT.STATUS until it is up or `done.value`. */
@@ -297,6 +314,7 @@ const followJoin = async (
   let expected: number | undefined
   let estimatedAt = 0
   let warnedAt = started
+  let announced = false
   while (!done.value) {
     const report = await Status.fetchStatus(target, 1500).catch(() => undefined)
     const self = report?.members.find((m) => m.id === id)
@@ -315,23 +333,30 @@ const followJoin = async (
         return
       }
       if (self.status === "removed") return
-      if (Date.now() - estimatedAt > 5000) {
+      // Re-estimate every 5 s (every second until a first estimate: right after start the
+      // node may not know the members' client addresses yet).
+      if (Date.now() - estimatedAt > (expected === undefined ? 1000 : 5000)) {
         estimatedAt = Date.now()
         expected = (await expectedKeys(report)) ?? expected
       }
-      if (bar === undefined) {
-        say(
-          `${id}: joining; streaming its share in` +
-            (expected === undefined ? "" : ` (about ${Status.count(expected)} keys)`),
-        )
-        bar = Progress.start(`${id} joining`, Math.max(1, expected ?? 1))
+      if (!announced) {
+        announced = true
+        say(`${id}: joining; the current owners stream it its share of the data`)
       }
-      if (expected !== undefined) bar.update(Math.min(report.keys, expected * 0.99))
-      if (Date.now() - warnedAt > 60_000) {
+      if (bar === undefined && expected !== undefined) {
+        say(`${id}: expecting about ${Status.count(expected)} keys`)
+        bar = Progress.start(`${id} joining`, Math.max(1, expected))
+      }
+      if (bar !== undefined && expected !== undefined) {
+        bar.update(Math.min(report.keys, expected * 0.99))
+      }
+      if (Date.now() - warnedAt > 30_000) {
         warnedAt = Date.now()
         say(
           `${id}: still joining after ${seconds(Date.now() - started)}: ` +
-            `${Status.count(report.keys)} keys so far, ${Status.streamingText(report.streaming)}`,
+            `${Status.count(report.keys)} keys so far, ${Status.streamingText(report.streaming)}. ` +
+            "It becomes up once every owner has streamed to it: if a member is dead for good, " +
+            "dht remove it (dht status shows who is down).",
         )
       }
     }
@@ -345,6 +370,9 @@ const join = async (parsed: Args.Parsed, argv: ReadonlyArray<string>): Promise<n
       joinSpec,
       "--peers is required: the members (seeds) of the running cluster, id@host:port,...",
     )
+  }
+  if (Args.str(parsed.values, "id") === undefined) {
+    return Args.usageError(joinSpec, "--id is required: the new node's id, unused in the cluster")
   }
   const config = Node.configFromFlags({ ...parsed.values, join: true })
   if (Either.isLeft(config)) return Args.usageError(joinSpec, config.left)
