@@ -247,7 +247,12 @@ export interface State {
   readonly ae: AntiEntropy.State
   /** Bumped on every store write this node emits; cached trees older than it are rebuilt. */
   storeVersion: number
-  readonly aeTrees: Map<string, { readonly tree: Merkle.Tree; readonly version: number }>
+  readonly aeTrees: Map<
+    string,
+    { readonly tree: Merkle.Tree; readonly version: number; readonly builtAt: number }
+  >
+  /** Time of the event being stepped (trees are rebuilt at most every few seconds). */
+  now: number
   readonly stats: Stats
   /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */
   readonly handoffInFlight: Map<string, number>
@@ -387,6 +392,7 @@ export const init = (config: Config, now: number): State => {
     ),
     storeVersion: 0,
     aeTrees: new Map(),
+    now,
     stats: {
       gets: 0,
       puts: 0,
@@ -441,6 +447,7 @@ export const step = (
 ): readonly [State, ReadonlyArray<Command>] => {
   const out: Array<Command> = []
   const stepped = out
+  state.now = event.now
   switch (event._tag) {
     case "ClientRequested":
       onClientRequested(state, event.now, event.client, event.op, store, out)
@@ -1192,19 +1199,28 @@ const pairRange = (a: NodeId, b: NodeId): Merkle.Range => {
  * The tree of the keys this node shares with the range's peer, rebuilt from the store when a
  * write happened since it was built (O(keys); an incremental tree is the next step).
  */
+const TREE_REBUILD_MS = 5_000
+
 const treeFor = (state: State, store: StoreView, range: Merkle.Range): Merkle.Tree | undefined => {
   const peer = state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
   if (peer === undefined) return undefined
   const id = Merkle.rangeId(range)
   const cached = state.aeTrees.get(id)
-  if (cached !== undefined && cached.version === state.storeVersion) return cached.tree
+  // A tree a few seconds stale only delays a repair (keys written since are compared later or
+  // synced anyway); rebuilding on every write would stall a busy node (O(keys) per build).
+  if (
+    cached !== undefined &&
+    (cached.version === state.storeVersion || state.now - cached.builtAt < TREE_REBUILD_MS)
+  ) {
+    return cached.tree
+  }
   const n = state.config.n
   const shared = store.scan(undefined, Number.MAX_SAFE_INTEGER).filter(([key]) => {
     const replicas = Ring.preferenceList(state.ring, key, n)
     return replicas.includes(state.config.self) && replicas.includes(peer)
   })
   const tree = Merkle.build(range, Merkle.shapeFor(shared.length), shared)
-  state.aeTrees.set(id, { tree, version: state.storeVersion })
+  state.aeTrees.set(id, { tree, version: state.storeVersion, builtAt: state.now })
   return tree
 }
 
