@@ -18,8 +18,9 @@
  *  - GET: the node that received it coordinates: asks the key's N replicas, answers after R,
  *    keeps listening until all N answered or the deadline, then repairs stale replicas.
  *  - PUT/DEL: a replica coordinates, because only replicas mint version events. A node outside
- *    the preference list forwards to a replica it believes up, and tries the next one if that
- *    replica does not answer within the forward timeout. A plain (context-less) write first
+ *    the preference list forwards to a replica it believes up, and tries the next one only once
+ *    its failure detector judges that replica down (a slow replica is waited for: a duplicate
+ *    of a plain write would supersede writes acknowledged after it). A plain (context-less) write first
  *    reads a quorum to learn the context it supersedes.
  *
  * Deliberately not here (later layers): gossip membership and failure detection beyond
