@@ -21,6 +21,7 @@
  * split on whitespace only); a cap on total buffered bytes beyond the per-element limits (the
  * caller can watch `bufferedBytes`).
  */
+import * as ReadBuffer from "../wire/buffer.ts"
 import { Data } from "effect"
 
 // ---------------------------------------------------------------------------------------------
@@ -80,9 +81,7 @@ const LENGTH_DIGITS_MAX = 15
 /** A sign and the digits. */
 const LENGTH_CHARS_MAX = LENGTH_DIGITS_MAX + 1
 /** First allocation; large enough for typical pipelines of small commands. */
-const BUFFER_BYTES_INITIAL = 16 * 1024
 /** An emptied buffer larger than this is dropped, so one big value does not pin its memory. */
-const BUFFER_BYTES_RETAINED_MAX = 1024 * 1024
 
 type Step<A> = A | RespProtocolError | undefined
 
@@ -270,27 +269,19 @@ export class RespParser {
     return words
   }
 
-  /** Make room for `extra` more bytes after `end`. Amortized O(1) per byte: see module doc. */
+  /** Make room for `extra` more bytes after `end` (impl/wire/buffer.ts). */
   private reserve(extra: number): void {
     if (this.end + extra <= this.buf.length) return
-    const unread = this.end - this.start
-    const needed = unread + extra
-    if (needed * 2 <= this.buf.length) {
-      this.buf.copy(this.buf, 0, this.start, this.end)
-    } else {
-      const grown = Buffer.allocUnsafe(Math.max(needed * 2, BUFFER_BYTES_INITIAL))
-      this.buf.copy(grown, 0, this.start, this.end)
-      this.buf = grown
-    }
+    this.buf = ReadBuffer.reserve(this.buf, this.start, this.end, extra)
+    this.end -= this.start
     this.start = 0
-    this.end = unread
   }
 
   /** Everything read has been consumed: rewind for free, and drop an oversized buffer. */
   private maybeRelease(): void {
     this.start = 0
     this.end = 0
-    if (this.buf.length > BUFFER_BYTES_RETAINED_MAX) this.buf = Buffer.alloc(0)
+    if (this.buf.length > ReadBuffer.BUFFER_BYTES_RETAINED_MAX) this.buf = Buffer.alloc(0)
   }
 }
 

@@ -16,6 +16,7 @@
  * parse rejects the result), and any notion of message types, versions or checksums (TCP
  * already checksums; a version belongs in the JSON).
  */
+import * as ReadBuffer from "./buffer.ts"
 import { Data } from "effect"
 
 /** Size of the length prefix. */
@@ -25,9 +26,7 @@ export const FRAME_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
 /** The length prefix is a uint32, so no payload can be longer than this. */
 const FRAME_BYTES_ENCODABLE_MAX = 0xffff_ffff
 /** First allocation for a buffered tail. */
-const BUFFER_BYTES_INITIAL = 16 * 1024
 /** An emptied buffer larger than this is dropped, so one big frame does not pin its memory. */
-const BUFFER_BYTES_RETAINED_MAX = 1024 * 1024
 
 /** A length prefix announced more than the decoder's limit. Close the connection. */
 export class FrameTooLarge extends Data.TaggedError("FrameTooLarge")<{
@@ -120,30 +119,19 @@ export class FrameDecoder {
     this.end += bytes.length
   }
 
-  /**
-   * Make room for `extra` more bytes after `end`. Compacting only when at least half the
-   * buffer would then be free, and otherwise doubling, keeps copying amortized O(1) per byte.
-   */
+  /** Make room for `extra` more bytes after `end` (impl/wire/buffer.ts). */
   private reserve(extra: number): void {
     if (this.end + extra <= this.buf.length) return
-    const unread = this.end - this.start
-    const needed = unread + extra
-    if (needed * 2 <= this.buf.length) {
-      this.buf.copy(this.buf, 0, this.start, this.end)
-    } else {
-      const grown = Buffer.allocUnsafe(Math.max(needed * 2, BUFFER_BYTES_INITIAL))
-      this.buf.copy(grown, 0, this.start, this.end)
-      this.buf = grown
-    }
+    this.buf = ReadBuffer.reserve(this.buf, this.start, this.end, extra)
+    this.end -= this.start
     this.start = 0
-    this.end = unread
   }
 
   /** Nothing is buffered any more: rewind, and drop an oversized buffer (all of it if failed). */
   private release(): void {
     this.start = 0
     this.end = 0
-    if (this.failure !== undefined || this.buf.length > BUFFER_BYTES_RETAINED_MAX) {
+    if (this.failure !== undefined || this.buf.length > ReadBuffer.BUFFER_BYTES_RETAINED_MAX) {
       this.buf = Buffer.alloc(0)
     }
   }
