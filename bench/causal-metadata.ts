@@ -6,7 +6,6 @@
  * Run: npx tsx bench/causal-metadata.ts [--writes 1000] [--value-bytes 100]
  */
 import { encode } from "../impl/client/context.ts"
-import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 
@@ -35,11 +34,7 @@ export const causalMetadata = (writes: number, valueBytes: number, concurrentEve
     if (op.result?._tag !== "PutOk") failures++
   }
   sim.runFor(5_000)
-  const ring = Ring.make(
-    sim.ids.map((id) => ({ id, weight: 1 })),
-    Ring.DEFAULT_TOKENS_PER_NODE,
-  )
-  const replicas = Ring.preferenceList(ring, key, 3).map((id) => {
+  const replicas = sim.replicasOf(key).map((id) => {
     const obj = sim.stored(id, key) ?? Version.empty
     const sibs = Version.siblings(obj)
     const clock = Version.context(obj)

@@ -6,7 +6,6 @@
 import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
-import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { params } from "./helpers/fc.ts"
@@ -29,10 +28,6 @@ test("AE-7: after a heal, replicas converge by anti-entropy alone, with no clien
           // No hinted handoff in this run: only anti-entropy can repair the isolated replica.
           node: { mode: "ap", handoffIntervalMs: 10_000_000, aeIntervalMs: 500 },
         })
-        const ring = Ring.make(
-          sim.ids.map((id) => ({ id, weight: 1 })),
-          Ring.DEFAULT_TOKENS_PER_NODE,
-        )
         const lonely = sim.ids[isolated]!
         sim.partition([[lonely], sim.ids.filter((id) => id !== lonely)])
         sim.runFor(8_000)
@@ -46,9 +41,7 @@ test("AE-7: after a heal, replicas converge by anti-entropy alone, with no clien
         sim.heal()
         const converged = () =>
           [...keys].every((key) => {
-            const objs = Ring.preferenceList(ring, key, 3).map(
-              (id) => sim.stored(id, key) ?? Version.empty,
-            )
+            const objs = sim.replicasOf(key).map((id) => sim.stored(id, key) ?? Version.empty)
             return objs.every((o) => Version.equals(o, objs[0]!))
           })
         assert.ok(

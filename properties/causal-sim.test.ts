@@ -13,7 +13,6 @@ import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp } from "../impl/core/messages.ts"
 import type * as Node from "../impl/core/node.ts"
-import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { type Operation, Simulation } from "../impl/sim/sim.ts"
 import { params, replaying } from "./helpers/fc.ts"
@@ -168,10 +167,6 @@ const runSchedule = (
     network: { latencyMinMs: 1, latencyMaxMs: 20, lossRate: 0, duplicateRate: 0 },
     node: { ...node, forwardTimeoutMs: 300, requestTimeoutMs: 1500, handoffIntervalMs: 200 },
   })
-  const ring = Ring.make(
-    sim.ids.map((id) => ({ id, weight: 1 })),
-    sim.stateOf(sim.ids[0]!)!.config.tokensPerNode,
-  )
   const writes: Array<WriteRecord> = []
   const byValue = new Map<string, WriteRecord>()
   const sessions = Array.from({ length: CLIENTS }, () => ({
@@ -277,7 +272,7 @@ const runSchedule = (
         }
         writes.push(w)
         if (value !== null) byValue.set(value, w)
-        const unreachable = Ring.preferenceList(ring, key, 3).some((id) => !sim.isUp(id))
+        const unreachable = sim.replicasOf(key).some((id) => !sim.isUp(id))
         s.busy = op
         s.onDone = () => {
           if (op.result?._tag !== "PutOk") return
@@ -385,12 +380,8 @@ const checkNoLostWrite = (run: RunResult): void => {
 
 /** CAUSAL-6: after heal and quiescence every replica of a key holds the same object. */
 const checkConvergence = (run: RunResult): void => {
-  const ring = Ring.make(
-    run.sim.ids.map((id) => ({ id, weight: 1 })),
-    run.sim.stateOf(run.sim.ids[0]!)!.config.tokensPerNode,
-  )
   for (const key of KEYS) {
-    const replicas = Ring.preferenceList(ring, key, 3)
+    const replicas = run.sim.replicasOf(key)
     const objs = replicas.map((id) => run.sim.stored(id, key) ?? Version.empty)
     for (const obj of objs) {
       assert.ok(

@@ -16,9 +16,9 @@ import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { after, before, describe, test } from "node:test"
 import { Either } from "effect"
-import { Redis } from "ioredis"
+import type { Redis } from "ioredis"
 import { parseStatus, type StatusReport } from "../impl/cli/status.ts"
-import { Cluster, freePorts, pollUntil, stopAll } from "./helpers/cluster.ts"
+import { Cluster, connectClient, freePorts, pollUntil, stopAll } from "./helpers/cluster.ts"
 
 const mainScript = fileURLToPath(new URL("../impl/cli/main.ts", import.meta.url))
 
@@ -45,18 +45,7 @@ const BATCH = 500
 
 const clients: Array<Redis> = []
 
-const connect = (port: number): Redis => {
-  const client = new Redis({
-    host: "127.0.0.1",
-    port,
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-    commandTimeout: 15_000,
-  })
-  client.on("error", () => {})
-  clients.push(client)
-  return client
-}
+const connect = (port: number): Redis => connectClient(port, clients, 15_000)
 
 const key = (i: number): string => `member:key:${i}`
 

@@ -9,25 +9,13 @@
  */
 import assert from "node:assert/strict"
 import { after, before, describe, test } from "node:test"
-import { Redis } from "ioredis"
+import type { Redis } from "ioredis"
 import { encodeFrame } from "../impl/wire/frame.ts"
-import { Cluster, exchange, pollUntil, stopAll } from "./helpers/cluster.ts"
+import { Cluster, connectClient, exchange, pollUntil, stopAll } from "./helpers/cluster.ts"
 
 const clients: Array<Redis> = []
 
-/** An ioredis client that gives up instead of reconnecting forever (nodes get killed here). */
-const connect = (port: number): Redis => {
-  const client = new Redis({
-    host: "127.0.0.1",
-    port,
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-    commandTimeout: 10_000,
-  })
-  client.on("error", () => {})
-  clients.push(client)
-  return client
-}
+const connect = (port: number): Redis => connectClient(port, clients, 10_000)
 
 const resp = (...args: ReadonlyArray<string>): string =>
   `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a, "latin1")}\r\n${a}\r\n`).join("")}`

@@ -7,7 +7,6 @@ import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
-import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { params } from "./helpers/fc.ts"
@@ -28,16 +27,10 @@ test("HINT-1: hints reach a returning owner, also after the hint holder restarte
           node: { mode: "ap", handoffIntervalMs: 200 },
           persistDelayMs: 2,
         })
-        const ring = Ring.make(
-          sim.ids.map((id) => ({ id, weight: 1 })),
-          Ring.DEFAULT_TOKENS_PER_NODE,
-        )
         const owner = sim.ids[ownerIndex]!
         sim.stop(owner)
         sim.runFor(8_000) // the others now believe it down: writes take substitutes
-        const keys = keyNumbers
-          .map((k) => `k${k}`)
-          .filter((k) => Ring.preferenceList(ring, k, 3).includes(owner))
+        const keys = keyNumbers.map((k) => `k${k}`).filter((k) => sim.replicasOf(k).includes(owner))
         const others = sim.ids.filter((id) => id !== owner)
         for (const key of keys) {
           const op = sim.call(others[key.length % others.length]!, {

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
-import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { params } from "./helpers/fc.ts"
@@ -39,10 +38,6 @@ test("PART-1: in CP mode the minority refuses writes with a clear error and the 
           network: defaultNetwork,
           node: { mode: "cp" },
         })
-        const ring = Ring.make(
-          sim.ids.map((id) => ({ id, weight: 1 })),
-          Ring.DEFAULT_TOKENS_PER_NODE,
-        )
         const { minority, majority } = split(sim, m)
         for (const k of keys) {
           const key = `k${k}`
@@ -63,7 +58,7 @@ test("PART-1: in CP mode the minority refuses writes with a clear error and the 
             value: "majority",
             context: null,
           })
-          const reachable = Ring.preferenceList(ring, key, 3).filter((id) => majority.includes(id))
+          const reachable = sim.replicasOf(key).filter((id) => majority.includes(id))
           if (reachable.length >= W) {
             assert.equal(op.result?._tag, "PutOk", JSON.stringify(op.result))
           } else {
@@ -92,15 +87,11 @@ test("PART-2: in AP mode both sides accept writes for every key they hold a repl
           network: defaultNetwork,
           node: { mode: "ap", handoffIntervalMs: 200 },
         })
-        const ring = Ring.make(
-          sim.ids.map((id) => ({ id, weight: 1 })),
-          Ring.DEFAULT_TOKENS_PER_NODE,
-        )
         const { minority, majority } = split(sim, m)
         const accepted = new Map<string, Set<string>>()
         for (const k of keys) {
           const key = `k${k}`
-          const replicas = Ring.preferenceList(ring, key, 3)
+          const replicas = sim.replicasOf(key)
           for (const [side, value] of [
             [minority, "left"],
             [majority, "right"],
@@ -129,9 +120,7 @@ test("PART-2: in AP mode both sides accept writes for every key they hold a repl
             assert.deepEqual([...Version.values(read.result.obj)].sort(), [...values].sort())
           }
           sim.runFor(1_000)
-          const objs = Ring.preferenceList(ring, key, 3).map(
-            (id) => sim.stored(id, key) ?? Version.empty,
-          )
+          const objs = sim.replicasOf(key).map((id) => sim.stored(id, key) ?? Version.empty)
           for (const o of objs) assert.ok(Version.equals(o, objs[0]!), `replicas of ${key} differ`)
         }
       },

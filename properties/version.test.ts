@@ -130,3 +130,16 @@ test("VER-3: clock size is bounded by the coordinating replicas, not by the clie
     params(50),
   )
 })
+
+test("VER-4: a key is deleted when it was written and no live value remains, purged or not", () => {
+  const written = Version.update(Version.empty, [], { value: "v", ts: 1 }, "a")
+  const deleted = Version.update(written, Version.context(written), { value: null, ts: 2 }, "a")
+  const purged = { entries: deleted.entries.map((e) => ({ ...e, values: [] })) }
+  assert.equal(Version.wasDeleted(Version.empty), false)
+  assert.equal(Version.wasDeleted(written), false)
+  assert.equal(Version.wasDeleted(deleted), true)
+  assert.equal(Version.wasDeleted(purged), true)
+  // A tombstone concurrent with a live value: not deleted (the value survives as a sibling).
+  const concurrent = Version.update(written, [], { value: null, ts: 3 }, "b")
+  assert.equal(Version.wasDeleted(concurrent), false)
+})

@@ -199,6 +199,12 @@ export const isDeleted = (obj: Obj): boolean => {
   return all.length > 0 && all.every((d) => d.sibling.value === null)
 }
 
+/**
+ * The key was written and no live value remains: every sibling is a tombstone, or a purged
+ * tombstone left only its clock. (A key never written has no clock and is not "deleted".)
+ */
+export const wasDeleted = (obj: Obj): boolean => obj.entries.length > 0 && values(obj).length === 0
+
 /** Last-write-wins: keep only the latest sibling; the clock is untouched. */
 export const pruneLww = (obj: Obj): Obj => {
   const best = resolve(obj)

@@ -548,7 +548,7 @@ class RespServerImpl implements RespServer {
     return this.runAll(conn, slot, [op], ([result]) => {
       if (result?._tag !== "GetOk") return Resp.nullArray
       const values = Version.values(result.obj)
-      const deleted = values.length === 0 && result.obj.entries.length > 0
+      const deleted = Version.wasDeleted(result.obj)
       return Resp.array([
         Resp.bulkString("context"),
         Resp.bulkString(Context.encode(Version.context(result.obj), this.config.secret)),

@@ -29,6 +29,7 @@ import type {
   TimerKind,
 } from "../core/messages.ts"
 import * as Node from "../core/node.ts"
+import * as Ring from "../core/ring.ts"
 import type * as Version from "../core/version.ts"
 import { MemoryStore } from "./memory-store.ts"
 import { Prng } from "./prng.ts"
@@ -133,6 +134,7 @@ export class Simulation {
   private readonly slowMs = new Map<NodeId, number>()
   private readonly tickMs: number
   private readonly nodeConfig: Omit<Node.Config, "self">
+  private readonly bootRing: Ring.Ring
 
   constructor(readonly config: SimConfig) {
     this.rng = new Prng(config.seed)
@@ -144,6 +146,7 @@ export class Simulation {
       ...config.node,
       members: this.ids.map((id) => ({ id, weight: 1 })),
     }
+    this.bootRing = Ring.make(this.nodeConfig.members, this.nodeConfig.tokensPerNode)
     this.ids.forEach((id, i) => {
       const skewMs = config.clockSkewMs?.[i] ?? 0
       const node: SimNode = {
@@ -211,6 +214,14 @@ export class Simulation {
   /** The stored object of `key` on node `id` (for convergence checks). */
   stored(id: NodeId, key: string): Version.Obj | undefined {
     return this.node(id).store.get(key)
+  }
+
+  /**
+   * The preferred replicas of `key` in the bootstrap cluster (N and tokens as configured): where
+   * the properties look for a key's copies. Membership changes are not reflected.
+   */
+  replicasOf(key: string): ReadonlyArray<NodeId> {
+    return Ring.preferenceList(this.bootRing, key, this.nodeConfig.n)
   }
 
   storeOf(id: NodeId): MemoryStore {

@@ -12,6 +12,7 @@ import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Redis } from "ioredis"
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
 const mainScript = join(repoRoot, "impl", "cli", "main.ts")
@@ -293,4 +294,25 @@ export const stopAll = async (clusters: ReadonlyArray<Cluster | undefined>): Pro
   await Promise.all(clusters.map((c) => c?.stop()))
   for (const child of running) child.kill("SIGKILL")
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+}
+
+/**
+ * An ioredis client that gives up instead of reconnecting forever (nodes get killed in these
+ * tests); it is added to `registry` so that the suite can disconnect everything in `after`.
+ */
+export const connectClient = (
+  port: number,
+  registry: Array<Redis>,
+  commandTimeoutMs = 15_000,
+): Redis => {
+  const client = new Redis({
+    host,
+    port,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    commandTimeout: commandTimeoutMs,
+  })
+  client.on("error", () => {})
+  registry.push(client)
+  return client
 }
