@@ -123,3 +123,56 @@ test("KV-1: nothing is acknowledged before it is durable", () => {
   // The check has teeth only if acknowledgements were actually produced.
   assert.ok(total > 100, `only ${total} acknowledgements were exercised`)
 })
+
+test("KV-6: request ids never repeat across restarts of a node", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 20 }),
+      fc.integer({ min: 1, max: 100_000 }),
+      (generation, requests) => {
+        const before = Node.init({ ...config, generation }, 0)
+        const after = Node.init({ ...config, generation: generation + 1 }, 0)
+        // Every id the first incarnation can issue lies below the first id of the next one.
+        assert.ok(before.nextRid + requests < after.nextRid)
+      },
+    ),
+    params(200),
+  )
+})
+
+test("KV-7: a forwarded write goes to one coordinator at a time while that one is believed up", () => {
+  // A key this node does not replicate, so it forwards.
+  const key = Array.from({ length: 500 }, (_, i) => `f${i}`).find(
+    (k) => !Ring.preferenceList(ring, k, 3).includes(self),
+  )!
+  const store = new MemoryStore()
+  const state = Node.init(config, 0)
+  const sent: Array<string> = []
+  const run = (event: Event) => {
+    const [, commands] = Node.step(state, event, store)
+    for (const c of commands) {
+      if (c._tag === "Send" && c.message._tag === "CoordinateRequest") sent.push(c.to)
+    }
+  }
+  run({
+    _tag: "ClientRequested",
+    now: 0,
+    client: 1,
+    op: { _tag: "Put", key, value: "v", context: null },
+  })
+  const first = sent[0]!
+  // The coordinator is slow but alive: it keeps heartbeating while forward timers fire.
+  for (let t = 100; t <= 5_000; t += 100) {
+    run({ _tag: "MessageReceived", now: t, from: first as never, message: { _tag: "Heartbeat" } })
+    if (t % 500 === 0) run({ _tag: "TimerFired", now: t, rid: state.nextRid - 1, kind: "Forward" })
+  }
+  assert.deepEqual(sent, [first], "a slow coordinator got a duplicate of the write")
+  // Once it falls silent long enough to be judged down, the next replica gets the write.
+  for (let t = 5_500; t <= 12_000; t += 500) {
+    run({ _tag: "TimerFired", now: t, rid: state.nextRid - 1, kind: "Forward" })
+  }
+  // (Here every peer is silent, so it moves on through the candidates, each at most once.)
+  assert.ok(sent.length >= 2, "the write never failed over to the next replica")
+  assert.notEqual(sent[1], first)
+  assert.equal(new Set(sent).size, sent.length, "a replica got the same write twice")
+})
