@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url"
 import { Deferred, Effect, Either } from "effect"
 import { awaitSignal, holdSignals } from "../node/main.ts"
 import * as Args from "./args.ts"
+import * as Status from "./status.ts"
 import { table } from "./table.ts"
 
 const spec: Args.CommandSpec = {
@@ -49,6 +50,13 @@ const spec: Args.CommandSpec = {
       "none",
     ),
     Args.flag("mode", "string", "ap|cp", "ap: sloppy quorum; cp: strict quorums", "ap"),
+    Args.flag(
+      "routing",
+      "string",
+      "ring|chord",
+      "ring: one-hop on gossiped membership; chord: Chord finger tables (nodes join through n0..n2)",
+      "ring",
+    ),
     Args.flag("secret", "string", "SECRET", "causal context MAC key", "derived from --cluster"),
     Args.flag(
       "ready-timeout-ms",
@@ -68,6 +76,7 @@ const spec: Args.CommandSpec = {
   examples: [
     "dht cluster --nodes 3",
     "dht cluster --nodes 5 --n 3 --r 2 --w 2 --data-dir ./data",
+    "dht cluster --routing chord --nodes 16",
     "redis-cli -p 7001 SET greeting hello && redis-cli -p 7003 GET greeting",
   ],
 }
@@ -171,6 +180,30 @@ const waitReady = (child: Child, host: string, deadline: number): Effect.Effect<
     }
   })
 
+/**
+ * Chord routing: wait until the ring is whole, i.e. walking first successors from node 0 visits
+ * every node once and comes back (nodes join one by one as their seeds answer).
+ */
+const waitChordRing = (
+  children: ReadonlyArray<Child>,
+  host: string,
+  deadline: number,
+): Effect.Effect<void, string> =>
+  Effect.gen(function* () {
+    say("waiting for the Chord ring to form …")
+    const first = { host, port: children[0]!.plan.clientPort }
+    for (;;) {
+      const walked = yield* Effect.promise(() => Status.walkChord(first, children.length + 1))
+      if (walked.ok && walked.reports.length === children.length) return
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(
+          `the Chord ring did not form in time (${walked.reports.length} of ${children.length} nodes on the walk)`,
+        )
+      }
+      yield* Effect.sleep(500)
+    }
+  })
+
 /** SIGTERM every child still running, SIGKILL those still there after the grace period. */
 const stopAll = (children: ReadonlyArray<Child>, graceMs: number): Effect.Effect<void> =>
   Effect.forEach(
@@ -201,11 +234,16 @@ interface Options {
   readonly nodeArgs: ReadonlyArray<string>
   readonly readyTimeoutMs: number
   readonly graceMs: number
+  readonly routing: "ring" | "chord"
 }
+
+/** Under Chord routing every node knows only a few seeds: the first three nodes. */
+const CHORD_SEEDS = 3
 
 const plans = (o: Options): ReadonlyArray<Plan> => {
   const ids = Array.from({ length: o.k }, (_, i) => `n${i}`)
-  const peers = ids.map((id, i) => `${id}@${o.host}:${o.basePeerPort + i}`).join(",")
+  const listed = o.routing === "chord" ? ids.slice(0, CHORD_SEEDS) : ids
+  const peers = listed.map((id, i) => `${id}@${o.host}:${o.basePeerPort + i}`).join(",")
   return ids.map((id, i) => {
     const dataDir = join(o.dataDir, id)
     return {
@@ -260,6 +298,19 @@ const runCluster = (o: Options): Effect.Effect<number> =>
         stopping.value = true
         say(`cluster did not start: ${ready.left}; stopping the nodes`)
         return 1
+      }
+      if (o.routing === "chord") {
+        const joined = yield* Effect.either(
+          Effect.raceFirst(
+            waitChordRing(children, o.host, deadline),
+            Effect.flatMap(awaitSignal, (signal) => Effect.fail(`interrupted by ${signal}`)),
+          ),
+        )
+        if (Either.isLeft(joined)) {
+          stopping.value = true
+          say(`cluster did not start: ${joined.left}; stopping the nodes`)
+          return 1
+        }
       }
       // Report a node that dies on its own; keep the others running.
       const alive = new Set(children)
@@ -351,7 +402,11 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
     if (q < 1 || q > n) return Args.usageError(spec, `--${name} must be from 1 to n=${n}, got ${q}`)
   }
   const nodeArgs: Array<string> = ["--n", String(n), "--r", String(r), "--w", String(w)]
-  for (const name of ["store", "cluster", "lww", "mode", "secret"]) {
+  const routing = Args.str(v, "routing") ?? "ring"
+  if (routing !== "ring" && routing !== "chord") {
+    return Args.usageError(spec, `--routing must be ring or chord, got "${routing}"`)
+  }
+  for (const name of ["store", "cluster", "lww", "mode", "secret", "routing"]) {
     const value = Args.str(v, name)
     if (value !== undefined) nodeArgs.push(`--${name}`, value)
   }
@@ -370,6 +425,7 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
       nodeArgs,
       readyTimeoutMs: Args.num(v, "ready-timeout-ms") ?? 30_000,
       graceMs: Args.num(v, "stop-grace-ms") ?? 5000,
+      routing,
     }),
   )
 }

@@ -43,6 +43,13 @@ const spec: Args.CommandSpec = {
       "",
       "start as a new member joining the cluster of --peers (not listed there itself): stream its share of the data in, then serve",
     ),
+    Args.flag(
+      "routing",
+      "string",
+      "ring|chord",
+      "ring: one-hop routing on gossiped membership; chord: Chord finger tables, O(log N) state and hops (--peers are then seeds to join through; the first one creates the ring)",
+      "ring",
+    ),
     Args.flag("n", "int", "N", "replicas per key", "min(3, members)"),
     Args.flag("r", "int", "R", "read quorum", "min(2, n)"),
     Args.flag("w", "int", "W", "write quorum", "min(2, n)"),
@@ -97,6 +104,7 @@ const spec: Args.CommandSpec = {
     "dht node --id n0 --store memory",
     "dht node --id n1 --peers n0@127.0.0.1:8001,n1@127.0.0.1:8002,n2@127.0.0.1:8003",
     "dht node --id n3 --join --peers n0@127.0.0.1:8001,n1@127.0.0.1:8002,n2@127.0.0.1:8003",
+    "dht node --id n7 --routing chord --peers n0@127.0.0.1:8001",
   ],
 }
 
@@ -151,6 +159,10 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
   const clientPort = Args.num(values, "client-port") ?? Config.defaults.clientPortBase + i
   const advertise = { host: Args.str(values, "advertise") ?? host, port: peerPort }
   const joining = Args.bool(values, "join")
+  const routing = Args.str(values, "routing") ?? "ring"
+  if (routing !== "ring" && routing !== "chord") {
+    return Either.left(`--routing must be ring or chord, got "${routing}"`)
+  }
   if (joining && listed === undefined) {
     return Either.left("--join needs --peers: the members (seeds) of the cluster to join")
   }
@@ -160,7 +172,9 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
   if (store !== "lmdb" && store !== "memory") {
     return Either.left(`--store must be lmdb or memory, got "${store}"`)
   }
-  const n = Args.num(values, "n") ?? Math.min(3, members.length + (joining ? 1 : 0))
+  const n =
+    Args.num(values, "n") ??
+    (routing === "chord" ? 3 : Math.min(3, members.length + (joining ? 1 : 0)))
   const dataDir = Args.str(values, "data-dir") ?? join(tmpdir(), "dht", cluster, id)
   const requestTimeoutMs = Args.num(values, "request-timeout-ms")
   const maxValueBytes = Args.num(values, "max-value-bytes")
@@ -200,6 +214,7 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
     advertise,
     members,
     joining,
+    routing,
     n,
     r: Args.num(values, "r") ?? Math.min(2, n),
     w: Args.num(values, "w") ?? Math.min(2, n),

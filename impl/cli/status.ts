@@ -40,9 +40,26 @@ const Streaming = Schema.Struct({
   dropped: Schema.Number,
 })
 
+/** A node's Chord routing state (routing "chord"). */
+const ChordView = Schema.Struct({
+  status: Schema.String,
+  position: Schema.Number,
+  predecessor: Schema.NullOr(Schema.String),
+  successors: Schema.Array(Schema.String),
+  next: Schema.NullOr(Schema.String),
+  distinctFingers: Schema.Number,
+  knownPeers: Schema.Number,
+  lookups: Schema.Number,
+  lookupFailures: Schema.Number,
+  meanHops: Schema.Number,
+  maxHops: Schema.Number,
+})
+
 const Report = Schema.Struct({
   self: Schema.String,
   mode: Schema.optionalWith(Schema.String, { default: () => "ap" }),
+  routing: Schema.optionalWith(Schema.String, { default: () => "ring" }),
+  chord: Schema.optional(Schema.NullOr(ChordView)),
   n: Schema.Number,
   r: Schema.Number,
   w: Schema.Number,
@@ -58,6 +75,7 @@ const Report = Schema.Struct({
 export type MemberStatus = typeof Member.Type
 export type StreamingStatus = typeof Streaming.Type
 export type StatusReport = typeof Report.Type
+export type ChordStatus = typeof ChordView.Type
 
 const decodeReport = Schema.decodeUnknownEither(Schema.parseJson(Report))
 
@@ -318,6 +336,92 @@ export const statusJson = (s: ClusterStatus): unknown => ({
 })
 
 // ---------------------------------------------------------------------------------------------
+// Chord routing: no node knows the members, so walk the ring by first successors
+
+export interface ChordWalk {
+  /** The walk came back to where it started. */
+  readonly ok: boolean
+  /** The reports in ring order, from the asked node. */
+  readonly reports: ReadonlyArray<StatusReport>
+  /** Why the walk stopped early, if it did. */
+  readonly stoppedBy?: string
+}
+
+/** Follow first successors from `target`, at most `max` nodes. */
+export const walkChord = async (
+  target: Target,
+  max = 1000,
+  timeoutMs = 1500,
+): Promise<ChordWalk> => {
+  const reports: Array<StatusReport> = []
+  let at: Target | undefined = target
+  while (at !== undefined && reports.length < max) {
+    let report: StatusReport
+    try {
+      report = await fetchStatus(at, timeoutMs)
+    } catch (e) {
+      return { ok: false, reports, stoppedBy: nodeMessage(e) }
+    }
+    if (reports.length > 0 && report.self === reports[0]!.self) return { ok: true, reports }
+    if (reports.some((r) => r.self === report.self)) {
+      return { ok: false, reports, stoppedBy: `the walk looped back to ${report.self}` }
+    }
+    reports.push(report)
+    const next = report.chord?.next
+    if (next === null || next === undefined) {
+      return { ok: false, reports, stoppedBy: `${report.self} has no successor yet` }
+    }
+    at = targetOf(next)
+  }
+  return { ok: false, reports, stoppedBy: `more than ${max} nodes` }
+}
+
+export const renderChord = (walk: ChordWalk): string => {
+  const first = walk.reports[0]
+  if (first === undefined) return `no node answered${walk.stoppedBy ? `: ${walk.stoppedBy}` : ""}\n`
+  const rows = walk.reports.map((r) => {
+    const c = r.chord
+    return [
+      r.self,
+      c ? (c.position / 2 ** 52).toFixed(4) : "?",
+      c?.status ?? "?",
+      c?.predecessor ?? "-",
+      c?.successors.slice(0, 3).join(",") ?? "-",
+      c ? String(c.distinctFingers) : "?",
+      c ? String(c.knownPeers) : "?",
+      count(r.keys),
+      c ? count(c.lookups) : "?",
+      c ? c.meanHops.toFixed(2) : "?",
+    ]
+  })
+  const lines = [
+    `Chord ring walked from ${first.self} by first successors: N=${first.n} R=${first.r} W=${first.w}`,
+    "position: fraction of the ring; table: distinct peers in the routing table (successors, predecessor, fingers)",
+    "",
+    table(
+      [
+        "node",
+        "position",
+        "status",
+        "predecessor",
+        "successors",
+        "fingers",
+        "table",
+        "keys",
+        "lookups",
+        "mean hops",
+      ],
+      rows,
+    ),
+    "",
+    walk.ok
+      ? `ring closed: ${walk.reports.length} nodes`
+      : `ring walk stopped after ${walk.reports.length} nodes: ${walk.stoppedBy ?? "?"}`,
+  ]
+  return `${lines.join("\n")}\n`
+}
+
+// ---------------------------------------------------------------------------------------------
 // The command
 
 const spec: Args.CommandSpec = {
@@ -355,6 +459,11 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
   const timeoutMs = Args.num(parsed.values, "timeout-ms") ?? 3000
   const json = Args.bool(parsed.values, "json")
   const once = async (): Promise<string> => {
+    const asked = await fetchStatus(target, timeoutMs)
+    if (asked.routing === "chord") {
+      const walk = await walkChord(target, 1000, timeoutMs)
+      return json ? `${JSON.stringify(walk)}\n` : renderChord(walk)
+    }
     const s = await gather(target, timeoutMs)
     return json ? `${JSON.stringify(statusJson(s))}\n` : renderStatus(s)
   }

@@ -58,6 +58,13 @@ import type { NodeId } from "./ids.ts"
 export interface Peer {
   readonly id: NodeId
   readonly pos: number
+  /**
+   * Where the node listens ("host:port"), for real nodes that know each other only through
+   * Chord (no membership view). Opaque to this machine, which passes peers on as it got them.
+   */
+  readonly address?: string | undefined
+  /** Where it serves clients ("host:port"), for operators walking the ring. Opaque here too. */
+  readonly client?: string | undefined
 }
 
 export interface ChordConfig {
@@ -399,7 +406,9 @@ const handleJoinRequested = (
     out.push({ _tag: "JoinCompleted", successor: s.self, hops: 0 })
     return { ...s, status: "Active", successors: [s.self] }
   }
-  const joining: ChordState = { ...s, status: "Joining" }
+  // Asked to join through `via`: ask it, even if an earlier attempt timed out on it (a seed
+  // that was still starting is suspected, and would otherwise be skipped for suspectTtlMs).
+  const joining: ChordState = { ...unsuspect(s, via.id), status: "Joining" }
   // The joiner knows nobody but `via`, which routes the query onward
   // (section 4.4: n.join(n') asks n'.find_successor(n)).
   return sendLookup(
@@ -789,6 +798,41 @@ const byDistanceTo = (target: number) => (a: Peer, b: Peer) =>
 const dedupe = (peers: ReadonlyArray<Peer>): Array<Peer> => {
   const out: Array<Peer> = []
   for (const p of peers) if (!out.some((q) => q.id === p.id)) out.push(p)
+  return out
+}
+
+/** Every peer a message names (a driver learns addresses from them). */
+export const peersIn = (m: ChordMessage): ReadonlyArray<Peer> => {
+  switch (m._tag) {
+    case "FoundSuccessor":
+      return m.successors
+    case "NextHops":
+      return [...m.candidates, ...m.successors]
+    case "PredecessorIs":
+    case "Leaving":
+      return m.predecessor === null ? m.successors : [m.predecessor, ...m.successors]
+    case "Notify":
+      return [m.peer]
+    case "FingersAre":
+      return m.fingers.filter((f): f is Peer => f !== null)
+    case "FindSuccessor":
+    case "GetPredecessor":
+    case "Ping":
+    case "Pong":
+    case "GetFingers":
+      return []
+  }
+}
+
+/**
+ * Every peer this node's state refers to: successors, predecessor, fingers, peers of
+ * outstanding RPCs and lookup candidates. At most r + 1 + m + RPCs + lookups · candidates.
+ */
+export const knownPeers = (s: ChordState): ReadonlyArray<Peer> => {
+  const out: Array<Peer> = [...s.successors, ...s.fingers.filter((f): f is Peer => f !== null)]
+  if (s.predecessor !== null) out.push(s.predecessor)
+  for (const rpc of s.rpcs.values()) out.push(rpc.peer)
+  for (const l of s.lookups.values()) out.push(...l.candidates)
   return out
 }
 

@@ -50,6 +50,7 @@
  */
 import type { NodeId } from "./ids.ts"
 import * as Phi from "./phi.ts"
+import * as Rng from "./rng.ts"
 import type { Member } from "./ring.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -394,14 +395,8 @@ const onRemoveRequested = (state: State, node: NodeId): void => {
 // ---------------------------------------------------------------------------------------------
 // Gossip rounds
 
-/** mulberry32: a tiny seeded generator, so that the state stays plain data. Uniform [0, 1). */
-const random = (state: State): number => {
-  state.rng = (state.rng + 0x6d2b79f5) | 0
-  let t = state.rng
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+/** Uniform [0, 1) from the seed held in the state (impl/core/rng.ts). */
+const random = (state: State): number => Rng.uniform(state)
 
 const pick = <T>(state: State, items: ReadonlyArray<T>): T =>
   items[Math.floor(random(state) * items.length)]!

@@ -7,6 +7,7 @@
  */
 import type { NodeId } from "./ids.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
+import type * as Chord from "./chord.ts"
 import type * as Membership from "./membership.ts"
 import type { Clock, Obj } from "./version.ts"
 
@@ -111,8 +112,19 @@ export type PeerMessage =
    * every replica was seen holding it.
    */
   | { readonly _tag: "Purge"; readonly key: string; readonly obj: Obj }
-  /** A node outside the preference list asks a replica to coordinate a write. */
-  | { readonly _tag: "CoordinateRequest"; readonly rid: number; readonly op: PutOp }
+  /** Chord routing (impl/core/chord.ts): lookups and ring maintenance between storage nodes. */
+  | { readonly _tag: "Chord"; readonly message: Chord.ChordMessage }
+  /**
+   * A node outside the preference list asks a replica to coordinate a write. `replicas`: under
+   * Chord routing, the key's preference list as the forwarder's lookup found it (the coordinator
+   * has no ring to compute it from).
+   */
+  | {
+      readonly _tag: "CoordinateRequest"
+      readonly rid: number
+      readonly op: PutOp
+      readonly replicas?: ReadonlyArray<Chord.Peer> | undefined
+    }
   | { readonly _tag: "CoordinateResponse"; readonly rid: number; readonly result: ClientResult }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,7 +133,8 @@ export type PeerMessage =
 /** Opaque to the machine: the driver's handle for a client request (connection, sequence). */
 export type ClientRef = number
 
-export type TimerKind = "Deadline" | "Forward" | "AntiEntropy"
+/** ChordStabilize: the Chord stabilize timer; ChordRpc: the deadline of Chord rpc `rid`. */
+export type TimerKind = "Deadline" | "Forward" | "AntiEntropy" | "ChordStabilize" | "ChordRpc"
 
 export type Event =
   | {

@@ -46,11 +46,13 @@ import type {
   TimerKind,
 } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
+import * as Chord from "./chord.ts"
 import * as Membership from "./membership.ts"
 import * as Merkle from "./merkle.ts"
 import * as Phi from "./phi.ts"
 import * as Quorum from "./quorum.ts"
 import * as Ring from "./ring.ts"
+import * as Rng from "./rng.ts"
 import * as Version from "./version.ts"
 
 export interface Config {
@@ -121,7 +123,25 @@ export interface Config {
   readonly aeIntervalMs: number
   readonly aeMaxKeys: number
   readonly aeRatePerSec: number
+  /**
+   * "ring" (default): one-hop routing on the gossiped membership. "chord": the node keeps only
+   * its Chord state (impl/core/chord.ts: successor list, predecessor, fingers) and no membership;
+   * a request first looks up its key's successor in O(log N) hops, and the key's N replicas are
+   * the first N nodes of the owner's successor list. See "Chord routing" below.
+   */
+  readonly routing: Routing
+  /** Chord routing: the Chord machine's settings. */
+  readonly chord: Chord.ChordConfig
+  /** Chord routing: members to join through, tried in turn until one answers. */
+  readonly chordSeeds: ReadonlyArray<Chord.Peer>
+  /**
+   * Chord routing: create a new ring on first boot (generation 1) instead of joining one. A
+   * restarted node always joins through its seeds, so that it never starts a second ring.
+   */
+  readonly chordCreate: boolean
 }
+
+export type Routing = "ring" | "chord"
 
 export type Policy = "siblings" | "lww"
 
@@ -157,6 +177,23 @@ export const defaults = {
   mode: "ap" as "ap" | "cp",
   handoffBatch: 64,
   handoffIntervalMs: 1000,
+  routing: "ring" as Routing,
+  /**
+   * Chord on real nodes: the successor list outlasts N replicas, stabilization runs every
+   * second (the paper's 30 s suits its simulations, not a cluster that should heal in seconds),
+   * and a lookup gives up after a few timeouts so that the client hears back in bounded time.
+   */
+  chord: {
+    ...Chord.defaultConfig,
+    successorListLength: 8,
+    stabilizeIntervalMs: 1000,
+    rpcTimeoutMs: 500,
+    lookupTimeoutsMax: 4,
+    pendingLookupsMax: 4096,
+    suspectTtlMs: 30_000,
+  } as Chord.ChordConfig,
+  chordSeeds: [] as ReadonlyArray<Chord.Peer>,
+  chordCreate: false,
 }
 
 type Origin =
@@ -173,6 +210,12 @@ interface GetPending {
   /** Sloppy substitutes asked: they answer from their hints and are never read-repaired. */
   readonly substitutes: ReadonlySet<NodeId>
 }
+
+/**
+ * Where a request's copies live when the node has no ring to compute it from (Chord routing):
+ * the key's N replicas, as a lookup found them. Undefined: the ring decides.
+ */
+type Placement = ReadonlyArray<NodeId> | undefined
 
 interface PutPending {
   readonly _tag: "Put"
@@ -194,6 +237,7 @@ interface PutPending {
   written: Version.Obj
   /** The write superseded a live value (for DEL's count). */
   existed: boolean
+  readonly placement: Placement
 }
 
 interface ForwardPending {
@@ -201,6 +245,8 @@ interface ForwardPending {
   readonly client: ClientRef
   readonly op: PutOp
   readonly candidates: ReadonlyArray<NodeId>
+  /** Chord routing: the key's replicas as the lookup found them (the coordinator needs them). */
+  readonly replicas: ReadonlyArray<Chord.Peer> | undefined
   attempt: number
 }
 
@@ -258,6 +304,35 @@ export interface State {
   /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */
   readonly handoffInFlight: Map<string, number>
   nextHandoffAt: number
+  /** Chord routing only: the node's Chord state and what drives it. */
+  readonly chord: ChordRouting | undefined
+}
+
+export interface ChordRouting {
+  ring: Chord.ChordState
+  /** Where the peers Chord told us about listen (ids only in the simulator). */
+  readonly addresses: Map<NodeId, string>
+  /** Client requests waiting for the lookup of their key, by lookup request id. */
+  readonly parked: Map<number, { readonly origin: Origin; readonly op: ClientOp }>
+  readonly random: Rng.Rng
+  /** The first StabilizeTicked was delivered (every tick then schedules the next). */
+  started: boolean
+  /** When to try to join again (while Idle), and which seed next. */
+  nextJoinAt: number
+  nextSeed: number
+  /** Signature of (predecessor, successors): heartbeats and anti-entropy follow it. */
+  neighbourhood: string
+  /**
+   * The placement sweep: keys written while the ring was changing may sit on nodes that are
+   * not (or no longer) their replicas, where anti-entropy among replicas never looks. Each
+   * node walks its keys outside its own arc, looks each up, and hands the ones it does not
+   * replicate to their replicas (dropping them once all acknowledged, unless it coordinated
+   * them). `cursor`: the last key visited; `checking`: sweep lookups in flight, by request id.
+   */
+  sweepCursor: string | undefined
+  nextSweepAt: number
+  readonly checking: Map<number, { readonly key: string; readonly obj: Version.Obj }>
+  readonly stats: { lookups: number; lookupFailures: number; hops: number; maxHops: number }
 }
 
 /** Where one copy of a key goes: a preferred replica, or a substitute holding a hint for one. */
@@ -271,7 +346,13 @@ export interface Target {
  * Dynamo section 4.6): each preferred replica believed down is replaced by the next healthy node
  * further clockwise, which holds the copy as a hint for it.
  */
-export const targetsOf = (state: State, key: string, now: number): ReadonlyArray<Target> => {
+export const targetsOf = (
+  state: State,
+  key: string,
+  now: number,
+  placement: Placement = undefined,
+): ReadonlyArray<Target> => {
+  if (placement !== undefined) return placement.map((node) => ({ node, hintFor: undefined }))
   const n = state.config.n
   const walk = Ring.preferenceList(state.ring, key, state.ring.nodes.length)
   const preferred = walk.slice(0, n)
@@ -289,9 +370,9 @@ export const targetsOf = (state: State, key: string, now: number): ReadonlyArray
  * replica that answers is the best witness) plus, in AP, the substitutes that may hold hints.
  * `waitFor`: the ones believed up.
  */
-const readSet = (state: State, key: string, now: number) => {
-  const targets = targetsOf(state, key, now)
-  const preferred = Ring.preferenceList(state.ring, key, state.config.n)
+const readSet = (state: State, key: string, now: number, placement: Placement) => {
+  const targets = targetsOf(state, key, now, placement)
+  const preferred = placement ?? Ring.preferenceList(state.ring, key, state.config.n)
   const substitutes = new Set(
     targets.filter((t) => t.hintFor !== undefined).map((t) => t.node),
   ) as ReadonlySet<NodeId>
@@ -308,7 +389,12 @@ const seesMajority = (state: State, now: number): boolean => {
 }
 
 export const init = (config: Config, now: number): State => {
-  const known: Array<Membership.Entry> = config.members.map((m) => ({
+  if (config.routing === "chord" && config.mode === "cp") {
+    throw new Error("CP mode needs ring routing: Chord routing has no membership to count")
+  }
+  // Chord routing keeps no membership: the bootstrap members play no part.
+  const bootMembers = config.routing === "chord" ? [] : config.members
+  const known: Array<Membership.Entry> = bootMembers.map((m) => ({
     id: m.id,
     peerAddress: config.addresses.get(m.id) ?? m.id,
     clientAddress: "",
@@ -320,7 +406,7 @@ export const init = (config: Config, now: number): State => {
   }))
   const saved = config.savedMembers ?? []
   const savedSelf = saved.find((e) => e.id === config.self)
-  const self = config.members.find((m) => m.id === config.self)
+  const self = bootMembers.find((m) => m.id === config.self)
   const membership = Membership.init(
     {
       self: {
@@ -409,6 +495,7 @@ export const init = (config: Config, now: number): State => {
     },
     handoffInFlight: new Map(),
     nextHandoffAt: now,
+    chord: config.routing === "chord" ? initChord(config) : undefined,
   }
   refreshRing(state, now)
   // The placement this node boots with is settled: no streaming until membership changes.
@@ -457,7 +544,7 @@ export const step = (
       onMessage(state, event.now, event.from, event.message, store, out)
       break
     case "OperatorRequested":
-      onOperator(state, event.now, event.client, event.op, out)
+      onOperator(state, event.now, event.client, event.op, store, out)
       break
     case "TimerFired":
       onTimer(state, event.now, event.rid, event.kind, store, out)
@@ -494,9 +581,10 @@ const onClientRequested = (
   const origin: Origin = { _tag: "Client", client }
   const invalid = validate(state, op)
   if (invalid !== undefined) return fail(state, origin, "BadRequest", invalid, out)
-  if (state.pending.size >= state.config.maxPending) {
+  if (state.pending.size + (state.chord?.parked.size ?? 0) >= state.config.maxPending) {
     return fail(state, origin, "Overloaded", "too many requests in flight; retry later", out)
   }
+  if (state.chord !== undefined) return lookupThen(state, now, origin, op, store, out)
   if (op._tag === "Get") return startGet(state, now, origin, op, store, out)
   if (state.config.mode === "cp" && !seesMajority(state, now)) {
     const up = 1 + state.peers.filter((p) => believedUp(state, p, now)).length
@@ -513,11 +601,30 @@ const onClientRequested = (
   if (replicas.includes(state.config.self)) {
     return startPut(state, now, origin, op, replicas, store, out)
   }
-  // Forward to a replica; the ones believed up first, in preference order.
+  forward(state, now, client, op, replicas, undefined, out)
+}
+
+/** Hand a write to a replica to coordinate; the ones believed up first, in preference order. */
+const forward = (
+  state: State,
+  now: number,
+  client: ClientRef,
+  op: PutOp,
+  replicas: ReadonlyArray<NodeId>,
+  chordReplicas: ReadonlyArray<Chord.Peer> | undefined,
+  out: Array<Command>,
+): void => {
   const up = replicas.filter((r) => believedUp(state, r, now))
   const candidates = [...up, ...replicas.filter((r) => !up.includes(r))]
   const rid = state.nextRid++
-  state.pending.set(rid, { _tag: "Forward", client, op, candidates, attempt: 0 })
+  state.pending.set(rid, {
+    _tag: "Forward",
+    client,
+    op,
+    candidates,
+    replicas: chordReplicas,
+    attempt: 0,
+  })
   state.stats.forwarded++
   // Outlast the coordinator's own deadline, so that its clear answer (e.g. a quorum error)
   // arrives before we give up on it.
@@ -532,7 +639,11 @@ const sendForward = (state: State, now: number, rid: number, out: Array<Command>
   const p = state.pending.get(rid)
   if (p?._tag !== "Forward") return
   const to = p.candidates[p.attempt % p.candidates.length]!
-  out.push({ _tag: "Send", to, message: { _tag: "CoordinateRequest", rid, op: p.op } })
+  const message: PeerMessage =
+    p.replicas === undefined
+      ? { _tag: "CoordinateRequest", rid, op: p.op }
+      : { _tag: "CoordinateRequest", rid, op: p.op, replicas: p.replicas }
+  out.push({ _tag: "Send", to, message })
   out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
 }
 
@@ -543,9 +654,10 @@ const startGet = (
   op: GetOp,
   store: StoreView,
   out: Array<Command>,
+  placement: Placement = undefined,
 ): void => {
   state.stats.gets++
-  const { asked: replicas, substitutes } = readSet(state, op.key, now)
+  const { asked: replicas, substitutes } = readSet(state, op.key, now, placement)
   const rid = state.nextRid++
   const need = Math.min(op.r ?? state.config.r, replicas.length - substitutes.size)
   const p: GetPending = {
@@ -561,7 +673,8 @@ const startGet = (
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
   for (const replica of replicas) {
     if (replica === state.config.self) continue
-    out.push({ _tag: "Send", to: replica, message: { _tag: "ReadRequest", rid, key: op.key } })
+    const message: PeerMessage = { _tag: "ReadRequest", rid, key: op.key }
+    out.push({ _tag: "Send", to: replica, message })
   }
   if (replicas.includes(state.config.self)) {
     const local = localWithHints(store, op.key)
@@ -577,13 +690,14 @@ const startPut = (
   replicas: ReadonlyArray<NodeId>,
   store: StoreView,
   out: Array<Command>,
+  placement: Placement = undefined,
 ): void => {
   state.stats.puts++
   const rid = state.nextRid++
   const w = Math.min(op.w ?? state.config.w, replicas.length)
   const local = store.get(op.key) ?? Version.empty
   // The read phase of a plain write asks where copies are (sloppy substitutes included).
-  const { asked, substitutes, waitFor } = readSet(state, op.key, now)
+  const { asked, substitutes, waitFor } = readSet(state, op.key, now, placement)
   if (!asked.includes(state.config.self)) asked.push(state.config.self)
   const p: PutPending = {
     _tag: "Put",
@@ -599,6 +713,7 @@ const startPut = (
     responses: new Map([[state.config.self, local]]),
     written: local,
     existed: false,
+    placement,
   }
   p.tally = Quorum.addOk(p.tally, state.config.self)
   state.pending.set(rid, p)
@@ -606,7 +721,8 @@ const startPut = (
   if (op.context === null && !Quorum.enough(p.tally)) {
     for (const replica of asked) {
       if (replica === state.config.self) continue
-      out.push({ _tag: "Send", to: replica, message: { _tag: "ReadRequest", rid, key: op.key } })
+      const message: PeerMessage = { _tag: "ReadRequest", rid, key: op.key }
+      out.push({ _tag: "Send", to: replica, message })
     }
     return
   }
@@ -647,11 +763,14 @@ const beginWrite = (
   // Pending owners (joining nodes, or the heirs of a leaving one) get every write too, and
   // must acknowledge it on top of W (Cassandra's pending ranges): once they own the key, no
   // acknowledged write may be missing from them.
-  const pendingOwners = Ring.preferenceList(state.futureRing, p.op.key, state.config.n).filter(
-    (node) => !Ring.preferenceList(state.ring, p.op.key, state.config.n).includes(node),
-  )
+  const pendingOwners =
+    p.placement !== undefined
+      ? []
+      : Ring.preferenceList(state.futureRing, p.op.key, state.config.n).filter(
+          (node) => !Ring.preferenceList(state.ring, p.op.key, state.config.n).includes(node),
+        )
   p.targets = [
-    ...targetsOf(state, p.op.key, now),
+    ...targetsOf(state, p.op.key, now, p.placement),
     ...pendingOwners.map((node) => ({ node, hintFor: undefined })),
   ]
   const nodes = p.targets.map((t) => t.node)
@@ -784,8 +903,29 @@ const onMessage = (
       p.tally = Quorum.addOk(p.tally, from)
       return maybeFinishPut(state, message.rid, p, out)
     }
+    case "Chord":
+      if (state.chord === undefined) return
+      learnPeers(state.chord, Chord.peersIn(message.message))
+      return chordStep(
+        state,
+        now,
+        { _tag: "MessageReceived", now, from, message: message.message },
+        store,
+        out,
+      )
     case "CoordinateRequest": {
       const origin: Origin = { _tag: "Peer", node: from, rid: message.rid }
+      if (state.chord !== undefined) {
+        if (message.replicas === undefined) {
+          return fail(state, origin, "BadRequest", "Chord routing: no replicas named", out)
+        }
+        learnPeers(state.chord, message.replicas)
+        const placement = message.replicas.map((p) => p.id)
+        if (!placement.includes(state.config.self)) {
+          return fail(state, origin, "Timeout", "forwarded to a node that is not a replica", out)
+        }
+        return startPut(state, now, origin, message.op, placement, store, out, placement)
+      }
       const replicas = Ring.preferenceList(state.ring, message.op.key, state.config.n)
       if (!replicas.includes(state.config.self)) {
         // Our rings disagree (membership changing): refuse rather than mint a stray event.
@@ -933,6 +1073,15 @@ const onTimer = (
   if (kind === "AntiEntropy") {
     return stepAntiEntropy(state, { _tag: "TimerFired", now, xid: rid }, store, out)
   }
+  if (kind === "ChordStabilize" || kind === "ChordRpc") {
+    const c = state.chord
+    if (c === undefined) return
+    const event: Chord.ChordEvent =
+      kind === "ChordStabilize"
+        ? { _tag: "StabilizeTicked", now, random: Rng.uniform(c.random) }
+        : { _tag: "RpcTimedOut", now, rpc: rid }
+    return chordStep(state, now, event, store, out)
+  }
   const p = state.pending.get(rid)
   if (p === undefined) return
   if (kind === "Forward") {
@@ -977,14 +1126,21 @@ const onTimer = (
 }
 
 const onTick = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
-  maybeHandoff(state, now, store, out)
-  maybeGossip(state, now, out)
-  maybeRebalance(state, now, store, out)
+  maybeStop(state, now, out)
+  if (state.chord === undefined) {
+    maybeHandoff(state, now, store, out)
+    maybeGossip(state, now, out)
+    maybeRebalance(state, now, store, out)
+  } else {
+    maybeJoinChord(state, now, store, out)
+  }
   stepAntiEntropy(state, { _tag: "TickElapsed", now }, store, out)
   if (now < state.nextHeartbeatAt) return
   state.nextHeartbeatAt = now + state.config.heartbeatMs
-  for (const peer of state.peers)
-    out.push({ _tag: "Send", to: peer, message: { _tag: "Heartbeat" } })
+  for (const peer of state.peers) {
+    const message: PeerMessage = { _tag: "Heartbeat" }
+    out.push({ _tag: "Send", to: peer, message })
+  }
 }
 
 /**
@@ -1101,11 +1257,15 @@ const stepMembership = (
   }
 }
 
-const maybeGossip = (state: State, now: number, out: Array<Command>): void => {
+/** A removed node tells the driver to stop a few gossip rounds after it learnt it. */
+const maybeStop = (state: State, now: number, out: Array<Command>): void => {
   if (state.removedAt !== undefined && now >= state.removedAt + 4 * state.config.gossipIntervalMs) {
     state.removedAt = Number.POSITIVE_INFINITY
     out.push({ _tag: "Removed" })
   }
+}
+
+const maybeGossip = (state: State, now: number, out: Array<Command>): void => {
   if (now < state.nextGossipAt) return
   state.nextGossipAt = now + state.config.gossipIntervalMs
   stepMembership(state, now, { _tag: "TickElapsed", now }, out)
@@ -1117,7 +1277,9 @@ export const members = (state: State): ReadonlyArray<Membership.Entry> =>
 
 /** Where to reach a member (its advertised peer address), if known. */
 export const peerAddressOf = (state: State, id: NodeId): string | undefined =>
-  Membership.view(state.membership).get(id)?.peerAddress ?? state.config.addresses.get(id)
+  state.chord?.addresses.get(id) ??
+  Membership.view(state.membership).get(id)?.peerAddress ??
+  state.config.addresses.get(id)
 
 /**
  * Operator intents. Impossible requests get a clear error and change nothing: removing the
@@ -1128,9 +1290,11 @@ const onOperator = (
   now: number,
   client: ClientRef,
   op: OperatorOp,
+  store: StoreView,
   out: Array<Command>,
 ): void => {
   const origin: Origin = { _tag: "Client", client }
+  if (state.chord !== undefined) return onChordOperator(state, now, origin, op, store, out)
   const self = Membership.selfEntry(state.membership)
   const active = [...Membership.view(state.membership).values()].filter(
     (e) => e.status === "up" || e.status === "joining",
@@ -1185,6 +1349,341 @@ const onOperator = (
 }
 
 // ---------------------------------------------------------------------------------------------
+// Chord routing (config.routing "chord"): the Chord machine (impl/core/chord.ts) replaces the
+// ring. A client request waits for the lookup of its key's successor; the key's replicas are
+// the first N nodes of the owner's successor list, and the request then runs exactly as under
+// ring routing (quorums, read repair, forwarding of writes to a replica). Data follows the ring
+// by anti-entropy: each node keeps its own arc (predecessor, self] in sync with its first N-1
+// successors, so a joiner pulls its arc and the survivors of a failure re-replicate theirs.
+// No membership, gossip, sloppy quorum or rebalancing passes in this mode.
+
+const initChord = (config: Config): ChordRouting => {
+  const addresses = new Map<NodeId, string>()
+  for (const seed of config.chordSeeds) if (seed.address) addresses.set(seed.id, seed.address)
+  const self: Chord.Peer = {
+    id: config.self,
+    pos: position(config.self),
+    ...(config.peerAddress ? { address: config.peerAddress } : {}),
+    ...(config.clientAddress ? { client: config.clientAddress } : {}),
+  }
+  return {
+    ring: Chord.init(config.chord, self),
+    addresses,
+    parked: new Map(),
+    random: { rng: (position(config.self) ^ config.generation) | 0 },
+    started: false,
+    nextJoinAt: 0,
+    nextSeed: 0,
+    neighbourhood: "",
+    sweepCursor: undefined,
+    nextSweepAt: 0,
+    checking: new Map(),
+    stats: { lookups: 0, lookupFailures: 0, hops: 0, maxHops: 0 },
+  }
+}
+
+/** Most addresses remembered before the book is trimmed to the peers the state refers to. */
+const ADDRESS_BOOK_MAX = 4096
+
+const learnPeers = (c: ChordRouting, peers: ReadonlyArray<Chord.Peer>): void => {
+  for (const p of peers) if (p.address !== undefined) c.addresses.set(p.id, p.address)
+  if (c.addresses.size <= ADDRESS_BOOK_MAX) return
+  const keep = new Map<NodeId, string>()
+  for (const p of Chord.knownPeers(c.ring)) {
+    const address = c.addresses.get(p.id)
+    if (address !== undefined) keep.set(p.id, address)
+  }
+  c.addresses.clear()
+  for (const [id, address] of keep) c.addresses.set(id, address)
+}
+
+/** The first N distinct nodes of a successor list, owner first: a key's replicas. */
+export const replicasFrom = (successors: ReadonlyArray<Chord.Peer>, n: number) => {
+  const out: Array<Chord.Peer> = []
+  for (const p of successors) {
+    if (out.length >= n) break
+    if (!out.some((q) => q.id === p.id)) out.push(p)
+  }
+  return out
+}
+
+const lookupThen = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: ClientOp,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const c = state.chord!
+  const requestId = state.nextRid++
+  c.parked.set(requestId, { origin, op })
+  const target = position(op.key)
+  chordStep(state, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
+}
+
+const chordStep = (
+  state: State,
+  now: number,
+  event: Chord.ChordEvent,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const c = state.chord!
+  const [next, commands] = Chord.step(c.ring, event)
+  c.ring = next
+  for (const cmd of commands) {
+    switch (cmd._tag) {
+      case "Send":
+        out.push({ _tag: "Send", to: cmd.to, message: { _tag: "Chord", message: cmd.message } })
+        break
+      case "ScheduleTimer":
+        out.push(
+          cmd.timer._tag === "Stabilize"
+            ? { _tag: "SetTimer", rid: 0, kind: "ChordStabilize", at: cmd.at }
+            : { _tag: "SetTimer", rid: cmd.timer.rpc, kind: "ChordRpc", at: cmd.at },
+        )
+        break
+      case "LookupCompleted": {
+        const sweep = c.checking.get(cmd.requestId)
+        if (sweep !== undefined) {
+          c.checking.delete(cmd.requestId)
+          learnPeers(c, cmd.successors)
+          const replicas = replicasFrom(cmd.successors, state.config.n).map((p) => p.id)
+          handBack(state, now, sweep.key, sweep.obj, replicas, out)
+          break
+        }
+        const parked = c.parked.get(cmd.requestId)
+        if (parked === undefined) break
+        c.parked.delete(cmd.requestId)
+        c.stats.lookups++
+        c.stats.hops += cmd.hops
+        c.stats.maxHops = Math.max(c.stats.maxHops, cmd.hops)
+        learnPeers(c, cmd.successors)
+        const replicas = replicasFrom(cmd.successors, state.config.n)
+        const placement = replicas.map((p) => p.id)
+        const { origin, op } = parked
+        if (op._tag === "Get") startGet(state, now, origin, op, store, out, placement)
+        else if (placement.includes(state.config.self)) {
+          startPut(state, now, origin, op, placement, store, out, placement)
+        } else if (origin._tag === "Client") {
+          forward(state, now, origin.client, op, placement, replicas, out)
+        }
+        break
+      }
+      case "LookupFailed": {
+        c.checking.delete(cmd.requestId) // a sweep lookup: the next pass tries again
+        const parked = c.parked.get(cmd.requestId)
+        if (parked === undefined) break
+        c.parked.delete(cmd.requestId)
+        c.stats.lookupFailures++
+        const why =
+          cmd.reason === "NotJoined"
+            ? "this node has not joined the Chord ring yet"
+            : `the lookup of the key's successor failed (${cmd.reason}, ` +
+              `${cmd.hops} hops, ${cmd.timeouts} timeouts)`
+        fail(state, parked.origin, "Unavailable", `${why}; retry`, out)
+        break
+      }
+      case "JoinFailed":
+        c.nextJoinAt = now + state.config.chord.stabilizeIntervalMs
+        break
+      case "JoinCompleted":
+        break
+      case "HandOver":
+        handOver(cmd, store, out)
+        break
+    }
+  }
+  refreshNeighbourhood(state, now)
+}
+
+/**
+ * Start Chord: create a ring (first boot of a `chordCreate` node, or no seeds at all) or join
+ * through a seed; after a failed attempt, again a stabilize interval later.
+ */
+const maybeJoinChord = (state: State, now: number, store: StoreView, out: Array<Command>) => {
+  const c = state.chord!
+  if (c.ring.status === "Idle" && now >= c.nextJoinAt) {
+    // A join that neither completes nor fails (its lookup still running) is not repeated.
+    c.nextJoinAt = now + 4 * state.config.chord.stabilizeIntervalMs
+    const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
+    const create = seeds.length === 0 || (state.config.chordCreate && state.config.generation === 1)
+    // Every other attempt goes to the first seed (the introducer, usually the node that created
+    // the ring); the others take turns in between, in case the introducer is gone.
+    const attempt = c.nextSeed++
+    const turn =
+      attempt % 2 === 0 || seeds.length === 1 ? 0 : 1 + ((attempt >> 1) % (seeds.length - 1))
+    const via = create ? null : seeds[turn]!
+    chordStep(state, now, { _tag: "JoinRequested", now, via }, store, out)
+  }
+  if (!c.started) {
+    c.started = true
+    const random = Rng.uniform(c.random)
+    chordStep(state, now, { _tag: "StabilizeTicked", now, random }, store, out)
+  }
+  maybeSweep(state, now, store, out)
+}
+
+/** Keys the placement sweep looks up per stabilize interval (a lookup costs O(log N) hops). */
+const SWEEP_KEYS_PER_ROUND = 32
+
+const maybeSweep = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
+  const c = state.chord!
+  const pred = c.ring.predecessor
+  if (c.ring.status !== "Active" || pred === null || now < c.nextSweepAt) return
+  if (c.checking.size > 0) return // the previous round's lookups are still running
+  c.nextSweepAt = now + state.config.chord.stabilizeIntervalMs
+  // A hand-back some replica never acknowledged (it died) is forgotten: the key is swept again.
+  for (const [key, push] of state.rebalance.pushes) {
+    if (now - push.sentAt > 10 * state.config.requestTimeoutMs) state.rebalance.pushes.delete(key)
+  }
+  const batch = store.scan(c.sweepCursor, SWEEP_KEYS_PER_ROUND)
+  c.sweepCursor = batch.length < SWEEP_KEYS_PER_ROUND ? undefined : batch[batch.length - 1]![0]
+  const own: Merkle.Range = { start: pred.pos, end: c.ring.self.pos }
+  for (const [key, obj] of batch) {
+    if (Merkle.contains(own, key) || state.rebalance.pushes.has(key)) continue
+    const requestId = state.nextRid++
+    c.checking.set(requestId, { key, obj })
+    const target = position(key)
+    chordStep(state, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
+  }
+}
+
+/**
+ * A swept key this node does not replicate goes to its replicas (StreamPush, acknowledged);
+ * once all acknowledged, it is dropped here if unchanged (onStreamAck), unless this node
+ * coordinated it: forgetting its own events would let it reuse a dot.
+ */
+const handBack = (
+  state: State,
+  now: number,
+  key: string,
+  obj: Version.Obj,
+  replicas: ReadonlyArray<NodeId>,
+  out: Array<Command>,
+): void => {
+  const self = state.config.self
+  if (replicas.includes(self) || replicas.length === 0) return
+  const coordinated = obj.entries.some((e) => e.actor === self)
+  state.rebalance.pushes.set(key, {
+    obj,
+    waiting: new Set(replicas),
+    sentAt: now,
+    drop: !coordinated,
+  })
+  for (const to of replicas)
+    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj } })
+  state.stats.streamed++
+}
+
+/**
+ * Heartbeats go to the Chord neighbourhood (successors and predecessor), and anti-entropy
+ * keeps this node's arc (predecessor, self] in sync with its first N-1 successors.
+ */
+const refreshNeighbourhood = (state: State, now: number): void => {
+  const c = state.chord!
+  const self = state.config.self
+  const pred = c.ring.predecessor
+  const successors = c.ring.successors.filter((p) => p.id !== self)
+  const signature = `${pred?.id ?? ""}|${successors.map((p) => p.id).join(",")}`
+  if (signature === c.neighbourhood) return
+  c.neighbourhood = signature
+  const before = new Set(state.peers)
+  const peers = new Set(successors.map((p) => p.id))
+  if (pred !== null && pred.id !== self) peers.add(pred.id)
+  state.peers = [...peers].sort()
+  for (const p of state.peers) if (!before.has(p)) Phi.heartbeat(state.detector, p, now)
+  for (const p of before) if (!peers.has(p)) Phi.remove(state.detector, p)
+  const arc: Merkle.Range = { start: pred?.pos ?? c.ring.self.pos, end: c.ring.self.pos }
+  const targets =
+    pred === null || pred.id === self
+      ? []
+      : successors.slice(0, state.config.n - 1).map((p) => ({ peer: p.id, range: arc }))
+  AntiEntropy.step(
+    state.ae,
+    { _tag: "TargetsChanged", now, targets },
+    { get: () => undefined, tree: () => undefined },
+  )
+}
+
+/**
+ * A graceful leave (section 5.3): the keys of this node's arc go to its successor at once, as
+ * repairs (the successor already holds most of them as a replica; anti-entropy re-replicates
+ * the arc from there). The node then stops, once the repairs are on their way.
+ */
+const handOver = (
+  cmd: Extract<Chord.ChordCommand, { _tag: "HandOver" }>,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const range: Merkle.Range = { start: cmd.from ?? cmd.through, end: cmd.through }
+  for (const [key, obj] of store.scan(undefined, Number.MAX_SAFE_INTEGER)) {
+    if (cmd.from !== null && !Merkle.contains(range, key)) continue
+    out.push({ _tag: "Send", to: cmd.to.id, message: { _tag: "Repair", key, obj } })
+  }
+}
+
+/** Operator intents under Chord routing: a node joins at start-up and leaves gracefully. */
+const onChordOperator = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: OperatorOp,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const status = state.chord!.ring.status
+  const ok = (message: string) => respond(state, origin, { _tag: "Done", message }, out)
+  switch (op._tag) {
+    case "Join":
+      return ok(`Chord routing: this node joins through its seeds at start-up (${status})`)
+    case "Leave":
+      if (status !== "Active") {
+        return fail(state, origin, "BadRequest", `cannot leave: this node is ${status}`, out)
+      }
+      chordStep(state, now, { _tag: "LeaveRequested", now }, store, out)
+      state.removedAt = now
+      return ok("leaving: this node's arc goes to its successor, then the node stops")
+    case "Remove":
+      return fail(
+        state,
+        origin,
+        "BadRequest",
+        "Chord routing keeps no membership to remove a node from: stabilization routes around " +
+          "a dead node by itself",
+        out,
+      )
+  }
+}
+
+/** What `dht status` shows of a Chord node: its routing state and lookup statistics. */
+export const chordReport = (state: State) => {
+  const c = state.chord
+  if (c === undefined) return undefined
+  const r = c.ring
+  const fingers = new Set(r.fingers.filter((f) => f !== null).map((f) => f!.id))
+  const known = new Set([...r.successors.map((p) => p.id), ...fingers])
+  if (r.predecessor !== null) known.add(r.predecessor.id)
+  known.delete(state.config.self)
+  return {
+    status: r.status,
+    position: r.self.pos,
+    predecessor: r.predecessor?.id ?? null,
+    successors: r.successors.map((p) => p.id),
+    /** The first successor's client address (operators walk the ring with it). */
+    next: r.successors[0]?.client ?? null,
+    distinctFingers: fingers.size,
+    /** Distinct peers in the routing table (successors, predecessor, fingers): O(log N). */
+    knownPeers: known.size,
+    lookups: c.stats.lookups,
+    lookupFailures: c.stats.lookupFailures,
+    meanHops: c.stats.lookups === 0 ? 0 : c.stats.hops / c.stats.lookups,
+    maxHops: c.stats.maxHops,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Anti-entropy (Dynamo section 4.7): Merkle exchanges with every replica peer
 
 /**
@@ -1204,7 +1703,9 @@ const TREE_REBUILD_MS = 5_000
 
 const treeFor = (state: State, store: StoreView, range: Merkle.Range): Merkle.Tree | undefined => {
   const peer = state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
-  if (peer === undefined) return undefined
+  // Chord routing: a range is a node's own arc (predecessor, self], kept in sync by that node
+  // with its successors; a successor answers for whatever arc it is asked about.
+  if (peer === undefined && state.chord === undefined) return undefined
   const id = Merkle.rangeId(range)
   const cached = state.aeTrees.get(id)
   // A tree a few seconds stale only delays a repair (keys written since are compared later or
@@ -1216,10 +1717,18 @@ const treeFor = (state: State, store: StoreView, range: Merkle.Range): Merkle.Tr
     return cached.tree
   }
   const n = state.config.n
-  const shared = store.scan(undefined, Number.MAX_SAFE_INTEGER).filter(([key]) => {
-    const replicas = Ring.preferenceList(state.ring, key, n)
-    return replicas.includes(state.config.self) && replicas.includes(peer)
-  })
+  const all = store.scan(undefined, Number.MAX_SAFE_INTEGER)
+  const shared =
+    state.chord !== undefined
+      ? all.filter(([key]) => Merkle.contains(range, key))
+      : all.filter(([key]) => {
+          const replicas = Ring.preferenceList(state.ring, key, n)
+          return (
+            replicas.includes(state.config.self) && peer !== undefined && replicas.includes(peer)
+          )
+        })
+  // Arcs asked about come and go with the neighbourhood: keep the cache small.
+  if (state.aeTrees.size >= 16) state.aeTrees.clear()
   const tree = Merkle.build(range, Merkle.shapeFor(shared.length), shared)
   state.aeTrees.set(id, { tree, version: state.storeVersion, builtAt: state.now })
   return tree
@@ -1402,7 +1911,11 @@ const onStreamAck = (
     state.stats.dropped++
     out.push({ _tag: "Drop", key, obj: push.obj })
   }
-  if (state.rebalance.cursor === null && state.rebalance.pushes.size === 0)
+  if (
+    state.chord === undefined &&
+    state.rebalance.cursor === null &&
+    state.rebalance.pushes.size === 0
+  )
     finishPass(state, now, out)
 }
 
@@ -1476,6 +1989,8 @@ export const statusReport = (state: State, now: number) => {
   return {
     self: state.config.self,
     mode: state.config.mode,
+    routing: state.config.routing,
+    chord: chordReport(state),
     n: state.config.n,
     r: state.config.r,
     w: state.config.w,

@@ -9,6 +9,7 @@
  * is static until a membership machine exists).
  */
 import { Context, Data, Either, Layer } from "effect"
+import { position } from "../core/hash.ts"
 import { NodeId } from "../core/ids.ts"
 import * as Node from "../core/node.ts"
 
@@ -56,6 +57,12 @@ export interface Config {
   readonly namespaces: ReadonlyArray<Node.Namespace>
   /** "ap": sloppy quorum and hinted handoff; "cp": strict quorums, minority refuses writes. */
   readonly mode: "ap" | "cp"
+  /**
+   * "ring": one-hop routing on gossiped membership; `members` is the boot membership.
+   * "chord": Chord routing (impl/core/node.ts); `members` are only seeds to join through, and
+   * the first of them creates the ring on its first start.
+   */
+  readonly routing: Node.Routing
   /** Key of the MAC on causal context tokens; every node of a cluster must share it. */
   readonly secret: string
   /** A fully replicated tombstone older than this is purged (its version vector stays). */
@@ -134,8 +141,16 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
     }
   }
   const joining = input.joining ?? false
+  const routing = input.routing ?? Node.defaults.routing
+  const chord = routing === "chord"
   const self = input.members.find((m) => m.id === input.id)
-  if (self === undefined && !joining) {
+  if (chord && joining) {
+    return fail("--join is for ring routing; under Chord routing every node joins through --peers")
+  }
+  if (chord && input.mode === "cp") {
+    return fail("--mode cp needs ring routing: Chord routing keeps no membership to count")
+  }
+  if (self === undefined && !joining && !chord) {
     return fail(
       `this node (${input.id}) is not in the member list (${[...ids].join(", ")}); ` +
         "list it, or start it as a joining node",
@@ -150,7 +165,10 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
   const w = input.w ?? Math.min(Node.defaults.w, n)
   if (!Number.isInteger(n) || n < 1) return fail(`n must be a positive integer, got ${n}`)
   const memberCount = input.members.length + (joining ? 1 : 0)
-  if (n > memberCount) return fail(`n=${n} exceeds the number of members (${memberCount})`)
+  // Under Chord routing the members are only seeds: the ring may be larger.
+  if (n > memberCount && !chord) {
+    return fail(`n=${n} exceeds the number of members (${memberCount})`)
+  }
   for (const [name, q] of [
     ["r", r],
     ["w", w],
@@ -218,6 +236,7 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
     maxPending: input.maxPending ?? Node.defaults.maxPending,
     namespaces: input.namespaces ?? Node.defaults.namespaces,
     mode: input.mode ?? Node.defaults.mode,
+    routing,
     // A default derived from the cluster name keeps tokens valid across nodes without setup;
     // set --secret in production so that clients cannot mint contexts.
     secret: input.secret ?? `dht-context:${input.cluster ?? defaults.cluster}`,
@@ -276,6 +295,21 @@ export const machineConfig = (config: Config, generation: number): Node.Config =
   ),
   aeRatePerSec: Math.max(1, config.aeKeysPerSec),
   aeMaxKeys: Math.max(1, Math.min(Node.defaults.aeMaxKeys, config.aeKeysPerSec)),
+  ...(config.routing === "chord" ? chordMachineConfig(config) : {}),
+})
+
+/**
+ * Chord routing: the members become seeds (with their addresses, as Chord peers carry them);
+ * the first member creates the ring (a node with no other seed too).
+ */
+const chordMachineConfig = (config: Config) => ({
+  routing: "chord" as const,
+  members: [],
+  addresses: new Map<NodeId, string>(),
+  chordSeeds: config.members
+    .filter((m) => m.id !== config.id)
+    .map((m) => ({ id: m.id, pos: position(m.id), address: showAddress(m.peerAddress) })),
+  chordCreate: config.members.length === 0 || config.members[0]!.id === config.id,
 })
 
 /** "host:port" (IPv6 hosts in brackets) → address; undefined if malformed. */

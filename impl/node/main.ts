@@ -111,7 +111,7 @@ const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
     yield* Effect.logInfo(
       `node ${config.id} up: clients ${Config.showAddress(resp.listening)}, ` +
         `peers ${Config.showAddress(peers.listening)} (advertised ${Config.showAddress(config.advertise)}), ` +
-        `cluster "${config.cluster}" ${config.joining ? "joining via" : "members"} ${members}, ` +
+        `cluster "${config.cluster}" ${config.routing === "chord" ? "chord routing, seeds" : config.joining ? "joining via" : "members"} ${members}, ` +
         `n=${config.n} r=${config.r} w=${config.w}, generation ${generation}, ` +
         `store ${store.kind}${store.kind === "lmdb" ? ` in ${config.dataDir}` : ""}`,
     )

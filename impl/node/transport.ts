@@ -4,7 +4,7 @@
  *
  * Connections are one-way. Each node keeps one outbound connection to every peer and sends only
  * on it; it receives only on the connections peers opened to it. The first frame of a
- * connection is `Hello { from, cluster }`; a connection naming another cluster (or this node's
+ * connection is `Hello { from, cluster, address }`; a connection naming another cluster (or this node's
  * own id) is closed. Peers come and go with membership: the transport connects to any peer the
  * driver addresses with a "host:port", and accepts any node of the cluster.
  *
@@ -178,10 +178,16 @@ class TransportImpl implements Transport {
     this.log = options.log
     this.onMessage = options.onMessage
     this.listening = options.config.peer
-    const hello: Hello = { _tag: "Hello", from: this.config.id, cluster: this.config.cluster }
+    const hello: Hello = {
+      _tag: "Hello",
+      from: this.config.id,
+      cluster: this.config.cluster,
+      address: showAddress(this.config.advertise),
+    }
     this.hello = encodeFrame(encodeJson(hello))
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
-    for (const member of this.config.members) {
+    // Under Chord routing the members are only seeds: connect to peers as the machine names them.
+    for (const member of this.config.routing === "chord" ? [] : this.config.members) {
       if (member.id === this.config.id) continue
       this.outbound.set(member.id, this.newPeer(member.id, member.peerAddress))
     }
@@ -441,6 +447,11 @@ class TransportImpl implements Transport {
           if (reason !== undefined) return reject(reason)
           from = hello.right.from
           clearTimeout(helloTimer)
+          // A caller we never heard of (Chord routing: nodes know only their neighbours) can
+          // be answered: its Hello says where it listens.
+          if (!this.outbound.has(from) && !this.forgotten.has(from)) {
+            this.peerFor(from, hello.right.address)
+          }
           this.reconnectNow(from)
           continue
         }

@@ -17,6 +17,7 @@
  * Deliberately not here: wall-clock time, threads, real I/O.
  */
 import { Queue } from "./queue.ts"
+import { position } from "../core/hash.ts"
 import type { NodeId } from "../core/ids.ts"
 import { NodeId as mkNodeId } from "../core/ids.ts"
 import type {
@@ -28,6 +29,7 @@ import type {
   PeerMessage,
   TimerKind,
 } from "../core/messages.ts"
+import * as Chord from "../core/chord.ts"
 import * as Node from "../core/node.ts"
 import * as Ring from "../core/ring.ts"
 import type * as Version from "../core/version.ts"
@@ -220,8 +222,19 @@ export class Simulation {
    * The preferred replicas of `key` in the bootstrap cluster (N and tokens as configured): where
    * the properties look for a key's copies. Membership changes are not reflected.
    */
+  /**
+   * Where a key's copies belong: on the boot ring; under Chord routing, the first N of every
+   * node ever started (joiners included) clockwise from the key's position.
+   */
   replicasOf(key: string): ReadonlyArray<NodeId> {
-    return Ring.preferenceList(this.bootRing, key, this.nodeConfig.n)
+    if (this.nodeConfig.routing !== "chord") {
+      return Ring.preferenceList(this.bootRing, key, this.nodeConfig.n)
+    }
+    const k = position(key)
+    const byDistance = [...this.ids].sort(
+      (a, b) => Chord.distance(k, position(a)) - Chord.distance(k, position(b)),
+    )
+    return byDistance.slice(0, this.nodeConfig.n)
   }
 
   storeOf(id: NodeId): MemoryStore {
@@ -372,6 +385,16 @@ export class Simulation {
         // A joiner restarts as a joiner (as `dht node --join` would): it streams again.
         joining: node.joining,
         generation: node.incarnation + 1,
+        // Chord routing: the first node creates the ring; the others join through any node
+        // of the boot cluster (a restarted node too, so that it never starts a second ring).
+        ...(this.nodeConfig.routing === "chord"
+          ? {
+              chordCreate: node.id === this.ids[0],
+              chordSeeds: this.ids
+                .filter((id) => id !== node.id && !this.nodes.get(id)?.joining)
+                .map((id) => ({ id, pos: position(id) })),
+            }
+          : {}),
       },
       this.clock(node),
     )

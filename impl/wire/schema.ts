@@ -17,6 +17,7 @@
  */
 import { Data, Either, Schema } from "effect"
 import type { NodeId as NodeIdType } from "../core/ids.ts"
+import type * as Chord from "../core/chord.ts"
 import type * as Membership from "../core/membership.ts"
 import type { ClientResult, GetOp, PeerMessage, PutOp } from "../core/messages.ts"
 import type { Clock, Entry, Obj, Sibling } from "../core/version.ts"
@@ -183,6 +184,49 @@ export const AntiEntropyMessageSchema = Schema.Union(
 )
 
 // ---------------------------------------------------------------------------------------------
+// Chord routing (impl/core/chord.ts)
+
+export const ChordPeerSchema = Schema.Struct({
+  id: NodeId,
+  pos: Position,
+  address: Schema.optional(Schema.String),
+  client: Schema.optional(Schema.String),
+})
+const Peers = Schema.Array(ChordPeerSchema)
+
+export const ChordMessageSchema = Schema.Union(
+  Schema.Struct({ _tag: Schema.Literal("FindSuccessor"), rpc: Count, target: Position }),
+  Schema.Struct({ _tag: Schema.Literal("FoundSuccessor"), rpc: Count, successors: Peers }),
+  Schema.Struct({
+    _tag: Schema.Literal("NextHops"),
+    rpc: Count,
+    candidates: Peers,
+    successors: Peers,
+  }),
+  Schema.Struct({ _tag: Schema.Literal("GetPredecessor"), rpc: Count }),
+  Schema.Struct({
+    _tag: Schema.Literal("PredecessorIs"),
+    rpc: Count,
+    predecessor: Schema.NullOr(ChordPeerSchema),
+    successors: Peers,
+  }),
+  Schema.Struct({ _tag: Schema.Literal("Notify"), peer: ChordPeerSchema }),
+  Schema.Struct({ _tag: Schema.Literal("Ping"), rpc: Count }),
+  Schema.Struct({ _tag: Schema.Literal("Pong"), rpc: Count }),
+  Schema.Struct({ _tag: Schema.Literal("GetFingers"), rpc: Count }),
+  Schema.Struct({
+    _tag: Schema.Literal("FingersAre"),
+    rpc: Count,
+    fingers: Schema.Array(Schema.NullOr(ChordPeerSchema)),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("Leaving"),
+    predecessor: Schema.NullOr(ChordPeerSchema),
+    successors: Peers,
+  }),
+)
+
+// ---------------------------------------------------------------------------------------------
 // Peer messages
 
 const Rid = Count
@@ -214,7 +258,13 @@ export const PeerMessageSchema = Schema.Union(
   Schema.Struct({ _tag: Schema.Literal("StreamDone"), signature: Schema.String }),
   Schema.Struct({ _tag: Schema.Literal("Repair"), key: Schema.String, obj: ObjSchema }),
   Schema.Struct({ _tag: Schema.Literal("Purge"), key: Schema.String, obj: ObjSchema }),
-  Schema.Struct({ _tag: Schema.Literal("CoordinateRequest"), rid: Rid, op: PutOpSchema }),
+  Schema.Struct({ _tag: Schema.Literal("Chord"), message: ChordMessageSchema }),
+  Schema.Struct({
+    _tag: Schema.Literal("CoordinateRequest"),
+    rid: Rid,
+    op: PutOpSchema,
+    replicas: Schema.optional(Peers),
+  }),
   Schema.Struct({
     _tag: Schema.Literal("CoordinateResponse"),
     rid: Rid,
@@ -222,17 +272,22 @@ export const PeerMessageSchema = Schema.Union(
   }),
 )
 
-/** The first frame on every peer connection: who is calling, and for which cluster. */
+/**
+ * The first frame on every peer connection: who is calling, for which cluster, and where the
+ * caller listens (so that a node can answer a peer it never heard of, as Chord routing needs).
+ */
 export interface Hello {
   readonly _tag: "Hello"
   readonly from: NodeIdType
   readonly cluster: string
+  readonly address?: string | undefined
 }
 
 export const HelloSchema = Schema.Struct({
   _tag: Schema.Literal("Hello"),
   from: NodeId,
   cluster: Schema.String,
+  address: Schema.optional(Schema.String),
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -256,6 +311,7 @@ const _checkMemberEntry: Schema.Schema<Membership.Entry, any> = MemberEntrySchem
 const _checkGossip: Schema.Schema<Membership.Message, any> = GossipMessageSchema
 const _checkPeerMessage: Schema.Schema<PeerMessage, any> = PeerMessageSchema
 const _checkHello: Schema.Schema<Hello, any> = HelloSchema
+const _checkChord: Schema.Schema<Chord.ChordMessage, any> = ChordMessageSchema
 const _encodedPeerMessage: EncodesAsItself<
   PeerMessage,
   Schema.Schema.Encoded<typeof PeerMessageSchema>
@@ -274,6 +330,7 @@ export type Checks = [
   typeof _checkGossip,
   typeof _checkPeerMessage,
   typeof _checkHello,
+  typeof _checkChord,
   typeof _encodedPeerMessage,
   typeof _encodedHello,
 ]

@@ -1,0 +1,236 @@
+/**
+ * Storage nodes under Chord routing (CHORD-7, CHORD-8), in the simulator: the node machine of
+ * impl/core/node.ts with `routing: "chord"`, so that every request first looks its key up on
+ * the Chord ring and replicates it on the owner's first N successors.
+ *
+ * The schedule is generated data: writes and reads at random nodes, joins, graceful leaves,
+ * crashes and restarts, and waits. It keeps at most one node down at a time and at least N
+ * nodes in the ring, so that every key keeps a majority of its replicas.
+ */
+import assert from "node:assert/strict"
+import { test } from "node:test"
+import fc from "fast-check"
+import { position } from "../impl/core/hash.ts"
+import type { NodeId } from "../impl/core/ids.ts"
+import type { ClientOp } from "../impl/core/messages.ts"
+import * as Node from "../impl/core/node.ts"
+import * as Version from "../impl/core/version.ts"
+import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
+import { KvModel } from "../models/kv.ts"
+import { params } from "./helpers/fc.ts"
+
+const KEYS = Array.from({ length: 12 }, (_, i) => `key${i}`)
+/** Stabilization every second, anti-entropy every second per node, trees at most 5 s old. */
+const SETTLE_MS = 40_000
+
+type Action =
+  | { _tag: "Write"; key: number; node: number }
+  | { _tag: "Read"; key: number; node: number }
+  | { _tag: "Join" }
+  | { _tag: "Leave"; node: number }
+  | { _tag: "Crash"; node: number }
+  | { _tag: "Restart" }
+  | { _tag: "Wait"; ms: number }
+
+const actionArb: fc.Arbitrary<Action> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      _tag: fc.constant("Write" as const),
+      key: fc.nat(KEYS.length - 1),
+      node: fc.nat(9),
+    }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      _tag: fc.constant("Read" as const),
+      key: fc.nat(KEYS.length - 1),
+      node: fc.nat(9),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Join" as const) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Leave" as const), node: fc.nat(9) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Crash" as const), node: fc.nat(9) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Restart" as const) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      _tag: fc.constant("Wait" as const),
+      ms: fc.integer({ min: 100, max: 3000 }),
+    }),
+  },
+)
+
+const resolvedValue = (obj: Version.Obj): string | null =>
+  Version.resolve(obj)?.sibling.value ?? null
+
+/** Retry a client operation as a client would (a lookup can fail while the ring heals). */
+const callRetrying = (sim: Simulation, nodes: () => ReadonlyArray<NodeId>, op: ClientOp) => {
+  let last = sim.call(nodes()[0]!, op)
+  for (let attempt = 1; attempt < 5 && last.result?._tag === "Failed"; attempt++) {
+    sim.runFor(1000)
+    last = sim.call(nodes()[attempt % nodes().length]!, op)
+  }
+  return last
+}
+
+test("CHORD-7: under Chord routing no acknowledged write is lost through joins, leaves and crashes, and reads never return a value from nowhere", () => {
+  const seen = { joins: 0, leaves: 0, crashes: 0, aeRepairs: 0, lookups: 0, forwarded: 0 }
+  fc.assert(
+    fc.property(
+      fc.integer(),
+      fc.array(actionArb, { minLength: 5, maxLength: 50 }),
+      (seed, schedule) => {
+        const sim = new Simulation({
+          seed,
+          nodes: 5,
+          network: defaultNetwork,
+          node: { routing: "chord" },
+        })
+        const joined = () =>
+          sim.ids.every((id) => Node.chordReport(sim.stateOf(id)!)!.status === "Active")
+        assert.ok(sim.runUntil(joined, 60_000), "the ring never formed")
+        sim.runFor(5_000)
+        const model = new KvModel()
+        const ever = new Map<string, Set<string | null>>(KEYS.map((k) => [k, new Set([null])]))
+        const gone = new Set<NodeId>()
+        const active = () => sim.ids.filter((id) => !gone.has(id))
+        const live = () => active().filter((id) => sim.isUp(id))
+        const down = () => active().filter((id) => !sim.isUp(id))
+        let values = 0
+        for (const action of schedule) {
+          switch (action._tag) {
+            case "Write": {
+              const node = live()[action.node % live().length]!
+              const key = KEYS[action.key]!
+              const value = `v${values++}`
+              ever.get(key)!.add(value)
+              const op = sim.call(node, { _tag: "Put", key, value, context: null })
+              if (op.result?._tag === "PutOk") model.written(key, value)
+              else model.indeterminate(key, value)
+              break
+            }
+            case "Read": {
+              const node = live()[action.node % live().length]!
+              const key = KEYS[action.key]!
+              const op = sim.call(node, { _tag: "Get", key })
+              if (op.result?._tag !== "GetOk") break
+              // While successor lists change, quorums need not intersect (a new replica is empty
+              // until anti-entropy fills it): a read may be stale, but never invented.
+              for (const d of Version.siblings(op.result.obj)) {
+                assert.ok(
+                  ever.get(key)!.has(d.sibling.value),
+                  `read ${key} = ${d.sibling.value}, never written`,
+                )
+              }
+              break
+            }
+            case "Join":
+              if (active().length >= 8 || down().length > 0) break
+              sim.addNode()
+              seen.joins++
+              break
+            case "Leave": {
+              if (down().length > 0 || live().length <= 4) break
+              const who = live()[action.node % live().length]!
+              const op = sim.operator(who, { _tag: "Leave" })
+              if (op.result?._tag !== "Done") break
+              assert.ok(
+                sim.runUntil(() => !sim.isUp(who), 30_000),
+                `${who} never stopped`,
+              )
+              gone.add(who)
+              seen.leaves++
+              break
+            }
+            case "Crash":
+              if (down().length > 0 || live().length <= 4) break
+              sim.stop(live()[action.node % live().length]!)
+              seen.crashes++
+              break
+            case "Restart":
+              for (const id of down()) sim.restart(id)
+              break
+            case "Wait":
+              sim.runFor(action.ms)
+              break
+          }
+        }
+        for (const id of down()) sim.restart(id)
+        sim.runFor(SETTLE_MS)
+        for (const key of KEYS) {
+          const op = callRetrying(sim, live, { _tag: "Get", key })
+          assert.equal(
+            op.result?._tag,
+            "GetOk",
+            `final read of ${key}: ${JSON.stringify(op.result)}`,
+          )
+          if (op.result?._tag !== "GetOk") continue
+          const v = resolvedValue(op.result.obj)
+          assert.ok(
+            model.allowed(key).has(v),
+            `final ${key} = ${v}, allowed ${[...model.allowed(key)]}`,
+          )
+        }
+        for (const id of live()) {
+          const s = sim.stateOf(id)!
+          seen.aeRepairs += s.stats.aeRepairs
+          seen.forwarded += s.stats.forwarded
+          seen.lookups += Node.chordReport(s)!.lookups
+        }
+      },
+    ),
+    params(15),
+  )
+  assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.crashes > 0, JSON.stringify(seen))
+  assert.ok(seen.aeRepairs > 0, `anti-entropy never repaired a key: ${JSON.stringify(seen)}`)
+  assert.ok(seen.lookups > 0 && seen.forwarded > 0, JSON.stringify(seen))
+})
+
+test("CHORD-8: a Chord storage node keeps O(log N) routing state and no membership", () => {
+  fc.assert(
+    fc.property(fc.integer(), (seed) => {
+      const sim = new Simulation({
+        seed,
+        nodes: 64,
+        network: defaultNetwork,
+        node: { routing: "chord" },
+      })
+      // 64 nodes joining at once through one introducer take a while to stabilize (CHORD-1).
+      const sorted = [...sim.ids].sort((a, b) => position(a) - position(b))
+      const trueSuccessor = (id: NodeId) => sorted[(sorted.indexOf(id) + 1) % sorted.length]
+      const stable = () =>
+        sim.ids.every((id) => sim.stateOf(id)!.chord!.ring.successors[0]?.id === trueSuccessor(id))
+      assert.ok(sim.runUntil(stable, 300_000), "the ring did not stabilize within 300 s")
+      sim.runFor(10_000)
+      const r = Node.defaults.chord.successorListLength
+      const bound = r + 1 + 2 * Math.ceil(Math.log2(sim.ids.length))
+      for (const id of sim.ids) {
+        const s = sim.stateOf(id)!
+        const report = Node.chordReport(s)!
+        assert.equal(report.status, "Active", `${id} is ${report.status}`)
+        assert.ok(
+          report.knownPeers <= bound,
+          `${id} refers to ${report.knownPeers} peers, more than r + 1 + 2·log2 N = ${bound}`,
+        )
+        assert.deepEqual(
+          Node.members(s).filter((m) => m.id !== id),
+          [],
+          `${id} keeps a membership view`,
+        )
+        assert.ok(s.peers.length <= r + 1, `${id} heartbeats ${s.peers.length} peers`)
+      }
+      // Every key is served, and its replicas are its first N successors.
+      for (let i = 0; i < 20; i++) {
+        const key = `probe${i}`
+        const put = sim.call(sim.ids[i]!, { _tag: "Put", key, value: `v${i}`, context: null })
+        assert.equal(put.result?._tag, "PutOk", JSON.stringify(put.result))
+        sim.runFor(500) // the third copy may land after the W-th ack
+        const holders = sim.ids.filter((id) => sim.stored(id, key) !== undefined).sort()
+        assert.deepEqual(holders, [...sim.replicasOf(key)].sort(), `replicas of ${key}`)
+      }
+    }),
+    params(2),
+  )
+})
