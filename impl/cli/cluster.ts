@@ -302,7 +302,7 @@ const runCluster = (o: Options): Effect.Effect<number> =>
       if (o.routing === "chord") {
         const joined = yield* Effect.either(
           Effect.raceFirst(
-            waitChordRing(children, o.host, deadline),
+            waitChordRing(children, o.host, Date.now() + o.readyTimeoutMs),
             Effect.flatMap(awaitSignal, (signal) => Effect.fail(`interrupted by ${signal}`)),
           ),
         )

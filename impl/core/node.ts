@@ -135,8 +135,9 @@ export interface Config {
   /** Chord routing: members to join through, tried in turn until one answers. */
   readonly chordSeeds: ReadonlyArray<Chord.Peer>
   /**
-   * Chord routing: create a new ring on first boot (generation 1) instead of joining one. A
-   * restarted node always joins through its seeds, so that it never starts a second ring.
+   * Chord routing: this node may create the ring. It still tries each seed once first and
+   * creates a ring only if none answers, so that a restarted creator rejoins the ring it made
+   * instead of starting a second one.
    */
   readonly chordCreate: boolean
 }
@@ -1499,7 +1500,8 @@ const chordStep = (
 }
 
 /**
- * Start Chord: create a ring (first boot of a `chordCreate` node, or no seeds at all) or join
+ * Start Chord: create a ring (a `chordCreate` node none of whose seeds answers, or a node with
+ * no seeds) or join
  * through a seed; after a failed attempt, again a stabilize interval later.
  */
 const maybeJoinChord = (state: State, now: number, store: StoreView, out: Array<Command>) => {
@@ -1508,12 +1510,16 @@ const maybeJoinChord = (state: State, now: number, store: StoreView, out: Array<
     // A join that neither completes nor fails (its lookup still running) is not repeated.
     c.nextJoinAt = now + 4 * state.config.chord.stabilizeIntervalMs
     const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
-    const create = seeds.length === 0 || (state.config.chordCreate && state.config.generation === 1)
-    // Every other attempt goes to the first seed (the introducer, usually the node that created
-    // the ring); the others take turns in between, in case the introducer is gone.
     const attempt = c.nextSeed++
-    const turn =
-      attempt % 2 === 0 || seeds.length === 1 ? 0 : 1 + ((attempt >> 1) % (seeds.length - 1))
+    const create = seeds.length === 0 || (state.config.chordCreate && attempt >= seeds.length)
+    // A creator asks each seed once, in order. Others ask the first seed (the introducer,
+    // usually the creator) every other attempt, and the rest in turn in between, in case the
+    // introducer is gone.
+    const turn = state.config.chordCreate
+      ? attempt
+      : attempt % 2 === 0 || seeds.length === 1
+        ? 0
+        : 1 + ((attempt >> 1) % (seeds.length - 1))
     const via = create ? null : seeds[turn]!
     chordStep(state, now, { _tag: "JoinRequested", now, via }, store, out)
   }

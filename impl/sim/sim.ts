@@ -385,8 +385,8 @@ export class Simulation {
         // A joiner restarts as a joiner (as `dht node --join` would): it streams again.
         joining: node.joining,
         generation: node.incarnation + 1,
-        // Chord routing: the first node creates the ring; the others join through any node
-        // of the boot cluster (a restarted node too, so that it never starts a second ring).
+        // Chord routing: the first node creates the ring (unless a seed answers: then it was
+        // restarted and rejoins); the others join through any node of the boot cluster.
         ...(this.nodeConfig.routing === "chord"
           ? {
               chordCreate: node.id === this.ids[0],

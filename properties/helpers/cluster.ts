@@ -148,6 +148,13 @@ export interface ClusterOptions {
   readonly cluster?: string
   /** Extra flags for every node. */
   readonly args?: ReadonlyArray<string>
+  /**
+   * "chord": Chord routing; every node gets only the first three nodes as seeds (--peers), and
+   * a node added later joins through them without --join.
+   */
+  readonly routing?: "ring" | "chord"
+  /** How long each node may take to answer PING (many processes start slowly on small hosts). */
+  readonly readyTimeoutMs?: number
 }
 
 const running = new Set<ChildProcess>()
@@ -160,15 +167,18 @@ export class Cluster {
   readonly nodes: Array<RunningNode>
   private readonly argsOf: (node: NodeSpec) => ReadonlyArray<string>
   private readonly root: string
+  private readonly options: ClusterOptions
 
   private constructor(
     nodes: Array<RunningNode>,
     argsOf: (node: NodeSpec) => ReadonlyArray<string>,
     root: string,
+    options: ClusterOptions,
   ) {
     this.nodes = nodes
     this.argsOf = argsOf
     this.root = root
+    this.options = options
   }
 
   /** Start K nodes and wait until each answers PING. */
@@ -182,7 +192,10 @@ export class Cluster {
       peerPort: ports[k + i]!,
       dataDir: join(root, `n${i}`),
     }))
-    const peers = specs.map((s) => `${s.id}@${host}:${s.peerPort}`).join(",")
+    const chord = options.routing === "chord"
+    const peers = (chord ? specs.slice(0, 3) : specs)
+      .map((s) => `${s.id}@${host}:${s.peerPort}`)
+      .join(",")
     const n = options.n ?? Math.min(3, k)
     const argsOf = (s: NodeSpec): ReadonlyArray<string> => [
       ...["--id", s.id, "--host", host, "--peers", peers],
@@ -191,12 +204,14 @@ export class Cluster {
       ...["--n", String(n), "--r", String(options.r ?? Math.min(2, n))],
       ...["--w", String(options.w ?? Math.min(2, n))],
       ...["--cluster", options.cluster ?? "e2e"],
+      ...(chord ? ["--routing", "chord"] : []),
       ...(options.args ?? []),
     ]
     const cluster = new Cluster(
       specs.map((s) => ({ ...s, process: undefined as unknown as ChildProcess, log: "" })),
       argsOf,
       root,
+      options,
     )
     for (let i = 0; i < k; i++) cluster.spawn(i)
     await Promise.all(cluster.nodes.map((_, i) => cluster.waitReady(i)))
@@ -217,7 +232,8 @@ export class Cluster {
       dataDir: join(this.root, `n${i}`),
     }
     this.nodes.push({ ...spec, process: undefined as unknown as ChildProcess, log: "" })
-    this.spawn(i, [...this.argsOf(spec), "--join"])
+    const chord = this.options.routing === "chord"
+    this.spawn(i, [...this.argsOf(spec), ...(chord ? [] : ["--join"])])
     await this.waitReady(i)
     return i
   }
@@ -241,7 +257,7 @@ export class Cluster {
   }
 
   /** Wait until node i answers PING; fail early, with its log, if it exits. */
-  async waitReady(i: number, timeoutMs = 30_000): Promise<void> {
+  async waitReady(i: number, timeoutMs = this.options.readyTimeoutMs ?? 30_000): Promise<void> {
     const node = this.nodes[i]!
     await pollUntil(
       `${node.id} to answer PING`,
