@@ -115,6 +115,7 @@ const leave = async (parsed: Args.Parsed): Promise<number> => {
     say(`follow it with: dht status --port ${target.port} --watch`)
     return 0
   }
+  if (before.routing === "chord") return followChordLeave(target, id, timeoutMs)
   const others = before.members.filter((m) => m.id !== id && m.status !== "removed")
   const total = Math.max(1, before.keys)
   const baseline = before.streaming.streamed
@@ -159,6 +160,25 @@ const leave = async (parsed: Args.Parsed): Promise<number> => {
   } finally {
     process.off("SIGINT", onSignal)
   }
+}
+
+/** Chord routing: the node hands its arc to its successor and stops; wait until it is gone. */
+const followChordLeave = async (
+  target: Status.Target,
+  id: string,
+  timeoutMs: number,
+): Promise<number> => {
+  const started = Date.now()
+  while (Date.now() - started < timeoutMs) {
+    const own = await Status.fetchStatus(target, 1500).catch(() => undefined)
+    if (own === undefined || own.self !== id) {
+      say(`${id} left the Chord ring and stopped after ${seconds(Date.now() - started)}`)
+      return 0
+    }
+    await sleep(250)
+  }
+  process.stderr.write(`dht leave: ${id} still answers after ${seconds(timeoutMs)}\n`)
+  return 1
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ export const bucketOwners = (ring: Ring.Ring, buckets: number): ReadonlyArray<No
 }
 
 export interface RingView {
+  /** The first line; the token ring's when absent. */
+  readonly title?: string
   readonly seenBy: string
   readonly n: number
   readonly tokensPerNode: number
@@ -117,6 +119,59 @@ export const view = (report: Status.StatusReport, buckets: number): RingView => 
   }
 }
 
+/**
+ * Chord routing: one position per node, no tokens; each node owns (predecessor, self]. The
+ * members come from a walk of the ring by first successors (no node knows them all).
+ */
+export const chordView = (walk: Status.ChordWalk, buckets: number): RingView => {
+  const nodes = walk.reports
+    .filter((r) => r.chord != null)
+    .map((r) => ({ id: r.self, pos: r.chord!.position }))
+    .sort((a, b) => a.pos - b.pos)
+  const n = walk.reports[0]?.n ?? 3
+  const owned = nodes.map((node, i) => {
+    const pred = nodes[(i - 1 + nodes.length) % nodes.length]!
+    return nodes.length === 1
+      ? 1
+      : ((((node.pos - pred.pos) % RING_SIZE) + RING_SIZE) % RING_SIZE) / RING_SIZE
+  })
+  const replicated = nodes.map((_, i) => {
+    let sum = 0
+    for (let k = 0; k < Math.min(n, nodes.length); k++)
+      sum += owned[(i - k + nodes.length) % nodes.length]!
+    return sum
+  })
+  const letters = new Map(nodes.map((node, i) => [node.id, LETTERS[i % LETTERS.length]!]))
+  const current: Array<string> = []
+  for (let b = 0; b < buckets && nodes.length > 0; b++) {
+    const mid = ((b + 0.5) / buckets) * RING_SIZE
+    const owner = nodes.find((node) => node.pos >= mid) ?? nodes[0]!
+    current.push(letters.get(owner.id)!)
+  }
+  return {
+    title:
+      `Chord ring walked from ${walk.reports[0]?.self ?? "?"}: N=${n}, one position per node ` +
+      `(no virtual nodes)${walk.ok ? "" : `; walk incomplete: ${walk.stoppedBy ?? "?"}`}`,
+    seenBy: walk.reports[0]?.self ?? "?",
+    n,
+    tokensPerNode: 1,
+    rows: nodes.map((node, i) => ({
+      id: node.id,
+      status: "up",
+      weight: 1,
+      tokens: 1,
+      owned: owned[i]!,
+      replicated: replicated[i]!,
+    })),
+    maxOwned: owned.length === 0 ? 0 : Math.max(...owned),
+    meanOwned: owned.length === 0 ? 0 : owned.reduce((a, b) => a + b, 0) / owned.length,
+    current,
+    future: undefined,
+    legend: [...letters.entries()].map(([id, letter]) => [letter, id] as const),
+    mismatch: 0,
+  }
+}
+
 const picture = (cells: ReadonlyArray<string>): ReadonlyArray<string> => {
   const lines: Array<string> = []
   for (let i = 0; i < cells.length; i += 64) {
@@ -131,7 +186,8 @@ const picture = (cells: ReadonlyArray<string>): ReadonlyArray<string> => {
 
 export const render = (v: RingView, buckets: number): string => {
   const lines = [
-    `Ring as seen by ${v.seenBy}: N=${v.n}, ${v.tokensPerNode} tokens per unit of weight`,
+    v.title ??
+      `Ring as seen by ${v.seenBy}: N=${v.n}, ${v.tokensPerNode} tokens per unit of weight`,
     "",
     table(
       ["node", "status", "weight", "tokens", "owns", "replicates"],
@@ -182,7 +238,10 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
     process.stderr.write(`dht ring: ${Status.nodeMessage(e)}\n`)
     return 1
   }
-  const v = view(report, buckets)
+  const v =
+    report.routing === "chord"
+      ? chordView(await Status.walkChord(target), buckets)
+      : view(report, buckets)
   process.stdout.write(
     Args.bool(parsed.values, "json") ? `${JSON.stringify(v)}\n` : render(v, buckets),
   )

@@ -191,7 +191,7 @@ export const defaults = {
     rpcTimeoutMs: 500,
     lookupTimeoutsMax: 4,
     pendingLookupsMax: 4096,
-    suspectTtlMs: 30_000,
+    suspectTtlMs: 10_000,
   } as Chord.ChordConfig,
   chordSeeds: [] as ReadonlyArray<Chord.Peer>,
   chordCreate: false,
