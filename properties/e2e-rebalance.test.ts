@@ -7,6 +7,7 @@
 import assert from "node:assert/strict"
 import { after, before, test } from "node:test"
 import { Redis } from "ioredis"
+import { fetchStatus, type StatusReport } from "../impl/cli/status.ts"
 import { Cluster, pollUntil, stopAll } from "./helpers/cluster.ts"
 
 const KEYS = 10_000
@@ -24,13 +25,9 @@ const client = (port: number): Redis => {
   return c
 }
 
-interface Status {
-  readonly keys: number
-  readonly members: ReadonlyArray<{ id: string; status: string; owned: number }>
-  readonly streaming: { readonly settled: boolean }
-}
-const status = async (port: number): Promise<Status> =>
-  JSON.parse((await client(port).call("DHT.STATUS")) as string) as Status
+/** DHT.STATUS, decoded (and checked) by the same schema `dht status` uses. */
+const status = (port: number): Promise<StatusReport> =>
+  fetchStatus({ host: "127.0.0.1", port }, 5000)
 
 const key = (i: number) => `user:${i}`
 
