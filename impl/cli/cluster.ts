@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url"
 import { Deferred, Effect, Either } from "effect"
 import { awaitSignal, holdSignals } from "../node/main.ts"
 import * as Args from "./args.ts"
+import * as Flags from "./flags.ts"
 import * as Status from "./status.ts"
 import { table } from "./table.ts"
 
@@ -36,34 +37,14 @@ const spec: Args.CommandSpec = {
       "node i keeps its data in DIR/n<i> (kept on exit)",
       "a fresh temporary directory, removed on exit",
     ),
-    Args.flag("store", "string", "lmdb|memory", "storage engine of every node", "lmdb"),
-    Args.flag("n", "int", "N", "replicas per key", "min(3, K)"),
-    Args.flag("r", "int", "R", "read quorum", "min(2, n)"),
-    Args.flag("w", "int", "W", "write quorum", "min(2, n)"),
-    Args.flag("cluster", "string", "NAME", "cluster name", "dht"),
-    Args.flag("max-value-bytes", "bytes", "SIZE", "largest value accepted, 512k..8m", "1m"),
-    Args.flag(
-      "lww",
-      "string",
-      "PREFIXES",
-      'last-write-wins key prefixes for every node ("*": every key)',
-      "none",
-    ),
-    Args.flag("mode", "string", "ap|cp", "ap: sloppy quorum; cp: strict quorums", "ap"),
-    Args.flag(
-      "routing",
-      "string",
-      "ring|chord",
-      "ring: one-hop on gossiped membership; chord: Chord finger tables (nodes join through n0..n2)",
-      "ring",
-    ),
-    Args.flag("secret", "string", "SECRET", "causal context MAC key", "derived from --cluster"),
+    ...Flags.replication,
+    ...Flags.behaviour,
     Args.flag(
       "ready-timeout-ms",
       "int",
       "MS",
-      "give up if a node does not answer PING by then",
-      "30000",
+      "give up if a node does not answer PING (or, with --routing chord, the ring does not close) by then",
+      "max(30000, 3000 per node)",
     ),
     Args.flag(
       "stop-grace-ms",
@@ -401,17 +382,11 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
   ] as const) {
     if (q < 1 || q > n) return Args.usageError(spec, `--${name} must be from 1 to n=${n}, got ${q}`)
   }
-  const nodeArgs: Array<string> = ["--n", String(n), "--r", String(r), "--w", String(w)]
   const routing = Args.str(v, "routing") ?? "ring"
   if (routing !== "ring" && routing !== "chord") {
     return Args.usageError(spec, `--routing must be ring or chord, got "${routing}"`)
   }
-  for (const name of ["store", "cluster", "lww", "mode", "secret", "routing"]) {
-    const value = Args.str(v, name)
-    if (value !== undefined) nodeArgs.push(`--${name}`, value)
-  }
-  const maxValueBytes = Args.num(v, "max-value-bytes")
-  if (maxValueBytes !== undefined) nodeArgs.push("--max-value-bytes", String(maxValueBytes))
+  const nodeArgs = ["--n", String(n), "--r", String(r), "--w", String(w), ...Flags.passOn(v)]
   const given = Args.str(v, "data-dir")
   const dataDir = given === undefined ? mkdtempSync(join(tmpdir(), "dht-cluster-")) : resolve(given)
   return Effect.runPromise(
@@ -423,7 +398,8 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
       dataDir,
       ownDataDir: given === undefined,
       nodeArgs,
-      readyTimeoutMs: Args.num(v, "ready-timeout-ms") ?? 30_000,
+      // Many node processes start slowly on a small host (each compiles its TypeScript).
+      readyTimeoutMs: Args.num(v, "ready-timeout-ms") ?? Math.max(30_000, 3000 * k),
       graceMs: Args.num(v, "stop-grace-ms") ?? 5000,
       routing,
     }),

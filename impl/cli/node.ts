@@ -7,6 +7,7 @@ import { Effect, Either } from "effect"
 import * as Config from "../node/config.ts"
 import { runNode } from "../node/main.ts"
 import * as Args from "./args.ts"
+import * as Flags from "./flags.ts"
 
 const spec: Args.CommandSpec = {
   name: "node",
@@ -43,47 +44,9 @@ const spec: Args.CommandSpec = {
       "",
       "start as a new member joining the cluster of --peers (not listed there itself): stream its share of the data in, then serve",
     ),
-    Args.flag(
-      "routing",
-      "string",
-      "ring|chord",
-      "ring: one-hop routing on gossiped membership; chord: Chord finger tables, O(log N) state and hops (--peers are then seeds to join through; the first one creates the ring)",
-      "ring",
-    ),
-    Args.flag("n", "int", "N", "replicas per key", "min(3, members)"),
-    Args.flag("r", "int", "R", "read quorum", "min(2, n)"),
-    Args.flag("w", "int", "W", "write quorum", "min(2, n)"),
+    ...Flags.replication,
     Args.flag("data-dir", "string", "DIR", "lmdb data directory", "$TMPDIR/dht/<cluster>/<id>"),
-    Args.flag("store", "string", "lmdb|memory", "storage engine", "lmdb"),
-    Args.flag(
-      "cluster",
-      "string",
-      "NAME",
-      "cluster name; peers of another cluster are refused",
-      "dht",
-    ),
-    Args.flag("max-value-bytes", "bytes", "SIZE", "largest value accepted, 512k..8m", "1m"),
-    Args.flag(
-      "lww",
-      "string",
-      "PREFIXES",
-      'last-write-wins key prefixes, comma-separated ("*": every key); other keys keep concurrent writes as siblings',
-      "none",
-    ),
-    Args.flag(
-      "mode",
-      "string",
-      "ap|cp",
-      "ap: sloppy quorum + hinted handoff (always writable); cp: strict quorums, a partitioned minority refuses writes",
-      "ap",
-    ),
-    Args.flag(
-      "secret",
-      "string",
-      "SECRET",
-      "key of the MAC on causal context tokens (same on every node)",
-      "derived from --cluster",
-    ),
+    ...Flags.behaviour,
     Args.flag(
       "tombstone-grace-ms",
       "int",

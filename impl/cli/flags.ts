@@ -1,0 +1,62 @@
+/**
+ * Flags that `dht node` and `dht cluster` share: what each node of a cluster is, stated once.
+ * `dht cluster` passes every one it was given on to each node it starts (`passOn`).
+ */
+import * as Args from "./args.ts"
+
+export const replication: ReadonlyArray<Args.Flag> = [
+  Args.flag("n", "int", "N", "replicas per key", "min(3, nodes)"),
+  Args.flag("r", "int", "R", "read quorum", "min(2, n)"),
+  Args.flag("w", "int", "W", "write quorum", "min(2, n)"),
+]
+
+/** Node behaviour, passed on verbatim by `dht cluster`. */
+export const behaviour: ReadonlyArray<Args.Flag> = [
+  Args.flag("store", "string", "lmdb|memory", "storage engine", "lmdb"),
+  Args.flag(
+    "cluster",
+    "string",
+    "NAME",
+    "cluster name; peers of another cluster are refused",
+    "dht",
+  ),
+  Args.flag("max-value-bytes", "bytes", "SIZE", "largest value accepted, 512k..8m", "1m"),
+  Args.flag(
+    "lww",
+    "string",
+    "PREFIXES",
+    'last-write-wins key prefixes, comma-separated ("*": every key); other keys keep concurrent writes as siblings',
+    "none",
+  ),
+  Args.flag(
+    "mode",
+    "string",
+    "ap|cp",
+    "ap: sloppy quorum + hinted handoff (always writable); cp: strict quorums, a partitioned minority refuses writes",
+    "ap",
+  ),
+  Args.flag(
+    "routing",
+    "string",
+    "ring|chord",
+    "ring: one-hop routing on gossiped membership; chord: Chord finger tables, O(log N) state and hops (--peers are then seeds to join through; the first one creates the ring)",
+    "ring",
+  ),
+  Args.flag(
+    "secret",
+    "string",
+    "SECRET",
+    "key of the MAC on causal context tokens (same on every node)",
+    "derived from --cluster",
+  ),
+]
+
+/** The `--name value` arguments that repeat, for a node, the behaviour flags given here. */
+export const passOn = (values: Args.Values): Array<string> => {
+  const out: Array<string> = []
+  for (const f of behaviour) {
+    const value = values[f.name]
+    if (value !== undefined) out.push(`--${f.name}`, String(value))
+  }
+  return out
+}
