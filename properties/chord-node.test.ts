@@ -81,11 +81,15 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
     fc.property(
       fc.integer(),
       fc.array(actionArb, { minLength: 5, maxLength: 50 }),
-      (seed, schedule) => {
+      fc.record({
+        lossRate: fc.constantFrom(0, 0, 0.01, 0.05),
+        duplicateRate: fc.constantFrom(0, 0.02),
+      }),
+      (seed, schedule, faults) => {
         const sim = new Simulation({
           seed,
           nodes: 5,
-          network: defaultNetwork,
+          network: { ...defaultNetwork, ...faults },
           node: { routing: "chord" },
         })
         const joined = () =>

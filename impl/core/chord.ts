@@ -92,6 +92,13 @@ export interface ChordConfig {
   readonly suspectsMax: number
   /** How long a peer stays remembered as dead. */
   readonly suspectTtlMs: number
+  /**
+   * Consecutive RPC timeouts after which a peer is taken for dead. 1 (the paper's simulator):
+   * the first timeout. More tolerates lost messages: below the count, a timeout fails only the
+   * RPC at hand (a lookup moves on, stabilization retries next round) and the peer stays in
+   * every list; any message from it clears its count.
+   */
+  readonly timeoutsBeforeDead: number
 }
 
 /** Defaults follow the paper's simulations (section 6): 30 s ± 50 % stabilization, 500 ms RPCs. */
@@ -108,6 +115,7 @@ export const defaultConfig: ChordConfig = {
   pendingLookupsMax: 256,
   suspectsMax: 64,
   suspectTtlMs: 120_000,
+  timeoutsBeforeDead: 1,
 }
 
 export type Status = "Idle" | "Joining" | "Active" | "Left"
@@ -166,6 +174,8 @@ export interface ChordState {
   readonly serial: number
   /** Peers recently found dead; kept out of every list until they expire or speak again. */
   readonly suspects: ReadonlyMap<NodeId, number>
+  /** Consecutive RPC timeouts per peer not yet taken for dead (at most suspectsMax entries). */
+  readonly strikes: ReadonlyMap<NodeId, number>
 }
 
 export type ChordMessage =
@@ -322,6 +332,7 @@ export const init = (config: ChordConfig, self: Peer): ChordState => {
     rpcs: new Map(),
     serial: 0,
     suspects: new Map(),
+    strikes: new Map(),
   }
 }
 
@@ -445,7 +456,15 @@ const becomeActive = (
   out.push({ _tag: "Send", to: first.id, message: { _tag: "Notify", peer: s.self } })
   // Section 4.4 optimisation: the successor's fingers are good first hints for ours;
   // fix-fingers corrects them.
-  const active: ChordState = { ...s, status: "Active", successors, predecessor: null }
+  // Suspicions gathered while probing seeds (some not in a ring yet, so silent) are forgotten:
+  // kept, they would keep live members out of the lists stabilization builds.
+  const active: ChordState = {
+    ...s,
+    status: "Active",
+    successors,
+    predecessor: null,
+    suspects: new Map(),
+  }
   return sendRpc(
     active,
     now,
@@ -580,7 +599,8 @@ const fingerFixed = (s: ChordState, index: number, owner: Peer): ChordState => {
 
 const handleMessage = (s: ChordState, now: number, from: NodeId, msg: ChordMessage, out: Out) => {
   // Anyone who speaks is alive.
-  const t = s.suspects.size > 0 ? unsuspect(s, from) : s
+  const heard = s.strikes.size > 0 && s.strikes.has(from) ? withoutStrikes(s, from) : s
+  const t = heard.suspects.size > 0 ? unsuspect(heard, from) : heard
   switch (msg._tag) {
     case "FindSuccessor":
       return answerFindSuccessor(t, from, msg.rpc, msg.target, out)
@@ -1076,7 +1096,25 @@ const handleRpcTimedOut = (s: ChordState, now: number, rpcId: number, out: Out):
   if (rpc === undefined) return s
   const rpcs = new Map(s.rpcs)
   rpcs.delete(rpcId)
-  let t: ChordState = forget({ ...s, rpcs }, rpc.peer.id, now + s.config.suspectTtlMs)
+  const strikes = (s.strikes.get(rpc.peer.id) ?? 0) + 1
+  if (strikes < s.config.timeoutsBeforeDead) {
+    // Not dead yet (the message may have been lost): this RPC failed, the peer stays.
+    const t: ChordState = { ...s, rpcs, strikes: withStrike(s.strikes, rpc.peer.id, strikes, s) }
+    if (rpc.purpose._tag !== "Lookup") return t
+    const lookup = t.lookups.get(rpc.purpose.lookup)
+    if (lookup === undefined) return t
+    const retried: PendingLookup = {
+      ...lookup,
+      timeouts: lookup.timeouts + 1,
+      tried: lookup.tried.filter((id) => id !== rpc.peer.id),
+    }
+    return sendLookup(now, rpc.purpose.lookup, retried, t, out)
+  }
+  let t: ChordState = forget(
+    s.strikes.has(rpc.peer.id) ? withoutStrikes({ ...s, rpcs }, rpc.peer.id) : { ...s, rpcs },
+    rpc.peer.id,
+    now + s.config.suspectTtlMs,
+  )
   switch (rpc.purpose._tag) {
     case "Lookup": {
       const lookup = t.lookups.get(rpc.purpose.lookup)
@@ -1138,6 +1176,28 @@ const repairSuccessors = (s: ChordState): ChordState => {
 }
 
 const isSuspect = (s: ChordState, id: NodeId): boolean => s.suspects.size > 0 && s.suspects.has(id)
+
+const withStrike = (
+  strikes: ReadonlyMap<NodeId, number>,
+  id: NodeId,
+  count: number,
+  s: ChordState,
+): ReadonlyMap<NodeId, number> => {
+  const next = new Map(strikes)
+  next.delete(id)
+  next.set(id, count)
+  for (const oldest of next.keys()) {
+    if (next.size <= s.config.suspectsMax) break
+    next.delete(oldest)
+  }
+  return next
+}
+
+const withoutStrikes = (s: ChordState, id: NodeId): ChordState => {
+  const strikes = new Map(s.strikes)
+  strikes.delete(id)
+  return { ...s, strikes }
+}
 
 const unsuspect = (s: ChordState, id: NodeId): ChordState => {
   if (!s.suspects.has(id)) return s

@@ -192,6 +192,9 @@ export const defaults = {
     lookupTimeoutsMax: 4,
     pendingLookupsMax: 4096,
     suspectTtlMs: 10_000,
+    // A lost message is not a death: three silent RPCs in a row are (the transport does not
+    // retransmit, and a sibling's stabilize may race a restart).
+    timeoutsBeforeDead: 3,
   } as Chord.ChordConfig,
   chordSeeds: [] as ReadonlyArray<Chord.Peer>,
   chordCreate: false,
@@ -1464,6 +1467,19 @@ const chordStep = (
         const replicas = replicasFrom(cmd.successors, state.config.n)
         const placement = replicas.map((p) => p.id)
         const { origin, op } = parked
+        // A successor list shorter than the quorum (the ring still forming) must not lower it.
+        const need = op._tag === "Get" ? (op.r ?? state.config.r) : (op.w ?? state.config.w)
+        if (placement.length < need) {
+          fail(
+            state,
+            origin,
+            "QuorumNotMet",
+            `quorum not met: the lookup found ${placement.length} replica(s) for this key, ` +
+              `fewer than ${op._tag === "Get" ? "R" : "W"}=${need} (the ring is still forming); retry`,
+            out,
+          )
+          break
+        }
         if (op._tag === "Get") startGet(state, now, origin, op, store, out, placement)
         else if (placement.includes(state.config.self)) {
           startPut(state, now, origin, op, placement, store, out, placement)
