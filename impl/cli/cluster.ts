@@ -18,6 +18,7 @@ import { Deferred, Effect, Either } from "effect"
 import { awaitSignal, holdSignals } from "../node/main.ts"
 import * as Args from "./args.ts"
 import * as Flags from "./flags.ts"
+import * as Progress from "./progress.ts"
 import * as Status from "./status.ts"
 import { table } from "./table.ts"
 
@@ -171,12 +172,14 @@ const waitChordRing = (
   deadline: number,
 ): Effect.Effect<void, string> =>
   Effect.gen(function* () {
-    say("waiting for the Chord ring to form …")
     const first = { host, port: children[0]!.plan.clientPort }
+    const bar = Progress.start("Chord ring: nodes on the walk by successors", children.length)
     for (;;) {
       const walked = yield* Effect.promise(() => Status.walkChord(first, children.length + 1))
-      if (walked.ok && walked.reports.length === children.length) return
+      bar.update(walked.reports.length)
+      if (walked.ok && walked.reports.length === children.length) return bar.finish()
       if (Date.now() > deadline) {
+        bar.finish()
         return yield* Effect.fail(
           `the Chord ring did not form in time (${walked.reports.length} of ${children.length} nodes on the walk)`,
         )
