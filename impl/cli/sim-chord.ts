@@ -6,6 +6,12 @@
  *   npx tsx impl/cli/sim-chord.ts [--nodes 131072] [--seed 1] [--lookups 10000]
  *                                 [--experiment path|failure|churn|joins|all] [--out r.json]
  *                                 [--svg docs/chord-path-length.svg]
+ *                                 [--churn-paper] [--churn-runs 10] [--churn-fingers one|all]
+ *
+ * The churn table counts failed lookups two ways: ours (a lookup that meets a dead node routes
+ * around it) and the paper's (section 6.5: a query sent to a dead node fails the lookup).
+ * --churn-paper also maintains fingers as the paper's simulator did (all of them at every
+ * stabilization) and averages 10 independent runs.
  *
  * Tables go to stdout, progress to stderr, results (everything the tables show, and more) to
  * the --out JSON. A run is a pure function of its flags: the same flags give the same numbers.
@@ -15,7 +21,7 @@ import { writeFileSync } from "node:fs"
 import { pathToFileURL } from "node:url"
 import * as Chord from "../core/chord.ts"
 import * as Sim from "../sim/chord-sim.ts"
-import { type CommandSpec, num, str, usageError, withParsed } from "./args.ts"
+import { bool, type CommandSpec, num, str, usageError, withParsed } from "./args.ts"
 import { pathLengthSvg } from "./plot-svg.ts"
 import * as Progress from "./progress.ts"
 import { table } from "./table.ts"
@@ -80,6 +86,25 @@ export const spec: CommandSpec = {
       help: "Joins and failures per round",
     },
     {
+      name: "churn-runs",
+      kind: "int",
+      value: "K",
+      default: "1; 10 with --churn-paper",
+      help: "Independent churn runs (seeds seed … seed+K-1); failed fractions get a 95% interval",
+    },
+    {
+      name: "churn-fingers",
+      kind: "string",
+      value: "one|all",
+      default: "one; all with --churn-paper",
+      help: "Finger upkeep in churn: the machine's one lookup per tick, or all set true at each tick",
+    },
+    {
+      name: "churn-paper",
+      kind: "bool",
+      help: "The paper's section 6.5 setting: --churn-fingers all, Poisson lookups, 10 runs",
+    },
+    {
       name: "joins",
       kind: "int",
       value: "J",
@@ -98,6 +123,7 @@ export const spec: CommandSpec = {
     "npx tsx impl/cli/sim-chord.ts",
     "npx tsx impl/cli/sim-chord.ts --nodes 100000 --experiment path --lookups 20000",
     "npx tsx impl/cli/sim-chord.ts --experiment failure,churn --out /tmp/chord.json",
+    "npx tsx impl/cli/sim-chord.ts --experiment churn --churn-paper",
   ],
   notes: [
     "Rings of every size start converged (built from the omniscient model, as in the paper);",
@@ -200,12 +226,79 @@ const runFailure = (nodes: number, lookups: number, seed: number) => {
   return { nodes, successorListLength: r, lookupsPerPhase: lookups, rows }
 }
 
-const runChurn = (nodes: number, rounds: number, rates: ReadonlyArray<number>, seed: number) => {
-  const rows = withProgress(`churn N=${nodes}`, (p) => Sim.churn({ nodes, seed, rates, rounds }, p))
+/** Two-sided 95 % quantiles of Student's t for 1 … 30 degrees of freedom (then ≈ normal). */
+const T975 = [
+  12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145,
+  2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048,
+  2.045, 2.042,
+]
+
+/** Mean of per-run values and the half-width of its 95 % confidence interval (NaN for one run). */
+const estimate = (xs: ReadonlyArray<number>): { mean: number; ci95: number } => {
+  const n = xs.length
+  const m = xs.reduce((a, b) => a + b, 0) / n
+  if (n < 2) return { mean: m, ci95: Number.NaN }
+  const variance = xs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1)
+  return { mean: m, ci95: (T975[n - 2] ?? 1.96) * Math.sqrt(variance / n) }
+}
+
+const pctCi = (e: { mean: number; ci95: number }): string =>
+  Number.isNaN(e.ci95) ? pct(e.mean) : `${pct(e.mean)} ± ${pct(e.ci95)}`
+
+interface ChurnOptions {
+  readonly nodes: number
+  readonly rounds: number
+  readonly rates: ReadonlyArray<number>
+  readonly seed: number
+  readonly runs: number
+  readonly fingers: Sim.ChurnFingers
+  readonly arrivals: Sim.ChurnArrivals
+}
+
+const runChurn = (o: ChurnOptions) => {
+  const perRun = Array.from({ length: o.runs }, (_, j) =>
+    withProgress(`churn N=${o.nodes}${o.runs > 1 ? ` run ${j + 1}/${o.runs}` : ""}`, (p) =>
+      Sim.churn(
+        {
+          nodes: o.nodes,
+          seed: o.seed + j,
+          rates: o.rates,
+          rounds: o.rounds,
+          fingers: o.fingers,
+          arrivals: o.arrivals,
+        },
+        p,
+      ),
+    ),
+  )
+  const sum = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0)
+  const summary = o.rates.map((rate, ri) => {
+    const rows = perRun.map((run) => run[ri]!)
+    return {
+      ratePerRound: rate,
+      runs: rows.length,
+      joins: sum(rows.map((r) => r.joins)),
+      failures: sum(rows.map((r) => r.failures)),
+      lookups: sum(rows.map((r) => r.lookups)),
+      failed: estimate(rows.map((r) => r.failedFraction)),
+      wrongOwner: sum(rows.map((r) => r.wrongOwner)),
+      gaveUp: sum(rows.map((r) => r.gaveUp)),
+      metDeadNode: sum(rows.map((r) => r.metDeadNode)),
+      failedNoRetry: estimate(rows.map((r) => r.failedNoRetryFraction)),
+      meanHops: estimate(rows.map((r) => r.meanHops)).mean,
+      meanTimeouts: estimate(rows.map((r) => r.meanTimeouts)).mean,
+    }
+  })
   const interval = Chord.defaultConfig.stabilizeIntervalMs / 1000
   console.log(
-    `\nLookups under churn (section 6.5): N≈${nodes}, ${rounds} rounds of ${interval} s, ` +
-      "one lookup per second; failed = wrong owner or gave up",
+    `\nLookups under churn (section 6.5): N≈${o.nodes}, ${o.runs} run(s) of ${o.rounds} rounds of ` +
+      `${interval} s; lookups ${o.arrivals === "poisson" ? "Poisson, 1/s" : "one per second"}; ` +
+      `fingers ${o.fingers === "all" ? "all set true at every tick (as the paper's simulator)" : "one lookup per tick"}`,
+  )
+  console.log(
+    "failed = wrong owner or gave up (our lookups route around dead nodes); " +
+      "no retry = also failed if any query went to a dead node (the paper's count)" +
+      (o.runs > 1 ? "; ± = 95% interval over runs" : ""),
   )
   console.log(
     table(
@@ -218,24 +311,37 @@ const runChurn = (nodes: number, rounds: number, rates: ReadonlyArray<number>, s
         "failed",
         "wrong owner",
         "gave up",
+        "met dead node",
+        "failed, no retry",
         "mean hops",
         "timeouts/lookup",
       ],
-      rows.map((row) => [
+      summary.map((row) => [
         f(row.ratePerRound, 2),
         f(row.ratePerRound / interval, 4),
         String(row.joins),
         String(row.failures),
         String(row.lookups),
-        pct(row.failedFraction),
+        pctCi(row.failed),
         String(row.wrongOwner),
         String(row.gaveUp),
+        String(row.metDeadNode),
+        pctCi(row.failedNoRetry),
         f(row.meanHops),
         f(row.meanTimeouts, 3),
       ]),
     ),
   )
-  return { nodes, rounds, stabilizeIntervalMs: Chord.defaultConfig.stabilizeIntervalMs, rows }
+  return {
+    nodes: o.nodes,
+    rounds: o.rounds,
+    runs: o.runs,
+    fingers: o.fingers,
+    arrivals: o.arrivals,
+    stabilizeIntervalMs: Chord.defaultConfig.stabilizeIntervalMs,
+    summary,
+    rows: perRun.flat(),
+  }
 }
 
 const runJoins = (sizes: ReadonlyArray<number>, joins: number, seed: number) => {
@@ -297,6 +403,13 @@ export const main = (argv: ReadonlyArray<string>): Promise<number> =>
     if (lookups < 1) return usageError(spec, "--lookups must be at least 1")
     const rates = (str(values, "churn-rates") ?? "0.333,0.5,1,2,3").split(",").map(Number)
     if (rates.some((r) => !(r >= 0))) return usageError(spec, "--churn-rates: numbers ≥ 0")
+    const churnPaper = bool(values, "churn-paper")
+    const churnFingers = str(values, "churn-fingers") ?? (churnPaper ? "all" : "one")
+    if (churnFingers !== "one" && churnFingers !== "all") {
+      return usageError(spec, "--churn-fingers: one or all")
+    }
+    const churnRuns = num(values, "churn-runs") ?? (churnPaper ? 10 : 1)
+    if (churnRuns < 1) return usageError(spec, "--churn-runs must be at least 1")
     const svg = str(values, "svg")
     if (svg !== undefined && !experiments.includes("path")) {
       return usageError(spec, "--svg plots the path experiment; include it in --experiment")
@@ -327,9 +440,15 @@ export const main = (argv: ReadonlyArray<string>): Promise<number> =>
       results.failure = runFailure(failureNodes, lookups, seed)
     }
     if (experiments.includes("churn")) {
-      const churnNodes = num(values, "churn-nodes") ?? 500
-      const rounds = num(values, "churn-rounds") ?? 120
-      results.churn = runChurn(churnNodes, rounds, rates, seed)
+      results.churn = runChurn({
+        nodes: num(values, "churn-nodes") ?? 500,
+        rounds: num(values, "churn-rounds") ?? 120,
+        rates,
+        seed,
+        runs: churnRuns,
+        fingers: churnFingers,
+        arrivals: churnPaper ? "poisson" : "fixed",
+      })
     }
     if (experiments.includes("joins")) {
       const joinMax = Math.min(num(values, "join-nodes-max") ?? 32768, nodes)

@@ -158,6 +158,8 @@ export class ChordSim {
   onJoinAbandoned: ((node: number) => void) | null = null
   /** Sees every command a machine emits, before the simulator carries it out (for tests). */
   onCommand: ((node: number, command: Chord.ChordCommand) => void) | null = null
+  /** Called when a live node's stabilize timer fires, just before the machine sees the tick. */
+  onTick: ((node: number) => void) | null = null
 
   private readonly peers: Array<Chord.Peer> = []
   private readonly states: Array<Chord.ChordState> = []
@@ -327,6 +329,7 @@ export class ChordSim {
         return
       }
       case KIND_STABILIZE:
+        this.onTick?.(ev.node)
         this.deliver(ev.node, { _tag: "StabilizeTicked", now: ev.at, random: this.prng.float() })
         return
       default:
@@ -449,6 +452,25 @@ export class ChordSim {
       }
     }
     return { successors, predecessors }
+  }
+
+  /**
+   * Overwrite every finger of member `node` with the model's true finger (null where the model
+   * says "self"). An oracle, outside the protocol: no message is sent. It stands in for the
+   * paper's churn simulator, which refreshed every finger entry each time a node stabilized
+   * (section 6.5), where our machine refreshes one finger per tick.
+   */
+  setTrueFingers(node: number, model: Model.ChordModel): void {
+    const s = this.states[node]!
+    if (!this.isMember(node)) return
+    const m = s.config.fingerBits
+    const fingers: Array<Chord.Peer | null> = []
+    for (let k = 0; k < m; k++) {
+      const truth = Model.successorOf(model, Chord.fingerStart(s.self.pos, k, m))
+      const owner = truth === s.self.pos ? undefined : this.byPos.get(truth)
+      fingers.push(owner === undefined ? null : this.peers[owner]!)
+    }
+    this.states[node] = { ...s, fingers }
   }
 
   /** Fingers of `node` that differ from the model's (null where the model says "self"). */
@@ -602,13 +624,65 @@ const mean = (xs: ReadonlyArray<number>): number =>
 const LOOKUPS_IN_FLIGHT = 64
 
 /**
+ * What every lookup phase counts, outcome by outcome: one helper (`startLookup`) feeds it for
+ * the closed-loop phases (`runLookups`: path length, mass failure) and the open-loop one (churn).
+ */
+interface LookupTally {
+  /** Lookups started. */
+  issued: number
+  /** Lookups whose outcome came back (completed or gave up); the rest were abandoned. */
+  ended: number
+  /** Lookups that gave up (LookupFailed). */
+  gaveUp: number
+  /** Lookups that suffered at least one timeout, whatever their outcome. */
+  withTimeouts: number
+  /** Hops of every completed lookup, in order of completion. */
+  readonly hops: Array<number>
+  /** Timeouts of every ended lookup, in order of completion. */
+  readonly timeouts: Array<number>
+}
+
+const newTally = (): LookupTally => ({
+  issued: 0,
+  ended: 0,
+  gaveUp: 0,
+  withTimeouts: 0,
+  hops: [],
+  timeouts: [],
+})
+
+/**
+ * Start one lookup of `target` at `origin`, counted in `tally`; `judge` sees its outcome once it
+ * has been counted. A lookup whose origin dies never ends (it is not counted as ended).
+ */
+const startLookup = (
+  sim: ChordSim,
+  tally: LookupTally,
+  origin: number,
+  target: number,
+  judge: (outcome: LookupOutcome) => void,
+): void => {
+  tally.issued++
+  sim.lookup(origin, target, (outcome) => {
+    tally.ended++
+    tally.timeouts.push(outcome.timeouts)
+    if (outcome.timeouts > 0) tally.withTimeouts++
+    if (outcome._tag === "Completed") tally.hops.push(outcome.hops)
+    else tally.gaveUp++
+    judge(outcome)
+  })
+}
+
+/**
  * Run `count` lookups (origin and target from `pick`), at most LOOKUPS_IN_FLIGHT at a time, to
- * completion; `done` sees each outcome. Lookups whose origin dies are abandoned (never reported).
+ * completion, counted in `tally`; `done` sees each outcome. Lookups whose origin dies are
+ * abandoned (never reported).
  */
 const runLookups = (
   sim: ChordSim,
   count: number,
   pick: (i: number) => { origin: number; target: number },
+  tally: LookupTally,
   done: (i: number, target: number, outcome: LookupOutcome) => void,
   progress: ProgressFn,
 ): void => {
@@ -617,7 +691,7 @@ const runLookups = (
   const issue = () => {
     const i = issued++
     const { origin, target } = pick(i)
-    sim.lookup(origin, target, (outcome) => {
+    startLookup(sim, tally, origin, target, (outcome) => {
       finished++
       if (finished % 256 === 0) progress(finished, count)
       done(i, target, outcome)
@@ -662,16 +736,17 @@ export const pathLength = (
     peers,
   )
   const model = Model.make(peers.map((p) => p.pos))
+  // Hops of the lookups that found the true owner (the tally's hops include wrong answers).
   const hops: Array<number> = []
   let wrong = 0
-  let withTimeouts = 0
+  const tally = newTally()
   const live = sim.liveNodes()
   runLookups(
     sim,
     lookups,
     (i) => ({ origin: live[sim.prng.int(live.length)]!, target: keyTarget(seed, i) }),
+    tally,
     (_i, target, outcome) => {
-      if (outcome.timeouts > 0) withTimeouts++
       if (outcome._tag !== "Completed" || outcome.owner.pos !== Model.successorOf(model, target)) {
         wrong++
         return
@@ -690,7 +765,7 @@ export const pathLength = (
     max: hops[hops.length - 1] ?? Number.NaN,
     halfLog2N: Math.log2(nodes) / 2,
     wrong,
-    withTimeouts,
+    withTimeouts: tally.withTimeouts,
   }
 }
 
@@ -758,12 +833,12 @@ export const massFailure = (
       let lost1 = 0
       let lost3 = 0
       let routingFailed = 0
-      const hops: Array<number> = []
-      const timeouts: Array<number> = []
+      const tally = newTally()
       runLookups(
         sim,
         lookups,
         (i) => ({ origin: sim.randomMember()!, target: keyTarget(seed, i) }),
+        tally,
         (_i, target, outcome) => {
           const replicas = Model.successorsOf(model0, target, 3).map((pos) => sim.nodeAt(pos))
           const dead = replicas.map((n) => n === undefined || !sim.isMember(n))
@@ -771,10 +846,8 @@ export const massFailure = (
           const all3 = dead.every((d) => d)
           if (all1) lost1++
           if (all3) lost3++
-          timeouts.push(outcome.timeouts)
           let reached: Chord.Peer | undefined
           if (outcome._tag === "Completed") {
-            hops.push(outcome.hops)
             reached = outcome.successors.find((q) => {
               const n = sim.nodeOf(q.id)
               return n !== undefined && sim.isMember(n)
@@ -794,8 +867,8 @@ export const massFailure = (
         lost1: lost1 / lookups,
         lost3: lost3 / lookups,
         routingFailed: routingFailed / lookups,
-        meanHops: mean(hops),
-        meanTimeouts: mean(timeouts),
+        meanHops: mean(tally.hops),
+        meanTimeouts: mean(tally.timeouts),
       }
     }
     const immediate = phase(0)
@@ -830,10 +903,24 @@ export const massFailure = (
   return rows
 }
 
+/**
+ * How the churn experiment maintains fingers: "one" is the machine's own fix-fingers (one finger
+ * lookup per stabilize tick, so a full pass takes about log2 N ticks); "all" additionally sets
+ * every finger of a node to the true one at each of its ticks (`ChordSim.setTrueFingers`), as
+ * the paper's simulator updated all finger entries on every stabilization (section 6.5).
+ */
+export type ChurnFingers = "one" | "all"
+
+/** When lookups start: exactly one per second, or a Poisson process of rate 1/s (the paper's). */
+export type ChurnArrivals = "fixed" | "poisson"
+
 export interface ChurnRow {
+  readonly seed: number
   /** Joins per stabilization round, and failures per round (the same rate). */
   readonly ratePerRound: number
   readonly rounds: number
+  readonly fingers: ChurnFingers
+  readonly arrivals: ChurnArrivals
   readonly joins: number
   readonly failures: number
   readonly lookups: number
@@ -842,6 +929,15 @@ export interface ChurnRow {
   readonly failedFraction: number
   readonly wrongOwner: number
   readonly gaveUp: number
+  /** Lookups that sent at least one query to a node that did not answer (a dead node). */
+  readonly metDeadNode: number
+  /**
+   * The paper's count (section 6.5: its simulator never retried, so a query sent to a node that
+   * was down failed the whole lookup): lookups that met a dead node, returned a wrong owner, or
+   * gave up.
+   */
+  readonly failedNoRetry: number
+  readonly failedNoRetryFraction: number
   /** Lookups whose originator failed before they finished (not counted either way). */
   readonly abandoned: number
   readonly meanHops: number
@@ -852,10 +948,11 @@ export interface ChurnRow {
 /**
  * Section 6.5, lookups during stabilization: N nodes (500 in the paper) under continuous churn.
  * Joins and failures are Poisson processes, each at `rate` per stabilization interval (30 s on
- * average, uniform in [15, 45] s); one lookup per second of a random key from a random member.
- * A lookup fails when it gives up or its answer is not the true owner among the members at the
- * moment it completes. Key loss is not counted: only routing state inconsistency, as in the
- * paper. Every join and failure runs through the real protocol.
+ * average, uniform in [15, 45] s); one lookup per second (`arrivals`) of a random key from a
+ * random member. A lookup fails when it gives up or its answer is not the true owner among the
+ * members at the moment it completes; under the paper's count it also fails when any of its
+ * queries went to a dead node. Key loss is not counted: only routing state inconsistency, as
+ * in the paper. Every join and failure runs through the real protocol.
  */
 export const churn = (
   options: {
@@ -863,10 +960,14 @@ export const churn = (
     readonly seed: number
     readonly rates: ReadonlyArray<number>
     readonly rounds: number
+    readonly fingers?: ChurnFingers
+    readonly arrivals?: ChurnArrivals
   },
   progress: ProgressFn = noProgress,
 ): Array<ChurnRow> => {
   const { nodes, seed, rates, rounds } = options
+  const fingers = options.fingers ?? "one"
+  const arrivals = options.arrivals ?? "fixed"
   const rows: Array<ChurnRow> = []
   rates.forEach((rate, ri) => {
     const config = defaultSimConfig(seed * 1000 + ri, {
@@ -877,17 +978,15 @@ export const churn = (
     const interval = config.chord.stabilizeIntervalMs
     const duration = rounds * interval
     const exp = (meanMs: number) => -meanMs * Math.log(1 - sim.prng.float())
+    const lookupGap = () => (arrivals === "poisson" ? exp(1000) : 1000)
     let nextJoin = rate > 0 ? exp(interval / rate) : Number.POSITIVE_INFINITY
     let nextFail = rate > 0 ? exp(interval / rate) : Number.POSITIVE_INFINITY
-    let nextLookup = 1000
+    let nextLookup = lookupGap()
     let joins = 0
     let failures = 0
-    let lookups = 0
     let wrongOwner = 0
-    let gaveUp = 0
-    let completed = 0
-    const hops: Array<number> = []
-    const timeouts: Array<number> = []
+    let failedNoRetry = 0
+    const tally = newTally()
     let model: Model.ChordModel | null = null
     sim.onJoined = () => {
       model = null
@@ -899,27 +998,24 @@ export const churn = (
       if (model === null) model = sim.model()
       return model
     }
+    if (fingers === "all") sim.onTick = (node) => sim.setTrueFingers(node, currentModel())
     while (sim.now < duration) {
       const t = Math.min(nextJoin, nextFail, nextLookup)
       if (t >= duration) break
       sim.runUntil(t)
       if (t === nextLookup) {
-        nextLookup += 1000
+        nextLookup += lookupGap()
         const origin = sim.randomMember()
         if (origin === undefined) continue
         const target = randomPosition(sim.prng)
-        lookups++
-        sim.lookup(origin, target, (outcome) => {
-          completed++
-          timeouts.push(outcome.timeouts)
-          if (outcome._tag === "Failed") {
-            gaveUp++
-            return
-          }
-          hops.push(outcome.hops)
-          if (outcome.owner.pos !== Model.successorOf(currentModel(), target)) wrongOwner++
+        startLookup(sim, tally, origin, target, (outcome) => {
+          const right =
+            outcome._tag === "Completed" &&
+            outcome.owner.pos === Model.successorOf(currentModel(), target)
+          if (outcome._tag === "Completed" && !right) wrongOwner++
+          if (!right || outcome.timeouts > 0) failedNoRetry++
         })
-        if (lookups % 64 === 0) progress(ri * duration + sim.now, rates.length * duration)
+        if (tally.issued % 64 === 0) progress(ri * duration + sim.now, rates.length * duration)
       } else if (t === nextJoin) {
         nextJoin += exp(interval / rate)
         const via = sim.randomMember()
@@ -940,20 +1036,27 @@ export const churn = (
     // Let the last lookups finish (bounded: a lookup ends within its timeout budget).
     const maxLookupMs = (config.chord.lookupTimeoutsMax + 1) * config.chord.rpcTimeoutMs * 2
     sim.runUntil(sim.now + maxLookupMs)
-    const failed = wrongOwner + gaveUp
+    const failed = wrongOwner + tally.gaveUp
+    const fraction = (x: number) => (tally.ended > 0 ? x / tally.ended : Number.NaN)
     rows.push({
+      seed,
       ratePerRound: rate,
       rounds,
+      fingers,
+      arrivals,
       joins,
       failures,
-      lookups: completed,
+      lookups: tally.ended,
       failed,
-      failedFraction: completed > 0 ? failed / completed : Number.NaN,
+      failedFraction: fraction(failed),
       wrongOwner,
-      gaveUp,
-      abandoned: lookups - completed,
-      meanHops: mean(hops),
-      meanTimeouts: mean(timeouts),
+      gaveUp: tally.gaveUp,
+      metDeadNode: tally.withTimeouts,
+      failedNoRetry,
+      failedNoRetryFraction: fraction(failedNoRetry),
+      abandoned: tally.issued - tally.ended,
+      meanHops: mean(tally.hops),
+      meanTimeouts: mean(tally.timeouts),
       finalMembers: sim.model().positions.length,
     })
   })
