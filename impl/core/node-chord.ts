@@ -1,0 +1,376 @@
+/**
+ * The storage node under Chord routing (impl/core/node.ts with config.routing "chord"): the
+ * Chord machine (impl/core/chord.ts) in place of the gossiped ring.
+ */
+import { position } from "./hash.ts"
+import type { NodeId } from "./ids.ts"
+import type { ClientOp, Command, OperatorOp, StoreView } from "./messages.ts"
+import * as AntiEntropy from "./anti-entropy.ts"
+import * as Chord from "./chord.ts"
+import * as Merkle from "./merkle.ts"
+import * as Phi from "./phi.ts"
+import * as Rng from "./rng.ts"
+import type * as Version from "./version.ts"
+import {
+  fail,
+  respond,
+  type ChordRouting,
+  type Config,
+  type Origin,
+  type State,
+} from "./node-state.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Chord routing (config.routing "chord"): the Chord machine (impl/core/chord.ts) replaces the
+// ring. A client request waits for the lookup of its key's successor; the key's replicas are
+// the first N nodes of the owner's successor list, and the request then runs exactly as under
+// ring routing (quorums, read repair, forwarding of writes to a replica). Data follows the ring
+// by anti-entropy: each node keeps its own arc (predecessor, self] in sync with its first N-1
+// successors, so a joiner pulls its arc and the survivors of a failure re-replicate theirs.
+// No membership, gossip, sloppy quorum or rebalancing passes in this mode.
+
+export const initChord = (config: Config): ChordRouting => {
+  const addresses = new Map<NodeId, string>()
+  for (const seed of config.chordSeeds) if (seed.address) addresses.set(seed.id, seed.address)
+  const self: Chord.Peer = {
+    id: config.self,
+    pos: position(config.self),
+    ...(config.peerAddress ? { address: config.peerAddress } : {}),
+    ...(config.clientAddress ? { client: config.clientAddress } : {}),
+  }
+  return {
+    ring: Chord.init(config.chord, self),
+    addresses,
+    parked: new Map(),
+    random: { rng: (position(config.self) ^ config.generation) | 0 },
+    started: false,
+    nextJoinAt: 0,
+    nextSeed: 0,
+    neighbourhood: "",
+    routed: [],
+    sweepCursor: undefined,
+    nextSweepAt: 0,
+    checking: new Map(),
+    stats: { lookups: 0, lookupFailures: 0, hops: 0, maxHops: 0 },
+  }
+}
+
+/** Most addresses remembered before the book is trimmed to the peers the state refers to. */
+const ADDRESS_BOOK_MAX = 4096
+
+export const learnPeers = (c: ChordRouting, peers: ReadonlyArray<Chord.Peer>): void => {
+  for (const p of peers) if (p.address !== undefined) c.addresses.set(p.id, p.address)
+  if (c.addresses.size <= ADDRESS_BOOK_MAX) return
+  const keep = new Map<NodeId, string>()
+  for (const p of Chord.knownPeers(c.ring)) {
+    const address = c.addresses.get(p.id)
+    if (address !== undefined) keep.set(p.id, address)
+  }
+  c.addresses.clear()
+  for (const [id, address] of keep) c.addresses.set(id, address)
+}
+
+/** The first N distinct nodes of a successor list, owner first: a key's replicas. */
+export const replicasFrom = (successors: ReadonlyArray<Chord.Peer>, n: number) => {
+  const out: Array<Chord.Peer> = []
+  for (const p of successors) {
+    if (out.length >= n) break
+    if (!out.some((q) => q.id === p.id)) out.push(p)
+  }
+  return out
+}
+
+export const lookupThen = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: ClientOp,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const c = state.chord!
+  const requestId = state.nextRid++
+  c.parked.set(requestId, { origin, op })
+  const target = position(op.key)
+  chordStep(state, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
+}
+
+export const chordStep = (
+  state: State,
+  now: number,
+  event: Chord.ChordEvent,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const c = state.chord!
+  const [next, commands] = Chord.step(c.ring, event)
+  c.ring = next
+  for (const cmd of commands) {
+    switch (cmd._tag) {
+      case "Send":
+        out.push({ _tag: "Send", to: cmd.to, message: { _tag: "Chord", message: cmd.message } })
+        break
+      case "ScheduleTimer":
+        out.push(
+          cmd.timer._tag === "Stabilize"
+            ? { _tag: "SetTimer", rid: 0, kind: "ChordStabilize", at: cmd.at }
+            : { _tag: "SetTimer", rid: cmd.timer.rpc, kind: "ChordRpc", at: cmd.at },
+        )
+        break
+      case "LookupCompleted": {
+        const sweep = c.checking.get(cmd.requestId)
+        if (sweep !== undefined) {
+          c.checking.delete(cmd.requestId)
+          learnPeers(c, cmd.successors)
+          const replicas = replicasFrom(cmd.successors, state.config.n).map((p) => p.id)
+          handBack(state, now, sweep.key, sweep.obj, replicas, out)
+          break
+        }
+        const parked = c.parked.get(cmd.requestId)
+        if (parked === undefined) break
+        c.parked.delete(cmd.requestId)
+        c.stats.lookups++
+        c.stats.hops += cmd.hops
+        c.stats.maxHops = Math.max(c.stats.maxHops, cmd.hops)
+        learnPeers(c, cmd.successors)
+        const replicas = replicasFrom(cmd.successors, state.config.n)
+        const placement = replicas.map((p) => p.id)
+        const { origin, op } = parked
+        // A successor list shorter than the quorum (the ring still forming) must not lower it.
+        const need = op._tag === "Get" ? (op.r ?? state.config.r) : (op.w ?? state.config.w)
+        if (placement.length < need) {
+          fail(
+            state,
+            origin,
+            "QuorumNotMet",
+            `quorum not met: the lookup found ${placement.length} replica(s) for this key, ` +
+              `fewer than ${op._tag === "Get" ? "R" : "W"}=${need} (the ring is still forming); retry`,
+            out,
+          )
+          break
+        }
+        // The coordinator (impl/core/node.ts) runs it, once this step's Chord work is done.
+        c.routed.push({ origin, op, replicas })
+        break
+      }
+      case "LookupFailed": {
+        c.checking.delete(cmd.requestId) // a sweep lookup: the next pass tries again
+        const parked = c.parked.get(cmd.requestId)
+        if (parked === undefined) break
+        c.parked.delete(cmd.requestId)
+        c.stats.lookupFailures++
+        const why =
+          cmd.reason === "NotJoined"
+            ? "this node has not joined the Chord ring yet"
+            : `the lookup of the key's successor failed (${cmd.reason}, ` +
+              `${cmd.hops} hops, ${cmd.timeouts} timeouts)`
+        fail(state, parked.origin, "Unavailable", `${why}; retry`, out)
+        break
+      }
+      case "JoinFailed":
+        c.nextJoinAt = now + state.config.chord.stabilizeIntervalMs
+        break
+      case "JoinCompleted":
+        break
+      case "HandOver":
+        handOver(cmd, store, out)
+        break
+    }
+  }
+  refreshNeighbourhood(state, now)
+}
+
+/**
+ * Start Chord: create a ring (a `chordCreate` node none of whose seeds answers, or a node with
+ * no seeds) or join
+ * through a seed; after a failed attempt, again a stabilize interval later.
+ */
+export const maybeJoinChord = (
+  state: State,
+  now: number,
+  store: StoreView,
+  out: Array<Command>,
+) => {
+  const c = state.chord!
+  if (c.ring.status === "Idle" && now >= c.nextJoinAt) {
+    // A join that neither completes nor fails (its lookup still running) is not repeated.
+    c.nextJoinAt = now + 4 * state.config.chord.stabilizeIntervalMs
+    const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
+    const attempt = c.nextSeed++
+    const create = seeds.length === 0 || (state.config.chordCreate && attempt >= seeds.length)
+    // A creator asks each seed once, in order. Others ask the first seed (the introducer,
+    // usually the creator) every other attempt, and the rest in turn in between, in case the
+    // introducer is gone.
+    const turn = state.config.chordCreate
+      ? attempt
+      : attempt % 2 === 0 || seeds.length === 1
+        ? 0
+        : 1 + ((attempt >> 1) % (seeds.length - 1))
+    const via = create ? null : seeds[turn]!
+    chordStep(state, now, { _tag: "JoinRequested", now, via }, store, out)
+  }
+  if (!c.started) {
+    c.started = true
+    const random = Rng.uniform(c.random)
+    chordStep(state, now, { _tag: "StabilizeTicked", now, random }, store, out)
+  }
+  maybeSweep(state, now, store, out)
+}
+
+/** Keys the placement sweep looks up per stabilize interval (a lookup costs O(log N) hops). */
+const SWEEP_KEYS_PER_ROUND = 32
+
+const maybeSweep = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
+  const c = state.chord!
+  const pred = c.ring.predecessor
+  if (c.ring.status !== "Active" || pred === null || now < c.nextSweepAt) return
+  if (c.checking.size > 0) return // the previous round's lookups are still running
+  c.nextSweepAt = now + state.config.chord.stabilizeIntervalMs
+  // A hand-back some replica never acknowledged (it died) is forgotten: the key is swept again.
+  for (const [key, push] of state.rebalance.pushes) {
+    if (now - push.sentAt > 10 * state.config.requestTimeoutMs) state.rebalance.pushes.delete(key)
+  }
+  const batch = store.scan(c.sweepCursor, SWEEP_KEYS_PER_ROUND)
+  c.sweepCursor = batch.length < SWEEP_KEYS_PER_ROUND ? undefined : batch[batch.length - 1]![0]
+  const own: Merkle.Range = { start: pred.pos, end: c.ring.self.pos }
+  for (const [key, obj] of batch) {
+    if (Merkle.contains(own, key) || state.rebalance.pushes.has(key)) continue
+    const requestId = state.nextRid++
+    c.checking.set(requestId, { key, obj })
+    const target = position(key)
+    chordStep(state, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
+  }
+}
+
+/**
+ * A swept key this node does not replicate goes to its replicas (StreamPush, acknowledged);
+ * once all acknowledged, it is dropped here if unchanged (onStreamAck), unless this node
+ * coordinated it: forgetting its own events would let it reuse a dot.
+ */
+const handBack = (
+  state: State,
+  now: number,
+  key: string,
+  obj: Version.Obj,
+  replicas: ReadonlyArray<NodeId>,
+  out: Array<Command>,
+): void => {
+  const self = state.config.self
+  if (replicas.includes(self) || replicas.length === 0) return
+  const coordinated = obj.entries.some((e) => e.actor === self)
+  state.rebalance.pushes.set(key, {
+    obj,
+    waiting: new Set(replicas),
+    sentAt: now,
+    drop: !coordinated,
+  })
+  for (const to of replicas)
+    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj } })
+  state.stats.streamed++
+}
+
+/**
+ * Heartbeats go to the Chord neighbourhood (successors and predecessor), and anti-entropy
+ * keeps this node's arc (predecessor, self] in sync with its first N-1 successors.
+ */
+const refreshNeighbourhood = (state: State, now: number): void => {
+  const c = state.chord!
+  const self = state.config.self
+  const pred = c.ring.predecessor
+  const successors = c.ring.successors.filter((p) => p.id !== self)
+  const signature = `${pred?.id ?? ""}|${successors.map((p) => p.id).join(",")}`
+  if (signature === c.neighbourhood) return
+  c.neighbourhood = signature
+  const before = new Set(state.peers)
+  const peers = new Set(successors.map((p) => p.id))
+  if (pred !== null && pred.id !== self) peers.add(pred.id)
+  state.peers = [...peers].sort()
+  for (const p of state.peers) if (!before.has(p)) Phi.heartbeat(state.detector, p, now)
+  for (const p of before) if (!peers.has(p)) Phi.remove(state.detector, p)
+  const arc: Merkle.Range = { start: pred?.pos ?? c.ring.self.pos, end: c.ring.self.pos }
+  const targets =
+    pred === null || pred.id === self
+      ? []
+      : successors.slice(0, state.config.n - 1).map((p) => ({ peer: p.id, range: arc }))
+  AntiEntropy.step(
+    state.ae,
+    { _tag: "TargetsChanged", now, targets },
+    { get: () => undefined, tree: () => undefined },
+  )
+}
+
+/**
+ * A graceful leave (section 5.3): the keys of this node's arc go to its successor at once, as
+ * repairs (the successor already holds most of them as a replica; anti-entropy re-replicates
+ * the arc from there). The node then stops, once the repairs are on their way.
+ */
+const handOver = (
+  cmd: Extract<Chord.ChordCommand, { _tag: "HandOver" }>,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const range: Merkle.Range = { start: cmd.from ?? cmd.through, end: cmd.through }
+  for (const [key, obj] of store.scan(undefined, Number.MAX_SAFE_INTEGER)) {
+    if (cmd.from !== null && !Merkle.contains(range, key)) continue
+    out.push({ _tag: "Send", to: cmd.to.id, message: { _tag: "Repair", key, obj } })
+  }
+}
+
+/** Operator intents under Chord routing: a node joins at start-up and leaves gracefully. */
+export const onChordOperator = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: OperatorOp,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const status = state.chord!.ring.status
+  const ok = (message: string) => respond(state, origin, { _tag: "Done", message }, out)
+  switch (op._tag) {
+    case "Join":
+      return ok(`Chord routing: this node joins through its seeds at start-up (${status})`)
+    case "Leave":
+      if (status !== "Active") {
+        return fail(state, origin, "BadRequest", `cannot leave: this node is ${status}`, out)
+      }
+      chordStep(state, now, { _tag: "LeaveRequested", now }, store, out)
+      state.removedAt = now
+      return ok("leaving: this node's arc goes to its successor, then the node stops")
+    case "Remove":
+      return fail(
+        state,
+        origin,
+        "BadRequest",
+        "Chord routing keeps no membership to remove a node from: stabilization routes around " +
+          "a dead node by itself",
+        out,
+      )
+  }
+}
+
+/** What `dht status` shows of a Chord node: its routing state and lookup statistics. */
+export const chordReport = (state: State) => {
+  const c = state.chord
+  if (c === undefined) return undefined
+  const r = c.ring
+  const fingers = new Set(r.fingers.filter((f) => f !== null).map((f) => f!.id))
+  const known = new Set([...r.successors.map((p) => p.id), ...fingers])
+  if (r.predecessor !== null) known.add(r.predecessor.id)
+  known.delete(state.config.self)
+  return {
+    status: r.status,
+    position: r.self.pos,
+    predecessor: r.predecessor?.id ?? null,
+    successors: r.successors.map((p) => p.id),
+    /** The first successor's client address (operators walk the ring with it). */
+    next: r.successors[0]?.client ?? null,
+    distinctFingers: fingers.size,
+    /** Distinct peers in the routing table (successors, predecessor, fingers): O(log N). */
+    knownPeers: known.size,
+    lookups: c.stats.lookups,
+    lookupFailures: c.stats.lookupFailures,
+    meanHops: c.stats.lookups === 0 ? 0 : c.stats.hops / c.stats.lookups,
+    maxHops: c.stats.maxHops,
+  }
+}

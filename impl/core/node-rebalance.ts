@@ -1,0 +1,173 @@
+import type { NodeId } from "./ids.ts"
+import type { Command, StoreView } from "./messages.ts"
+import * as Membership from "./membership.ts"
+import * as Ring from "./ring.ts"
+import * as Version from "./version.ts"
+import { believedUp, reconcile, type State } from "./node-state.ts"
+import { stepMembership } from "./node-membership.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Rebalancing: join, leave and remove stream data to the new owners (rate-limited)
+
+const doneFromOf = (state: State): Map<string, Set<NodeId>> => {
+  const r = state.rebalance as { doneFrom: unknown }
+  if (!(r.doneFrom instanceof Map)) r.doneFrom = new Map()
+  return r.doneFrom as Map<string, Set<NodeId>>
+}
+
+/**
+ * One step of the rebalancing pass, every stream interval: scan up to `streamBatch` local keys
+ * and push each to the owners it gains under the new placement (those not owning it under the
+ * last settled one); a key this node no longer owns goes to every new owner. The pass completes
+ * when the scan is done and every push is acknowledged; then joining members are told
+ * (StreamDone), and a leaving node removes itself.
+ */
+export const maybeRebalance = (
+  state: State,
+  now: number,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const r = state.rebalance
+  if (r.nextAt !== undefined && now < r.nextAt) return
+  r.nextAt = now + state.config.streamIntervalMs
+  if (state.ring.tokens.length === 0 && state.futureRing.tokens.length === 0) return
+  if (r.passSignature !== state.ringSignature) {
+    if (r.settled === state.ringSignature) return
+    r.passSignature = state.ringSignature
+    r.cursor = undefined
+    r.passes++
+    // The new pass re-pushes whatever the new placement needs; pushes of the old one may wait
+    // on owners that no longer are (a removed node) and must not hold this pass back.
+    r.pushes.clear()
+  }
+  // Resend pushes that went unacknowledged (lost, or the owner was down).
+  for (const [key, push] of r.pushes) {
+    if (now - push.sentAt < state.config.requestTimeoutMs) continue
+    push.sentAt = now
+    for (const to of push.waiting) {
+      if (believedUp(state, to, now))
+        out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj: push.obj } })
+    }
+  }
+  if (r.cursor !== null && r.pushes.size < state.config.streamBatch * 4) {
+    const page = store.scan(r.cursor, state.config.streamBatch)
+    for (const [key, obj] of page) pushKey(state, now, key, obj, out)
+    r.cursor = page.length < state.config.streamBatch ? null : page[page.length - 1]![0]
+  }
+  if (r.cursor === null && r.pushes.size === 0) finishPass(state, now, out)
+}
+
+const pushKey = (
+  state: State,
+  now: number,
+  key: string,
+  obj: Version.Obj,
+  out: Array<Command>,
+): void => {
+  const n = state.config.n
+  const self = state.config.self
+  const desired = Ring.preferenceList(state.futureRing, key, n)
+  const current = Ring.preferenceList(state.ring, key, n)
+  const owned = desired.includes(self) || current.includes(self)
+  const before = state.rebalance.settledRing
+  const had = before === undefined ? [] : Ring.preferenceList(before, key, n)
+  const targets = desired.filter((d) => d !== self && (!owned || !had.includes(d)))
+  if (targets.length === 0) return
+  // Keys this node coordinated stay: forgetting its own events would let it reuse a dot.
+  const coordinated = obj.entries.some((e) => e.actor === self)
+  state.rebalance.pushes.set(key, {
+    obj,
+    waiting: new Set(targets),
+    sentAt: now,
+    drop: !owned && !coordinated,
+  })
+  for (const to of targets)
+    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj } })
+  state.stats.streamed++
+}
+
+const finishPass = (state: State, now: number, out: Array<Command>): void => {
+  const r = state.rebalance
+  r.settled = r.passSignature
+  r.settledRing = state.futureRing
+  const signature = r.passSignature!
+  for (const e of Membership.view(state.membership).values()) {
+    if (e.status === "joining" && e.id !== state.config.self) {
+      out.push({ _tag: "Send", to: e.id, message: { _tag: "StreamDone", signature } })
+    }
+  }
+  const self = Membership.selfEntry(state.membership)
+  if (self?.status === "leaving") {
+    stepMembership(state, now, { _tag: "RemoveRequested", now, node: state.config.self }, out)
+  }
+  maybeMarkUp(state, now, out)
+}
+
+export const onStreamPush = (
+  state: State,
+  from: NodeId,
+  message: { readonly key: string; readonly obj: Version.Obj },
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const local = store.get(message.key) ?? Version.empty
+  const merged = reconcile(state, message.key, Version.sync(local, message.obj))
+  if (!Version.equals(merged, local)) out.push({ _tag: "Persist", key: message.key, obj: merged })
+  out.push({ _tag: "Send", to: from, message: { _tag: "StreamAck", key: message.key } })
+}
+
+export const onStreamAck = (
+  state: State,
+  now: number,
+  from: NodeId,
+  key: string,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const push = state.rebalance.pushes.get(key)
+  if (push === undefined) return
+  push.waiting.delete(from)
+  if (push.waiting.size > 0) return
+  state.rebalance.pushes.delete(key)
+  const stored = store.get(key)
+  if (push.drop && stored !== undefined && Version.equals(stored, push.obj)) {
+    state.stats.dropped++
+    out.push({ _tag: "Drop", key, obj: push.obj })
+  }
+  if (
+    state.chord === undefined &&
+    state.rebalance.cursor === null &&
+    state.rebalance.pushes.size === 0
+  )
+    finishPass(state, now, out)
+}
+
+export const onStreamDone = (
+  state: State,
+  now: number,
+  from: NodeId,
+  signature: string,
+  out: Array<Command>,
+): void => {
+  const done = doneFromOf(state)
+  const set = done.get(signature) ?? new Set<NodeId>()
+  set.add(from)
+  done.set(signature, set)
+  maybeMarkUp(state, now, out)
+}
+
+/**
+ * A joining node becomes "up" once its own pass is done and every current owner it believes up
+ * has pushed what it holds for the current placement.
+ */
+const maybeMarkUp = (state: State, now: number, out: Array<Command>): void => {
+  if (Membership.selfEntry(state.membership)?.status !== "joining") return
+  if (state.rebalance.settled !== state.ringSignature) return
+  const done = doneFromOf(state).get(state.ringSignature) ?? new Set<NodeId>()
+  const sources = state.ring.nodes.filter(
+    (id) => id !== state.config.self && believedUp(state, id, now),
+  )
+  if (sources.length === 0 || !sources.every((id) => done.has(id))) return
+  stepMembership(state, now, { _tag: "MarkUp", now }, out)
+}

@@ -1,0 +1,412 @@
+import type { NodeId } from "./ids.ts"
+import type {
+  ClientOp,
+  ClientRef,
+  ClientResult,
+  Command,
+  FailureReason,
+  PutOp,
+} from "./messages.ts"
+import type * as AntiEntropy from "./anti-entropy.ts"
+import * as Chord from "./chord.ts"
+import * as Membership from "./membership.ts"
+import type * as Merkle from "./merkle.ts"
+import * as Phi from "./phi.ts"
+import type * as Quorum from "./quorum.ts"
+import * as Ring from "./ring.ts"
+import type * as Rng from "./rng.ts"
+import * as Version from "./version.ts"
+
+export interface Config {
+  readonly self: NodeId
+  /**
+   * The cluster this node starts in (bootstrap members, all "up"), this node included unless it
+   * is `joining`. Membership then changes by gossip (impl/core/membership.ts).
+   */
+  readonly members: ReadonlyArray<Ring.Member>
+  /** Start as a joining member: stream data in, then become "up". */
+  readonly joining: boolean
+  /**
+   * The membership view this node saved before it stopped (a driver persists it): restarting
+   * with it, a node keeps what it knew (members that joined later, removals, its own status)
+   * instead of falling back to the bootstrap members.
+   */
+  readonly savedMembers?: ReadonlyArray<Membership.Entry> | undefined
+  /** Incarnation of this process: strictly larger on every restart (a driver persists it). */
+  readonly generation: number
+  /** Peer and client addresses of this node, as gossip advertises them. */
+  readonly peerAddress: string
+  readonly clientAddress: string
+  /** How to reach the bootstrap members (id -> peer address); ids alone in the simulator. */
+  readonly addresses: ReadonlyMap<NodeId, string>
+  readonly gossipIntervalMs: number
+  readonly tokensPerNode: number
+  readonly n: number
+  readonly r: number
+  readonly w: number
+  /** A request that has not met its quorum by then fails with a quorum error. */
+  readonly requestTimeoutMs: number
+  /**
+   * A forwarded write whose coordinator is silent this long is sent to the next replica — if the
+   * failure detector now believes the silent one down; otherwise it keeps waiting.
+   */
+  readonly forwardTimeoutMs: number
+  /** A forwarded write with no answer by then fails (it may still take effect). */
+  readonly forwardDeadlineMs: number
+  /** Direct heartbeats to every member, the evidence of the routing failure detector. */
+  readonly heartbeatMs: number
+  /** Phi-accrual threshold: above it a peer is believed down (routed around, never removed). */
+  readonly phiThreshold: number
+  /** Bound on requests in flight at this node; past it requests fail with Overloaded. */
+  readonly maxPending: number
+  /**
+   * Conflict policy per key prefix (longest prefix wins; default "siblings"). "lww" keeps only
+   * the sibling with the latest hybrid timestamp: concurrent writes are lost by design.
+   */
+  readonly namespaces: ReadonlyArray<Namespace>
+  /**
+   * A tombstone is purged only when every replica was seen holding it and its timestamp is
+   * older than this (hybrid-clock milliseconds). Must exceed the hint window (hinted handoff).
+   */
+  readonly tombstoneGraceMs: number
+  /**
+   * "ap" (default): sloppy quorum — a write whose preferred replica is down goes to the next
+   * healthy node with a hint. "cp": strict quorums only, and a node that cannot see a majority
+   * of the cluster refuses writes.
+   */
+  readonly mode: "ap" | "cp"
+  /** Hinted handoff budget: at most this many hints delivered per interval. */
+  readonly handoffBatch: number
+  readonly handoffIntervalMs: number
+  /** Streaming budget (join, leave, remove): keys pushed per interval. */
+  readonly streamBatch: number
+  readonly streamIntervalMs: number
+  /** Anti-entropy: one Merkle exchange per interval, at most `aeMaxKeys` keys, `aeRatePerSec`. */
+  readonly aeIntervalMs: number
+  readonly aeMaxKeys: number
+  readonly aeRatePerSec: number
+  /**
+   * "ring" (default): one-hop routing on the gossiped membership. "chord": the node keeps only
+   * its Chord state (impl/core/chord.ts: successor list, predecessor, fingers) and no membership;
+   * a request first looks up its key's successor in O(log N) hops, and the key's N replicas are
+   * the first N nodes of the owner's successor list. See "Chord routing" below.
+   */
+  readonly routing: Routing
+  /** Chord routing: the Chord machine's settings. */
+  readonly chord: Chord.ChordConfig
+  /** Chord routing: members to join through, tried in turn until one answers. */
+  readonly chordSeeds: ReadonlyArray<Chord.Peer>
+  /**
+   * Chord routing: this node may create the ring. It still tries each seed once first and
+   * creates a ring only if none answers, so that a restarted creator rejoins the ring it made
+   * instead of starting a second one.
+   */
+  readonly chordCreate: boolean
+}
+
+export type Routing = "ring" | "chord"
+
+export type Policy = "siblings" | "lww"
+
+export interface Namespace {
+  readonly prefix: string
+  readonly policy: Policy
+}
+
+export const defaults = {
+  tokensPerNode: Ring.DEFAULT_TOKENS_PER_NODE,
+  n: 3,
+  r: 2,
+  w: 2,
+  requestTimeoutMs: 2000,
+  forwardTimeoutMs: 500,
+  forwardDeadlineMs: 10_000,
+  heartbeatMs: 250,
+  phiThreshold: Phi.DEFAULT_THRESHOLD,
+  joining: false,
+  generation: 1,
+  peerAddress: "",
+  clientAddress: "",
+  addresses: new Map() as ReadonlyMap<NodeId, string>,
+  gossipIntervalMs: 500,
+  streamBatch: 256,
+  streamIntervalMs: 100,
+  aeIntervalMs: 1000,
+  aeMaxKeys: 256,
+  aeRatePerSec: 1024,
+  maxPending: 100_000,
+  namespaces: [] as ReadonlyArray<Namespace>,
+  tombstoneGraceMs: 600_000,
+  mode: "ap" as "ap" | "cp",
+  handoffBatch: 64,
+  handoffIntervalMs: 1000,
+  routing: "ring" as Routing,
+  /**
+   * Chord on real nodes: the successor list outlasts N replicas, stabilization runs every
+   * second (the paper's 30 s suits its simulations, not a cluster that should heal in seconds),
+   * and a lookup gives up after a few timeouts so that the client hears back in bounded time.
+   */
+  chord: {
+    ...Chord.defaultConfig,
+    successorListLength: 8,
+    stabilizeIntervalMs: 1000,
+    rpcTimeoutMs: 500,
+    lookupTimeoutsMax: 4,
+    pendingLookupsMax: 4096,
+    suspectTtlMs: 10_000,
+    // A lost message is not a death: three silent RPCs in a row are (the transport does not
+    // retransmit, and a sibling's stabilize may race a restart).
+    timeoutsBeforeDead: 3,
+  } as Chord.ChordConfig,
+  chordSeeds: [] as ReadonlyArray<Chord.Peer>,
+  chordCreate: false,
+}
+
+export type Origin =
+  | { readonly _tag: "Client"; readonly client: ClientRef }
+  | { readonly _tag: "Peer"; readonly node: NodeId; readonly rid: number }
+
+export interface GetPending {
+  readonly _tag: "Get"
+  readonly origin: Origin
+  readonly key: string
+  tally: Quorum.Tally
+  readonly responses: Map<NodeId, Version.Obj>
+  replied: boolean
+  /** Sloppy substitutes asked: they answer from their hints and are never read-repaired. */
+  readonly substitutes: ReadonlySet<NodeId>
+}
+
+/**
+ * Where a request's copies live when the node has no ring to compute it from (Chord routing):
+ * the key's N replicas, as a lookup found them. Undefined: the ring decides.
+ */
+export type Placement = ReadonlyArray<NodeId> | undefined
+
+export interface PutPending {
+  readonly _tag: "Put"
+  readonly origin: Origin
+  readonly op: PutOp
+  /** The preferred replicas (the read phase asks them). */
+  readonly replicas: ReadonlyArray<NodeId>
+  /** Where the copies go (sloppy substitutes included), fixed when the write phase begins. */
+  targets: ReadonlyArray<Target>
+  readonly w: number
+  /** Reading: learning the context a plain write supersedes. Writing: waiting for W acks. */
+  phase: "Reading" | "Writing"
+  tally: Quorum.Tally
+  readonly responses: Map<NodeId, Version.Obj>
+  /** Sloppy substitutes asked in the read phase (an empty answer from one does not count). */
+  readonly substitutes: ReadonlySet<NodeId>
+  /** AP: the nodes believed up when the read phase began; once all answered, write anyway. */
+  readonly waitFor: ReadonlyArray<NodeId>
+  written: Version.Obj
+  /** The write superseded a live value (for DEL's count). */
+  existed: boolean
+  readonly placement: Placement
+}
+
+interface ForwardPending {
+  readonly _tag: "Forward"
+  readonly client: ClientRef
+  readonly op: PutOp
+  readonly candidates: ReadonlyArray<NodeId>
+  /** Chord routing: the key's replicas as the lookup found them (the coordinator needs them). */
+  readonly replicas: ReadonlyArray<Chord.Peer> | undefined
+  attempt: number
+}
+
+type Pending = GetPending | PutPending | ForwardPending
+
+export interface Stats {
+  gets: number
+  puts: number
+  forwarded: number
+  readRepairs: number
+  purges: number
+  hintsStored: number
+  hintsDelivered: number
+  /** Keys pushed to a new owner by rebalancing, and keys dropped after hand-over. */
+  streamed: number
+  dropped: number
+  /** Keys repaired by anti-entropy. */
+  aeRepairs: number
+  failures: number
+}
+
+export interface State {
+  readonly config: Config
+  /** Current owners: members "up" or "leaving". Reads and coordination use it. */
+  ring: Ring.Ring
+  /** Owners once pending changes settle: "up" and "joining". Writes also go here. */
+  futureRing: Ring.Ring
+  /** Signature of (ring, futureRing), to notice membership changes. */
+  ringSignature: string
+  /** Every other member (any status but removed): heartbeat and majority accounting. */
+  peers: ReadonlyArray<NodeId>
+  readonly membership: Membership.State
+  nextGossipAt: number
+  /** When this node learnt it was removed (it shuts down a few gossip rounds later). */
+  removedAt?: number
+  /** Routing failure detector, fed by direct heartbeats. */
+  readonly detector: Phi.State
+  nextRid: number
+  /** Last hybrid logical timestamp issued or seen. */
+  hlc: number
+  readonly pending: Map<number, Pending>
+  nextHeartbeatAt: number
+  readonly rebalance: Rebalance
+  /** Anti-entropy with every replica peer (Merkle exchanges, impl/core/anti-entropy.ts). */
+  readonly ae: AntiEntropy.State
+  /** Bumped on every store write this node emits; cached trees older than it are rebuilt. */
+  storeVersion: number
+  readonly aeTrees: Map<
+    string,
+    { readonly tree: Merkle.Tree; readonly version: number; readonly builtAt: number }
+  >
+  /** Time of the event being stepped (trees are rebuilt at most every few seconds). */
+  now: number
+  readonly stats: Stats
+  /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */
+  readonly handoffInFlight: Map<string, number>
+  nextHandoffAt: number
+  /** Chord routing only: the node's Chord state and what drives it. */
+  readonly chord: ChordRouting | undefined
+}
+
+export interface ChordRouting {
+  ring: Chord.ChordState
+  /** Where the peers Chord told us about listen (ids only in the simulator). */
+  readonly addresses: Map<NodeId, string>
+  /** Requests whose lookup completed in this step, with their key's replicas, to be run. */
+  readonly routed: Array<{
+    readonly origin: Origin
+    readonly op: ClientOp
+    readonly replicas: ReadonlyArray<Chord.Peer>
+  }>
+  /** Client requests waiting for the lookup of their key, by lookup request id. */
+  readonly parked: Map<number, { readonly origin: Origin; readonly op: ClientOp }>
+  readonly random: Rng.Rng
+  /** The first StabilizeTicked was delivered (every tick then schedules the next). */
+  started: boolean
+  /** When to try to join again (while Idle), and which seed next. */
+  nextJoinAt: number
+  nextSeed: number
+  /** Signature of (predecessor, successors): heartbeats and anti-entropy follow it. */
+  neighbourhood: string
+  /**
+   * The placement sweep: keys written while the ring was changing may sit on nodes that are
+   * not (or no longer) their replicas, where anti-entropy among replicas never looks. Each
+   * node walks its keys outside its own arc, looks each up, and hands the ones it does not
+   * replicate to their replicas (dropping them once all acknowledged, unless it coordinated
+   * them). `cursor`: the last key visited; `checking`: sweep lookups in flight, by request id.
+   */
+  sweepCursor: string | undefined
+  nextSweepAt: number
+  readonly checking: Map<number, { readonly key: string; readonly obj: Version.Obj }>
+  readonly stats: { lookups: number; lookupFailures: number; hops: number; maxHops: number }
+}
+
+/** Where one copy of a key goes: a preferred replica, or a substitute holding a hint for one. */
+export interface Target {
+  readonly node: NodeId
+  readonly hintFor: NodeId | undefined
+}
+
+/** The conflict policy of a key: its longest matching namespace prefix, else "siblings". */
+export const policyOf = (config: Config, key: string): Policy => {
+  let best: Namespace | undefined
+  for (const ns of config.namespaces) {
+    if (
+      key.startsWith(ns.prefix) &&
+      (best === undefined || ns.prefix.length > best.prefix.length)
+    ) {
+      best = ns
+    }
+  }
+  return best?.policy ?? "siblings"
+}
+
+/** Apply the key's policy to an object: lww keeps the latest sibling only. */
+export const reconcile = (state: State, key: string, obj: Version.Obj): Version.Obj =>
+  policyOf(state.config, key) === "lww" ? Version.pruneLww(obj) : obj
+
+/** Is `node` believed up at `now`? Self always is. */
+export const believedUp = (state: State, node: NodeId, now: number): boolean =>
+  node === state.config.self ||
+  Phi.isAvailable(state.detector, node, now, state.config.phiThreshold)
+
+interface Push {
+  readonly obj: Version.Obj
+  readonly waiting: Set<NodeId>
+  sentAt: number
+  /** This node no longer owns the key: drop it once every new owner confirmed. */
+  readonly drop: boolean
+}
+
+interface Rebalance {
+  /** Where the scan of local keys stands in the current pass; null when the scan is done. */
+  cursor: string | undefined | null
+  /** Signature of the placement the last completed pass established. */
+  settled: string | undefined
+  /** The placement (future ring) the last completed pass established. */
+  settledRing?: Ring.Ring
+  /** Signature the running pass works toward. */
+  passSignature?: string
+  readonly pushes: Map<string, Push>
+  /** Joining: members that finished pushing to us, per placement signature. */
+  readonly doneFrom: Map<string, Set<NodeId>> | Set<NodeId>
+  passes: number
+  nextAt?: number
+}
+
+/** Where to reach a member (its advertised peer address), if known. */
+export const peerAddressOf = (state: State, id: NodeId): string | undefined =>
+  state.chord?.addresses.get(id) ??
+  Membership.view(state.membership).get(id)?.peerAddress ??
+  state.config.addresses.get(id)
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+export const respond = (
+  state: State,
+  origin: Origin,
+  result: ClientResult,
+  out: Array<Command>,
+): void => {
+  if (origin._tag === "Client") {
+    out.push({ _tag: "Reply", client: origin.client, result })
+  } else {
+    out.push({
+      _tag: "Send",
+      to: origin.node,
+      message: { _tag: "CoordinateResponse", rid: origin.rid, result },
+    })
+  }
+  if (result._tag === "Failed") state.stats.failures++
+}
+
+export const fail = (
+  state: State,
+  origin: Origin,
+  reason: FailureReason,
+  message: string,
+  out: Array<Command>,
+): void => respond(state, origin, { _tag: "Failed", reason, message }, out)
+
+export const failQuorum = (
+  state: State,
+  origin: Origin,
+  which: "R" | "W",
+  tally: Quorum.Tally,
+  out: Array<Command>,
+): void =>
+  fail(
+    state,
+    origin,
+    "QuorumNotMet",
+    `quorum not met: ${tally.ok.length} of ${tally.need} required replicas answered ` +
+      `(${which}=${tally.need}, N=${tally.asked.length}) within ${state.config.requestTimeoutMs} ms`,
+    out,
+  )
