@@ -9,56 +9,12 @@ import { test } from "node:test"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"
-import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { KvModel } from "../models/kv.ts"
 import { params } from "./helpers/fc.ts"
+import { actionArb, KEYS, resolvedValue } from "./helpers/schedule.ts"
 
-const KEYS = Array.from({ length: 12 }, (_, i) => `key${i}`)
-
-type Action =
-  | { _tag: "Write"; key: number; node: number }
-  | { _tag: "Read"; key: number; node: number }
-  | { _tag: "Join" }
-  | { _tag: "Leave"; node: number }
-  | { _tag: "Crash"; node: number }
-  | { _tag: "Restart" }
-  | { _tag: "RemoveDead" }
-  | { _tag: "Wait"; ms: number }
-
-const actionArb: fc.Arbitrary<Action> = fc.oneof(
-  {
-    weight: 8,
-    arbitrary: fc.record({
-      _tag: fc.constant("Write" as const),
-      key: fc.nat(KEYS.length - 1),
-      node: fc.nat(9),
-    }),
-  },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      _tag: fc.constant("Read" as const),
-      key: fc.nat(KEYS.length - 1),
-      node: fc.nat(9),
-    }),
-  },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Join" as const) }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Leave" as const), node: fc.nat(9) }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Crash" as const), node: fc.nat(9) }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Restart" as const) }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("RemoveDead" as const) }) },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      _tag: fc.constant("Wait" as const),
-      ms: fc.integer({ min: 100, max: 3000 }),
-    }),
-  },
-)
-
-const resolvedValue = (obj: Version.Obj): string | null =>
-  Version.resolve(obj)?.sibling.value ?? null
+const actions = actionArb({ removals: true })
 
 /** Members as node `at` sees them. */
 const statuses = (sim: Simulation, at: NodeId) =>
@@ -69,7 +25,7 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
   fc.assert(
     fc.property(
       fc.integer(),
-      fc.array(actionArb, { minLength: 5, maxLength: 60 }),
+      fc.array(actions, { minLength: 5, maxLength: 60 }),
       (seed, schedule) => {
         const sim = new Simulation({
           seed,
