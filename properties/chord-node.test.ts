@@ -16,9 +16,8 @@ import type { ClientOp } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { KvModel } from "../models/kv.ts"
 import { params } from "./helpers/fc.ts"
-import { actionArb, KEYS, resolvedValue } from "./helpers/schedule.ts"
+import { actionArb, KEYS, ScheduleRun } from "./helpers/schedule.ts"
 
 /** Stabilization every second, anti-entropy every second per node, trees at most 5 s old. */
 const SETTLE_MS = 40_000
@@ -55,65 +54,48 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
           sim.ids.every((id) => Node.chordReport(sim.stateOf(id)!)!.status === "Active")
         assert.ok(sim.runUntil(joined, 60_000), "the ring never formed")
         sim.runFor(5_000)
-        const model = new KvModel()
-        const ever = new Map<string, Set<string | null>>(KEYS.map((k) => [k, new Set([null])]))
-        const gone = new Set<NodeId>()
-        const active = () => sim.ids.filter((id) => !gone.has(id))
-        const live = () => active().filter((id) => sim.isUp(id))
-        const down = () => active().filter((id) => !sim.isUp(id))
-        let values = 0
+        const run = new ScheduleRun(sim)
         for (const action of schedule) {
           switch (action._tag) {
-            case "Write": {
-              const node = live()[action.node % live().length]!
-              const key = KEYS[action.key]!
-              const value = `v${values++}`
-              ever.get(key)!.add(value)
-              const op = sim.call(node, { _tag: "Put", key, value, context: null })
-              if (op.result?._tag === "PutOk") model.written(key, value)
-              else model.indeterminate(key, value)
+            case "Write":
+              run.write(action)
               break
-            }
             case "Read": {
-              const node = live()[action.node % live().length]!
-              const key = KEYS[action.key]!
-              const op = sim.call(node, { _tag: "Get", key })
-              if (op.result?._tag !== "GetOk") break
+              const obj = run.read(action)
               // While successor lists change, quorums need not intersect (a new replica is empty
               // until anti-entropy fills it): a read may be stale, but never invented.
-              for (const d of Version.siblings(op.result.obj)) {
+              for (const d of obj === undefined ? [] : Version.siblings(obj)) {
                 assert.ok(
-                  ever.get(key)!.has(d.sibling.value),
-                  `read ${key} = ${d.sibling.value}, never written`,
+                  run.ever.get(KEYS[action.key]!)!.has(d.sibling.value),
+                  `read ${KEYS[action.key]} = ${d.sibling.value}, never written`,
                 )
               }
               break
             }
             case "Join":
-              if (active().length >= 8 || down().length > 0) break
+              if (run.active().length >= 8 || run.down().length > 0) break
               sim.addNode()
               seen.joins++
               break
             case "Leave": {
-              if (down().length > 0 || live().length <= 4) break
-              const who = live()[action.node % live().length]!
+              const live = run.live()
+              if (run.down().length > 0 || live.length <= 4) break
+              const who = live[action.node % live.length]!
               const op = sim.operator(who, { _tag: "Leave" })
               if (op.result?._tag !== "Done") break
               assert.ok(
                 sim.runUntil(() => !sim.isUp(who), 30_000),
                 `${who} never stopped`,
               )
-              gone.add(who)
+              run.gone.add(who)
               seen.leaves++
               break
             }
             case "Crash":
-              if (down().length > 0 || live().length <= 4) break
-              sim.stop(live()[action.node % live().length]!)
-              seen.crashes++
+              if (run.crash(action, 4)) seen.crashes++
               break
             case "Restart":
-              for (const id of down()) sim.restart(id)
+              run.restartAll()
               break
             case "Wait":
               sim.runFor(action.ms)
@@ -122,23 +104,10 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
               break // not generated here: Chord routing has no membership to remove from
           }
         }
-        for (const id of down()) sim.restart(id)
+        run.restartAll()
         sim.runFor(SETTLE_MS)
-        for (const key of KEYS) {
-          const op = callRetrying(sim, live, { _tag: "Get", key })
-          assert.equal(
-            op.result?._tag,
-            "GetOk",
-            `final read of ${key}: ${JSON.stringify(op.result)}`,
-          )
-          if (op.result?._tag !== "GetOk") continue
-          const v = resolvedValue(op.result.obj)
-          assert.ok(
-            model.allowed(key).has(v),
-            `final ${key} = ${v}, allowed ${[...model.allowed(key)]}`,
-          )
-        }
-        for (const id of live()) {
+        run.checkFinal((op) => callRetrying(sim, () => run.live(), op))
+        for (const id of run.live()) {
           const s = sim.stateOf(id)!
           seen.aeRepairs += s.stats.aeRepairs
           seen.forwarded += s.stats.forwarded

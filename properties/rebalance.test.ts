@@ -10,9 +10,8 @@ import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { KvModel } from "../models/kv.ts"
 import { params } from "./helpers/fc.ts"
-import { actionArb, KEYS, resolvedValue } from "./helpers/schedule.ts"
+import { actionArb, KEYS, resolvedValue, ScheduleRun } from "./helpers/schedule.ts"
 
 const actions = actionArb({ removals: true })
 
@@ -33,44 +32,32 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
           network: defaultNetwork,
           node: { streamBatch: 16 },
         })
-        const model = new KvModel()
-        const removed = new Set<NodeId>()
-        const active = () => sim.ids.filter((id) => !removed.has(id))
-        const live = () => active().filter((id) => sim.isUp(id))
-        const down = () => active().filter((id) => !sim.isUp(id))
-        let values = 0
+        const run = new ScheduleRun(sim)
         for (const action of schedule) {
           switch (action._tag) {
-            case "Write": {
-              const at = live()[action.node % live().length]!
-              const key = KEYS[action.key]!
-              const value = `v${values++}`
-              const op = sim.call(at, { _tag: "Put", key, value, context: null })
-              if (op.result?._tag === "PutOk") model.written(key, value)
-              else model.indeterminate(key, value)
+            case "Write":
+              run.write(action)
               break
-            }
             case "Read": {
-              const at = live()[action.node % live().length]!
+              const obj = run.read(action)
+              if (obj === undefined) break
               const key = KEYS[action.key]!
-              const op = sim.call(at, { _tag: "Get", key })
-              if (op.result?._tag !== "GetOk") break
-              const v = resolvedValue(op.result.obj)
+              const v = resolvedValue(obj)
               assert.ok(
-                model.allowed(key).has(v),
-                `read ${key} = ${v}, allowed ${[...model.allowed(key)]}`,
+                run.model.allowed(key).has(v),
+                `read ${key} = ${v}, allowed ${[...run.model.allowed(key)]}`,
               )
               break
             }
             case "Join":
-              if (active().length >= 7 || down().length > 0) break
+              if (run.active().length >= 7 || run.down().length > 0) break
               sim.addNode()
               seen.joins++
               break
             case "Leave": {
               // Leave only from a settled, fully up cluster that keeps N members afterwards.
-              const up = live().filter((id) => statuses(sim, id).get(id) === "up")
-              if (down().length > 0 || up.length < 4 || up.length !== active().length) break
+              const up = run.live().filter((id) => statuses(sim, id).get(id) === "up")
+              if (run.down().length > 0 || up.length < 4 || up.length !== run.active().length) break
               const who = up[action.node % up.length]!
               const op = sim.operator(who, { _tag: "Leave" })
               if (op.result?._tag !== "Done") break
@@ -78,24 +65,23 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
                 sim.runUntil(() => !sim.isUp(who), 120_000),
                 `${who} never finished leaving`,
               )
-              removed.add(who)
+              run.gone.add(who)
               seen.leaves++
               break
             }
             case "Crash":
-              if (down().length > 0 || live().length <= 3) break
-              sim.stop(live()[action.node % live().length]!)
+              run.crash(action, 3)
               break
             case "Restart":
-              for (const id of down()) sim.restart(id)
+              run.restartAll()
               break
             case "RemoveDead": {
-              const dead = down()[0]
-              if (dead === undefined || active().length <= 3) break
-              const op = sim.operator(live()[0]!, { _tag: "Remove", node: dead })
+              const dead = run.down()[0]
+              if (dead === undefined || run.active().length <= 3) break
+              const op = sim.operator(run.live()[0]!, { _tag: "Remove", node: dead })
               // Refused (e.g. the dead node's join had not reached this node yet): still down.
               if (op.result?._tag !== "Done") break
-              removed.add(dead)
+              run.gone.add(dead)
               seen.removals++
               break
             }
@@ -105,27 +91,16 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
           }
         }
         // Let every change settle: restart the crashed, wait until no member is joining or leaving.
-        for (const id of down()) sim.restart(id)
+        run.restartAll()
         const settled = () =>
-          live().every((id) =>
-            [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"),
-          )
+          run
+            .live()
+            .every((id) =>
+              [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"),
+            )
         assert.ok(sim.runUntil(settled, 300_000), "membership did not settle")
         sim.runFor(10_000)
-        for (const key of KEYS) {
-          const op = sim.call(live()[0]!, { _tag: "Get", key })
-          assert.equal(
-            op.result?._tag,
-            "GetOk",
-            `final read of ${key}: ${JSON.stringify(op.result)}`,
-          )
-          if (op.result?._tag !== "GetOk") continue
-          const v = resolvedValue(op.result.obj)
-          assert.ok(
-            model.allowed(key).has(v),
-            `final ${key} = ${v}, allowed ${[...model.allowed(key)]}`,
-          )
-        }
+        run.checkFinal((op) => sim.call(run.live()[0]!, op))
         for (const id of sim.ids) seen.streamed += sim.stateOf(id)?.stats.streamed ?? 0
       },
     ),

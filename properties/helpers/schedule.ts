@@ -2,8 +2,13 @@
  * Generated schedules of client operations and membership changes, shared by the suites that
  * run a simulated cluster through them (REBAL-1 under ring routing, CHORD-7 under Chord).
  */
+import assert from "node:assert/strict"
 import fc from "fast-check"
+import type { NodeId } from "../../impl/core/ids.ts"
+import type { ClientOp } from "../../impl/core/messages.ts"
 import * as Version from "../../impl/core/version.ts"
+import type { Operation, Simulation } from "../../impl/sim/sim.ts"
+import { KvModel } from "../../models/kv.ts"
 
 export const KEYS: ReadonlyArray<string> = Array.from({ length: 12 }, (_, i) => `key${i}`)
 
@@ -57,3 +62,83 @@ export const actionArb = (options: { readonly removals: boolean }): fc.Arbitrary
 /** The value a plain GET returns for an object: its resolved sibling (null if none or deleted). */
 export const resolvedValue = (obj: Version.Obj): string | null =>
   Version.resolve(obj)?.sibling.value ?? null
+
+/**
+ * The bookkeeping both suites share while they run a schedule on a simulated cluster: which
+ * nodes are still members, live or down; the model of what a read may return; every value ever
+ * written per key; and the common actions (writes, reads, crashes, restarts, waits).
+ */
+export class ScheduleRun {
+  readonly model = new KvModel()
+  /** Every value written per key, acknowledged or not (null: the key's initial absence). */
+  readonly ever = new Map<string, Set<string | null>>(KEYS.map((k) => [k, new Set([null])]))
+  /** Nodes that left or were removed: no longer members. */
+  readonly gone = new Set<NodeId>()
+  private values = 0
+
+  constructor(readonly sim: Simulation) {}
+
+  active(): ReadonlyArray<NodeId> {
+    return this.sim.ids.filter((id) => !this.gone.has(id))
+  }
+
+  live(): ReadonlyArray<NodeId> {
+    return this.active().filter((id) => this.sim.isUp(id))
+  }
+
+  down(): ReadonlyArray<NodeId> {
+    return this.active().filter((id) => !this.sim.isUp(id))
+  }
+
+  /** A plain SET of a fresh value at a live node; the model learns whether it was acknowledged. */
+  write(action: { readonly key: number; readonly node: number }): void {
+    const live = this.live()
+    const key = KEYS[action.key]!
+    const value = `v${this.values++}`
+    this.ever.get(key)!.add(value)
+    const op = this.sim.call(live[action.node % live.length]!, {
+      _tag: "Put",
+      key,
+      value,
+      context: null,
+    })
+    if (op.result?._tag === "PutOk") this.model.written(key, value)
+    else this.model.indeterminate(key, value)
+  }
+
+  /** A GET at a live node: its object, or undefined if the read failed. */
+  read(action: { readonly key: number; readonly node: number }): Version.Obj | undefined {
+    const live = this.live()
+    const op = this.sim.call(live[action.node % live.length]!, {
+      _tag: "Get",
+      key: KEYS[action.key]!,
+    })
+    return op.result?._tag === "GetOk" ? op.result.obj : undefined
+  }
+
+  /** Crash a live node, if none is down and more than `minLive` are up. */
+  crash(action: { readonly node: number }, minLive: number): boolean {
+    const live = this.live()
+    if (this.down().length > 0 || live.length <= minLive) return false
+    this.sim.stop(live[action.node % live.length]!)
+    return true
+  }
+
+  restartAll(): void {
+    for (const id of this.down()) this.sim.restart(id)
+  }
+
+  /** Every key reads its last acknowledged value, or a later write that failed (and may have happened). */
+  checkFinal(read: (op: ClientOp) => Operation): void {
+    for (const key of KEYS) {
+      const op = read({ _tag: "Get", key })
+      assert.equal(op.result?._tag, "GetOk", `final read of ${key}: ${JSON.stringify(op.result)}`)
+      if (op.result?._tag !== "GetOk") continue
+      const v = resolvedValue(op.result.obj)
+      assert.ok(
+        this.model.allowed(key).has(v),
+        `final ${key} = ${v}, allowed ${[...this.model.allowed(key)]}`,
+      )
+    }
+  }
+}
