@@ -6,6 +6,7 @@
 import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
+import * as Merkle from "../impl/core/merkle.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { params } from "./helpers/fc.ts"
@@ -56,4 +57,92 @@ test("AE-7: after a heal, replicas converge by anti-entropy alone, with no clien
     params(20),
   )
   assert.ok(repaired > 0, "anti-entropy never repaired anything")
+})
+
+test("AE-8: replicas whose key counts differ by far (an empty replica against a full one) still converge by anti-entropy", () => {
+  fc.assert(
+    fc.property(fc.integer(), fc.nat(4), (seed, isolated) => {
+      const sim = new Simulation({
+        seed,
+        nodes: 5,
+        network: defaultNetwork,
+        node: {
+          mode: "ap",
+          handoffIntervalMs: 10_000_000,
+          aeIntervalMs: 200,
+          aeRatePerSec: 20_000,
+          aeMaxKeys: 1024,
+        },
+      })
+      const lonely = sim.ids[isolated]!
+      sim.partition([[lonely], sim.ids.filter((id) => id !== lonely)])
+      sim.runFor(8_000)
+      // Enough keys that the full replicas' trees are deeper than the empty one's would be.
+      const keys = Array.from({ length: 1500 }, (_, i) => `k${i}`)
+      const others = sim.ids.filter((id) => id !== lonely)
+      keys.forEach((key, i) => {
+        sim.call(others[i % others.length]!, { _tag: "Put", key, value: `v${i}`, context: null })
+      })
+      sim.heal()
+      const lonelyKeys = keys.filter((key) => sim.replicasOf(key).includes(lonely))
+      const converged = () =>
+        lonelyKeys.every((key) => {
+          const objs = sim.replicasOf(key).map((id) => sim.stored(id, key) ?? Version.empty)
+          return objs.every((o) => Version.equals(o, objs[0]!))
+        })
+      assert.ok(
+        sim.runUntil(converged, 120_000),
+        `${lonelyKeys.filter((k) => sim.stored(lonely, k) === undefined).length} of ${lonelyKeys.length} keys still missing on ${lonely} 120 s after the heal`,
+      )
+    }),
+    params(2),
+  )
+})
+
+test("AE-9: every Merkle tree a node keeps equals the tree built afresh from its store", () => {
+  let compared = 0
+  fc.assert(
+    fc.property(
+      fc.integer(),
+      fc.array(fc.tuple(fc.nat(60), fc.nat(4), fc.boolean()), { minLength: 1, maxLength: 60 }),
+      fc.nat(4),
+      fc.constantFrom("ring" as const, "chord" as const),
+      (seed, writes, isolated, routing) => {
+        const sim = new Simulation({
+          seed,
+          nodes: 5,
+          network: defaultNetwork,
+          node: { routing, mode: "ap", aeIntervalMs: 300 },
+        })
+        sim.runFor(15_000)
+        const lonely = sim.ids[isolated]!
+        sim.partition([[lonely], sim.ids.filter((id) => id !== lonely)])
+        writes.forEach(([k, at, del], i) => {
+          const node = sim.ids.filter((id) => id !== lonely)[at % 4]!
+          const value = del ? null : `v${i}`
+          sim.call(node, { _tag: "Put", key: `k${k}`, value, context: null })
+        })
+        sim.heal()
+        sim.runFor(20_000)
+        for (const id of sim.ids) {
+          const state = sim.stateOf(id)!
+          const store = sim.storeOf(id)
+          for (const [name, kept] of state.aeTrees) {
+            const entries = store
+              .scan(undefined, Number.MAX_SAFE_INTEGER)
+              .filter(([key]) => kept.holds(key))
+            const fresh = Merkle.build(kept.tree.range, kept.tree.shape, entries)
+            assert.deepEqual(
+              Merkle.root(kept.tree),
+              Merkle.root(fresh),
+              `${id}: kept tree ${name} differs from the store`,
+            )
+            compared++
+          }
+        }
+      },
+    ),
+    params(10),
+  )
+  assert.ok(compared > 0, "no kept tree was ever compared")
 })

@@ -103,7 +103,12 @@ export type Command =
 /** The machine's read-only view of the local store and of the tree of each range it keeps. */
 export interface View {
   readonly get: (key: string) => Obj | undefined
-  readonly tree: (range: Merkle.Range) => Merkle.Tree | undefined
+  /**
+   * The local tree of `range`. `shape` given (a peer's request): a tree of exactly that shape, so
+   * that both sides compare like with like whatever their key counts; absent (this node starts
+   * an exchange): a shape of the view's choosing.
+   */
+  readonly tree: (range: Merkle.Range, shape?: Merkle.Shape) => Merkle.Tree | undefined
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,7 +307,7 @@ const onLevelResponse = (
   const x = activeFor(state, from, response.xid)
   // Stale, duplicated or foreign answers do not fit what we wait for: ignore them.
   if (x?.expect._tag !== "Level" || !Merkle.answers(x.expect.request, response)) return
-  const tree = view.tree(x.range)
+  const tree = view.tree(x.range, x.expect.request.shape)
   if (tree === undefined) return finish(state, "refused")
   const next = Merkle.compareLevel(tree, x.expect.request, response, state.config.maxKeys)
   state.stats.nodesCompared += next.compared
@@ -329,7 +334,7 @@ const onKeysResponse = (
 ): void => {
   const x = activeFor(state, from, response.xid)
   if (x?.expect._tag !== "Keys") return
-  const tree = view.tree(x.range)
+  const tree = view.tree(x.range, x.expect.request.shape)
   if (tree === undefined) return finish(state, "refused")
   const { repairs, pushes } = Merkle.reconcile(tree, view.get, x.expect.request, response)
   for (const r of repairs) out.push({ _tag: "Repair", key: r.key, obj: r.obj })
@@ -358,11 +363,15 @@ const refuse = (
   out.push({ _tag: "Send", to, message: { _tag: "ExchangeRefused", xid, reason, detail } })
 }
 
-/** The local tree a request names, or why there is none. */
-const treeFor = (view: View, range: unknown): Merkle.Tree | string => {
+/** The local tree a request names (in the request's shape, if it names one), or why there is none. */
+const treeFor = (view: View, range: unknown, shape?: unknown): Merkle.Tree | string => {
   const r = range as Merkle.Range | undefined
   if (typeof r !== "object" || r === null || !Merkle.validRange(r)) return "bad range"
-  return view.tree(r) ?? "no tree for this range"
+  const s = shape as Merkle.Shape | undefined
+  if (shape !== undefined && (typeof s !== "object" || s === null || !Merkle.validShape(s))) {
+    return "bad shape"
+  }
+  return view.tree(r, s) ?? "no tree for this range"
 }
 
 const onLevelRequest = (
@@ -371,7 +380,7 @@ const onLevelRequest = (
   view: View,
   out: Array<Command>,
 ): void => {
-  const tree = treeFor(view, request.range)
+  const tree = treeFor(view, request.range, request.shape)
   if (typeof tree === "string") return refuse(from, request.xid, "NoTree", tree, out)
   const answer = Merkle.answerLevel(tree, request)
   if (answer._tag === "Invalid") return refuse(from, request.xid, "BadRequest", answer.reason, out)
@@ -386,7 +395,7 @@ const onKeysRequest = (
   view: View,
   out: Array<Command>,
 ): void => {
-  const tree = treeFor(view, request.range)
+  const tree = treeFor(view, request.range, request.shape)
   if (typeof tree === "string") return refuse(from, request.xid, "NoTree", tree, out)
   const answer = Merkle.answerKeys(tree, view.get, request, state.config.maxKeys)
   if (answer._tag === "Invalid") return refuse(from, request.xid, "BadRequest", answer.reason, out)

@@ -24,42 +24,87 @@ export const pairRange = (a: NodeId, b: NodeId): Merkle.Range => {
 }
 
 /**
- * The tree of the keys this node shares with the range's peer, rebuilt from the store when a
- * write happened since it was built (O(keys); an incremental tree is the next step).
+ * Which keys belong in the tree of `range`: under Chord routing every key of the arc; on the
+ * ring, the keys this node shares with the range's peer (undefined: not a range we keep).
  */
-const TREE_REBUILD_MS = 5_000
-
-const treeFor = (state: State, store: StoreView, range: Merkle.Range): Merkle.Tree | undefined => {
-  const peer = state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
+const membersOf = (state: State, range: Merkle.Range): ((key: string) => boolean) | undefined => {
   // Chord routing: a range is a node's own arc (predecessor, self], kept in sync by that node
   // with its successors; a successor answers for whatever arc it is asked about.
-  if (peer === undefined && state.chord === undefined) return undefined
-  const id = Merkle.rangeId(range)
-  const cached = state.aeTrees.get(id)
-  // A tree a few seconds stale only delays a repair (keys written since are compared later or
-  // synced anyway); rebuilding on every write would stall a busy node (O(keys) per build).
-  if (
-    cached !== undefined &&
-    (cached.version === state.storeVersion || state.now - cached.builtAt < TREE_REBUILD_MS)
-  ) {
-    return cached.tree
-  }
+  if (state.chord !== undefined) return (key) => Merkle.contains(range, key)
+  const peer = state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
+  if (peer === undefined) return undefined
   const n = state.config.n
-  const all = store.scan(undefined, Number.MAX_SAFE_INTEGER)
-  const shared =
-    state.chord !== undefined
-      ? all.filter(([key]) => Merkle.contains(range, key))
-      : all.filter(([key]) => {
-          const replicas = Ring.preferenceList(state.ring, key, n)
-          return (
-            replicas.includes(state.config.self) && peer !== undefined && replicas.includes(peer)
-          )
-        })
-  // Arcs asked about come and go with the neighbourhood: keep the cache small.
-  if (state.aeTrees.size >= 16) state.aeTrees.clear()
-  const tree = Merkle.build(range, Merkle.shapeFor(shared.length), shared)
-  state.aeTrees.set(id, { tree, version: state.storeVersion, builtAt: state.now })
+  return (key) => {
+    const replicas = Ring.preferenceList(state.ring, key, n)
+    return replicas.includes(state.config.self) && replicas.includes(peer)
+  }
+}
+
+/** Trees kept at most (arcs and shapes asked about come and go). */
+const TREES_MAX = 16
+
+const shapeId = (range: Merkle.Range, shape: Merkle.Shape) =>
+  `${Merkle.rangeId(range)}/${shape.fanout}^${shape.depth}`
+
+/**
+ * The tree of `range`: built from the store once (O(keys)), then kept up to date by
+ * `trackWrites` (O(depth · fanout) per write). `shape` given (a peer's request): that shape, so
+ * that two replicas compare trees of one shape however many keys each holds. Absent (this node
+ * starts an exchange): the one it has, unless the keys outgrew it, else one sized to its keys.
+ */
+const treeFor = (
+  state: State,
+  store: StoreView,
+  range: Merkle.Range,
+  shape?: Merkle.Shape,
+): Merkle.Tree | undefined => {
+  const holds = membersOf(state, range)
+  if (holds === undefined) return undefined
+  if (shape !== undefined) {
+    const cached = state.aeTrees.get(shapeId(range, shape))
+    if (cached !== undefined) return cached.tree
+  } else {
+    const prefix = `${Merkle.rangeId(range)}/`
+    for (const [id, cached] of state.aeTrees) {
+      const capacity = cached.tree.shape.fanout ** cached.tree.shape.depth * 32
+      if (id.startsWith(prefix) && cached.tree.size <= 4 * capacity) return cached.tree
+    }
+  }
+  const entries = store.scan(undefined, Number.MAX_SAFE_INTEGER).filter(([key]) => holds(key))
+  const chosen = shape ?? Merkle.shapeFor(entries.length)
+  if (state.aeTrees.size >= TREES_MAX) state.aeTrees.clear()
+  const tree = Merkle.build(range, chosen, entries)
+  state.aeTrees.set(shapeId(range, chosen), { tree, holds })
   return tree
+}
+
+/**
+ * Apply the store writes of one step to every kept tree, in order: each Persist replaces its
+ * key's object, each Drop deletes it if the object is still the one named. A tree that is found
+ * out of step with the store (a bug elsewhere) is dropped and rebuilt when next needed.
+ */
+export const trackWrites = (state: State, store: StoreView, out: ReadonlyArray<Command>): void => {
+  if (state.aeTrees.size === 0) return
+  const written = new Map<string, Version.Obj | undefined>()
+  for (const c of out) {
+    if (c._tag !== "Persist" && c._tag !== "Drop") continue
+    const before = written.has(c.key) ? written.get(c.key) : store.get(c.key)
+    const after =
+      c._tag === "Persist"
+        ? c.obj
+        : before !== undefined && Version.equals(before, c.obj)
+          ? undefined
+          : before
+    written.set(c.key, after)
+    for (const [id, kept] of state.aeTrees) {
+      if (!kept.holds(c.key)) continue
+      try {
+        Merkle.update(kept.tree, c.key, before, after)
+      } catch {
+        state.aeTrees.delete(id)
+      }
+    }
+  }
 }
 
 export const stepAntiEntropy = (
@@ -68,7 +113,10 @@ export const stepAntiEntropy = (
   store: StoreView,
   out: Array<Command>,
 ): void => {
-  const view: AntiEntropy.View = { get: store.get, tree: (range) => treeFor(state, store, range) }
+  const view: AntiEntropy.View = {
+    get: store.get,
+    tree: (range, shape) => treeFor(state, store, range, shape),
+  }
   const [, commands] = AntiEntropy.step(state.ae, event, view)
   for (const c of commands) {
     switch (c._tag) {

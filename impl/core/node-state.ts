@@ -258,13 +258,15 @@ export interface State {
   readonly rebalance: Rebalance
   /** Anti-entropy with every replica peer (Merkle exchanges, impl/core/anti-entropy.ts). */
   readonly ae: AntiEntropy.State
-  /** Bumped on every store write this node emits; cached trees older than it are rebuilt. */
-  storeVersion: number
+  /**
+   * Merkle trees of the ranges this node compares, by range and shape, kept in step with every
+   * store write this node emits (node-ae.ts); `holds` says which keys belong in the tree.
+   */
   readonly aeTrees: Map<
     string,
-    { readonly tree: Merkle.Tree; readonly version: number; readonly builtAt: number }
+    { readonly tree: Merkle.Tree; readonly holds: (key: string) => boolean }
   >
-  /** Time of the event being stepped (trees are rebuilt at most every few seconds). */
+  /** Time of the event being stepped. */
   now: number
   readonly stats: Stats
   /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */

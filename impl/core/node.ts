@@ -68,7 +68,7 @@ import {
   type State,
   type Target,
 } from "./node-state.ts"
-import { stepAntiEntropy } from "./node-ae.ts"
+import { stepAntiEntropy, trackWrites } from "./node-ae.ts"
 import {
   maybeGossip,
   maybeStop,
@@ -228,7 +228,6 @@ export const init = (config: Config, now: number): State => {
       [],
       now,
     ),
-    storeVersion: 0,
     aeTrees: new Map(),
     now,
     stats: {
@@ -262,7 +261,6 @@ export const step = (
   store: StoreView,
 ): readonly [State, ReadonlyArray<Command>] => {
   const out: Array<Command> = []
-  const stepped = out
   state.now = event.now
   switch (event._tag) {
     case "ClientRequested":
@@ -284,8 +282,8 @@ export const step = (
   if (state.chord !== undefined && state.chord.routed.length > 0) {
     runRouted(state, event.now, store, out)
   }
-  // Cached Merkle trees describe the store as it was: any write this step emits outdates them.
-  if (stepped.some((c) => c._tag === "Persist" || c._tag === "Drop")) state.storeVersion++
+  // Keep the Merkle trees in step with the writes this step emits.
+  trackWrites(state, store, out)
   return [state, out]
 }
 
