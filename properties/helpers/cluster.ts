@@ -91,10 +91,14 @@ export interface Exchange {
 export const exchange = (
   port: number,
   bytes: Uint8Array | string,
-  { timeoutMs = 5000, until }: { timeoutMs?: number; until?: (received: string) => boolean } = {},
+  {
+    timeoutMs = 5000,
+    until,
+    at = host,
+  }: { timeoutMs?: number; until?: (received: string) => boolean; at?: string } = {},
 ): Promise<Exchange> =>
   new Promise((resolve) => {
-    const socket = net.connect({ host, port })
+    const socket = net.connect({ host: at, port })
     let received = ""
     let done = false
     const finish = (closed: boolean) => {
@@ -115,10 +119,11 @@ export const exchange = (
   })
 
 /** RESP PING over a fresh connection; true on +PONG. */
-export const ping = async (port: number): Promise<boolean> => {
+export const ping = async (port: number, at: string = host): Promise<boolean> => {
   const { received } = await exchange(port, "*1\r\n$4\r\nPING\r\n", {
     timeoutMs: 1000,
     until: (r) => r.includes("\r\n"),
+    at,
   })
   return received.startsWith("+PONG")
 }
@@ -320,9 +325,10 @@ export const connectClient = (
   port: number,
   registry: Array<Redis>,
   commandTimeoutMs = 15_000,
+  at: string = host,
 ): Redis => {
   const client = new Redis({
-    host,
+    host: at,
     port,
     retryStrategy: () => null,
     maxRetriesPerRequest: 0,
