@@ -11,6 +11,7 @@
 import assert from "node:assert/strict"
 import { after, test } from "node:test"
 import type { Redis } from "ioredis"
+import { fetchStatus } from "../impl/cli/status.ts"
 import { DhtClient } from "../impl/client/client.ts"
 import { connectClient, pollUntil } from "./helpers/cluster.ts"
 import { NetnsCluster } from "./helpers/netns.ts"
@@ -86,13 +87,21 @@ test("PART-4: AP across network namespaces: both halves accept writes and every 
   assert.equal(await client(0).set("before", "1"), "OK")
 
   cluster.partition([2, 3])
-  // Give both sides time to suspect the other (sloppy quorum then routes to substitutes).
+  // Wait until every node believes the other side down and its own side up (the failure
+  // detector's bound): from then on sloppy quorum routes every write to substitutes at once.
   await pollUntil(
-    "each side to accept writes on its own",
-    async () =>
-      (await errorOf(client(0).set("probe:a", "1"))) === undefined &&
-      (await errorOf(client(2).set("probe:b", "1"))) === undefined,
-    { timeoutMs: 30_000, intervalMs: 500 },
+    "each side to see the other as down",
+    async () => {
+      for (const [i, node] of cluster.nodes.entries()) {
+        const report = await fetchStatus({ host: node.clientIp, port: node.clientPort })
+        for (const m of report.members) {
+          const sameSide = i < 2 === ["n0", "n1"].includes(m.id)
+          if (m.reachable !== sameSide) return false
+        }
+      }
+      return true
+    },
+    { timeoutMs: 60_000, intervalMs: 500 },
   )
   for (let i = 0; i < 20; i++) {
     assert.equal(await client(i % 2).set(`left:${i}`, `l${i}`), "OK", `left:${i}`)

@@ -109,3 +109,52 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
   assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.removals > 0, JSON.stringify(seen))
   assert.ok(seen.streamed > 0, "nothing was ever streamed")
 })
+
+test("REBAL-2: a join and a leave complete while a member is down and not removed, and lose no acknowledged write", () => {
+  fc.assert(
+    fc.property(
+      fc.integer(),
+      fc.array(fc.tuple(fc.nat(KEYS.length - 1), fc.nat(9)), { minLength: 5, maxLength: 40 }),
+      fc.nat(4),
+      fc.nat(4),
+      (seed, writes, crashed, leaver) => {
+        const sim = new Simulation({
+          seed,
+          nodes: 5,
+          network: defaultNetwork,
+          node: { streamBatch: 16 },
+        })
+        const run = new ScheduleRun(sim)
+        writes.forEach(([key, node]) => run.write({ key, node }))
+        const dead = sim.ids[crashed]!
+        sim.stop(dead)
+        // The joiner must not wait forever for the dead member (it never acknowledges).
+        const joiner = sim.addNode()
+        writes.forEach(([key, node]) => run.write({ key, node: node + 1 }))
+        assert.ok(
+          sim.runUntil(() => statuses(sim, joiner).get(joiner) === "up", 180_000),
+          `${joiner} never finished joining while ${dead} was down`,
+        )
+        const who = run.live().filter((id) => id !== joiner)[leaver % 4]!
+        const op = sim.operator(who, { _tag: "Leave" })
+        assert.equal(op.result?._tag, "Done", JSON.stringify(op.result))
+        assert.ok(
+          sim.runUntil(() => !sim.isUp(who), 180_000),
+          `${who} never finished leaving while ${dead} was down`,
+        )
+        run.gone.add(who)
+        sim.restart(dead)
+        const settled = () =>
+          run
+            .live()
+            .every((id) =>
+              [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"),
+            )
+        assert.ok(sim.runUntil(settled, 300_000), "membership did not settle")
+        sim.runFor(20_000)
+        run.checkFinal((read) => sim.call(run.live()[0]!, read))
+      },
+    ),
+    params(10),
+  )
+})

@@ -375,7 +375,8 @@ const followJoin = async (
         say(
           `${id}: still joining after ${seconds(Date.now() - started)}: ` +
             `${Status.count(report.keys)} keys so far, ${Status.streamingText(report.streaming)}. ` +
-            "It becomes up once every owner has streamed to it: if a member is dead for good, " +
+            "It becomes up once every owner has streamed to it (pushes to a member that is " +
+            "down are given up after about 20 s); a member dead for good should be removed: " +
             "dht remove it (dht status shows who is down).",
         )
       }

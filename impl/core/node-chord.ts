@@ -261,6 +261,7 @@ const handBack = (
   state.rebalance.pushes.set(key, {
     obj,
     waiting: new Set(replicas),
+    since: now,
     sentAt: now,
     drop: !coordinated,
   })

@@ -22,6 +22,9 @@ const doneFromOf = (state: State): Map<string, Set<NodeId>> => {
  * when the scan is done and every push is acknowledged; then joining members are told
  * (StreamDone), and a leaving node removes itself.
  */
+/** Request timeouts after which a push to a new owner believed down is given up on. */
+const PUSH_GIVE_UP_REQUESTS = 10
+
 export const maybeRebalance = (
   state: State,
   now: number,
@@ -41,14 +44,22 @@ export const maybeRebalance = (
     // on owners that no longer are (a removed node) and must not hold this pass back.
     r.pushes.clear()
   }
-  // Resend pushes that went unacknowledged (lost, or the owner was down).
+  // Resend pushes that went unacknowledged (lost, or the owner was down). A new owner that is
+  // still down after the give-up time is not waited for (a member that died without being
+  // removed must not block a join or a leave for ever): anti-entropy brings it the key from
+  // the other owners once it is back, and this node keeps its own copy.
   for (const [key, push] of r.pushes) {
     if (now - push.sentAt < state.config.requestTimeoutMs) continue
     push.sentAt = now
     for (const to of push.waiting) {
-      if (believedUp(state, to, now))
+      if (believedUp(state, to, now)) {
         out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj: push.obj } })
+      } else if (now - push.since >= PUSH_GIVE_UP_REQUESTS * state.config.requestTimeoutMs) {
+        push.waiting.delete(to)
+        push.drop = false
+      }
     }
+    if (push.waiting.size === 0) r.pushes.delete(key)
   }
   if (r.cursor !== null && r.pushes.size < state.config.streamBatch * 4) {
     const page = store.scan(r.cursor, state.config.streamBatch)
@@ -79,6 +90,7 @@ const pushKey = (
   state.rebalance.pushes.set(key, {
     obj,
     waiting: new Set(targets),
+    since: now,
     sentAt: now,
     drop: !owned && !coordinated,
   })

@@ -341,9 +341,14 @@ export const believedUp = (state: State, node: NodeId, now: number): boolean =>
 interface Push {
   readonly obj: Version.Obj
   readonly waiting: Set<NodeId>
+  /** When the push was first sent, and last (re)sent. */
+  readonly since: number
   sentAt: number
-  /** This node no longer owns the key: drop it once every new owner confirmed. */
-  readonly drop: boolean
+  /**
+   * This node no longer owns the key: drop it once every new owner confirmed. Cleared when a
+   * new owner is given up on (down too long): the copy here then stays.
+   */
+  drop: boolean
 }
 
 interface Rebalance {
