@@ -125,12 +125,12 @@ test("REBAL-2: a join and a leave complete while a member is down and not remove
           node: { streamBatch: 16 },
         })
         const run = new ScheduleRun(sim)
-        writes.forEach(([key, node]) => run.write({ key, node }))
+        for (const [key, node] of writes) run.write({ key, node })
         const dead = sim.ids[crashed]!
         sim.stop(dead)
         // The joiner must not wait forever for the dead member (it never acknowledges).
         const joiner = sim.addNode()
-        writes.forEach(([key, node]) => run.write({ key, node: node + 1 }))
+        for (const [key, node] of writes) run.write({ key, node: node + 1 })
         assert.ok(
           sim.runUntil(() => statuses(sim, joiner).get(joiner) === "up", 180_000),
           `${joiner} never finished joining while ${dead} was down`,
