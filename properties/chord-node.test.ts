@@ -168,3 +168,47 @@ test("CHORD-8: a Chord storage node keeps O(log N) routing state and no membersh
     params(2),
   )
 })
+
+test("CHORD-8: in rings smaller than N + 1, a key's replicas wrap around to every node and every node serves every key", () => {
+  fc.assert(
+    fc.property(fc.integer(), fc.constantFrom(2, 3), (seed, nodes) => {
+      const sim = new Simulation({
+        seed,
+        nodes,
+        network: defaultNetwork,
+        node: { routing: "chord", r: Math.min(2, nodes), w: Math.min(2, nodes) },
+      })
+      const sorted = [...sim.ids].sort((a, b) => position(a) - position(b))
+      // Stable: every successor list names all the other nodes, in ring order.
+      const others = (id: NodeId) =>
+        Array.from({ length: nodes - 1 }, (_, k) => sorted[(sorted.indexOf(id) + 1 + k) % nodes]!)
+      const stable = () =>
+        sim.ids.every(
+          (id) =>
+            sim
+              .stateOf(id)!
+              .chord!.ring.successors.map((p) => p.id)
+              .join() === others(id).join(),
+        )
+      assert.ok(sim.runUntil(stable, 120_000), "the ring did not stabilize")
+      for (let i = 0; i < 12; i++) {
+        const key = `small${i}`
+        const put = sim.call(sim.ids[i % nodes]!, {
+          _tag: "Put",
+          key,
+          value: `v${i}`,
+          context: null,
+        })
+        assert.equal(put.result?._tag, "PutOk", JSON.stringify(put.result))
+        for (const id of sim.ids) {
+          const get = sim.call(id, { _tag: "Get", key })
+          assert.equal(get.result?._tag, "GetOk", `${id}: ${JSON.stringify(get.result)}`)
+        }
+        sim.runFor(500)
+        const holders = sim.ids.filter((id) => sim.stored(id, key) !== undefined)
+        assert.equal(holders.length, nodes, `${key} is on ${holders} only`)
+      }
+    }),
+    params(6),
+  )
+})

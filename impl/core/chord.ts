@@ -258,6 +258,12 @@ export type ChordCommand =
       readonly owner: Peer
       /** The owner and the nodes after it (the replier's successor list): replica candidates. */
       readonly successors: ReadonlyArray<Peer>
+      /**
+       * The node whose successor list concluded the lookup (the owner's predecessor as far as
+       * it knows; self when answered locally). In a ring smaller than the list, the nodes after
+       * the owner wrap around to it, and its list, which never names itself, stops short.
+       */
+      readonly replier: Peer
       readonly hops: number
       readonly timeouts: number
     }
@@ -888,7 +894,7 @@ const startLookup = (
   if (s.status !== "Active") return lookupFailed(s, fresh, "NotJoined", out)
   if (s.lookups.size >= s.config.pendingLookupsMax) return lookupFailed(s, fresh, "Overloaded", out)
   const local = ownsAfter(s, target)
-  if (local !== null) return lookupDone(s, now, fresh, local, out)
+  if (local !== null) return lookupDone(s, now, fresh, local, s.self, out)
   const candidates = routeCandidates(s, target, s.config.lookupCandidatesMax)
   const id = s.serial
   return sendLookup(now, id, { ...fresh, candidates }, { ...s, serial: s.serial + 1 }, out)
@@ -959,7 +965,7 @@ const lookupAnswered = (
     closest: nearer ? { peer: replier, successors: msg.successors } : lookup.closest,
   }
   const found = conclude(s, replier, msg.successors, lookup.target)
-  if (found !== null) return lookupDone(dropLookup(s, id), now, answered, found, out)
+  if (found !== null) return lookupDone(dropLookup(s, id), now, answered, found, replier, out)
   if (msg._tag === "FoundSuccessor") {
     // Every successor it named is known dead: fall back as if it had nothing to say.
     return sendLookup(now, id, answered, s, out)
@@ -1014,6 +1020,7 @@ const lookupDone = (
   now: number,
   lookup: PendingLookup,
   found: ReadonlyArray<Peer>,
+  replier: Peer,
   out: Out,
 ): ChordState => {
   const owner = found[0]!
@@ -1024,6 +1031,7 @@ const lookupDone = (
         requestId: lookup.purpose.requestId,
         owner,
         successors: found.slice(0, s.config.successorListLength),
+        replier,
         hops: lookup.hops,
         timeouts: lookup.timeouts,
       })
@@ -1128,7 +1136,10 @@ const handleRpcTimedOut = (s: ChordState, now: number, rpcId: number, out: Out):
       }
       const closest = lookup.closest
       const found = closest && conclude(t, closest.peer, closest.successors, lookup.target)
-      if (found) return lookupDone(dropLookup(t, rpc.purpose.lookup), now, timedOut, found, out)
+      if (found) {
+        const replier = closest!.peer
+        return lookupDone(dropLookup(t, rpc.purpose.lookup), now, timedOut, found, replier, out)
+      }
       return sendLookup(now, rpc.purpose.lookup, timedOut, t, out)
     }
     case "Stabilize":

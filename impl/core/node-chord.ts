@@ -70,10 +70,18 @@ export const learnPeers = (c: ChordRouting, peers: ReadonlyArray<Chord.Peer>): v
   for (const [id, address] of keep) c.addresses.set(id, address)
 }
 
-/** The first N distinct nodes of a successor list, owner first: a key's replicas. */
-export const replicasFrom = (successors: ReadonlyArray<Chord.Peer>, n: number) => {
+/**
+ * The first N distinct nodes of a lookup's successor list, owner first: a key's replicas. The
+ * replier closes the list when the list stops short of N (a ring of fewer than N + 1 nodes wraps
+ * around to the key's predecessor, which a node's own list never names).
+ */
+export const replicasFrom = (
+  successors: ReadonlyArray<Chord.Peer>,
+  n: number,
+  replier?: Chord.Peer,
+) => {
   const out: Array<Chord.Peer> = []
-  for (const p of successors) {
+  for (const p of replier === undefined ? successors : [...successors, replier]) {
     if (out.length >= n) break
     if (!out.some((q) => q.id === p.id)) out.push(p)
   }
@@ -122,7 +130,9 @@ export const chordStep = (
         if (sweep !== undefined) {
           c.checking.delete(cmd.requestId)
           learnPeers(c, cmd.successors)
-          const replicas = replicasFrom(cmd.successors, state.config.n).map((p) => p.id)
+          const replicas = replicasFrom(cmd.successors, state.config.n, cmd.replier).map(
+            (p) => p.id,
+          )
           handBack(state, now, sweep.key, sweep.obj, replicas, out)
           break
         }
@@ -133,7 +143,7 @@ export const chordStep = (
         c.stats.hops += cmd.hops
         c.stats.maxHops = Math.max(c.stats.maxHops, cmd.hops)
         learnPeers(c, cmd.successors)
-        const replicas = replicasFrom(cmd.successors, state.config.n)
+        const replicas = replicasFrom(cmd.successors, state.config.n, cmd.replier)
         const placement = replicas.map((p) => p.id)
         const { origin, op } = parked
         // A successor list shorter than the quorum (the ring still forming) must not lower it.
