@@ -3,7 +3,7 @@
  * `--routing chord`, each knowing only three seeds. The suite walks the ring the way
  * `dht status` does, checks that no node holds the membership, talks to the cluster with
  * ioredis exactly as to a one-hop cluster (SET/GET/MGET/DEL, DHT.PUT with contexts), kills a
- * node with SIGKILL, keeps reading and writing, and restarts it.
+ * node with SIGKILL, keeps reading and writing, restarts it, and has another node leave.
  */
 import assert from "node:assert/strict"
 import { after, before, test } from "node:test"
@@ -139,5 +139,21 @@ test("e2e chord: with a node killed (SIGKILL) every key stays readable and writa
   for (let i = 0; i < KEYS; i += 11) {
     if (i === 3) continue
     assert.equal(await client(victim).get(key(i)), `v${i}`, key(i))
+  }
+})
+
+test("e2e chord: a node that leaves (DHT.LEAVE) hands its arc over and stops; the ring closes without it and every key stays readable", async () => {
+  const leaver = 9
+  const reply = await client(leaver).call("DHT.LEAVE")
+  assert.match(String(reply), /leaving/)
+  const child = cluster!.nodes[leaver]!.process
+  await pollUntil(`${cluster!.nodes[leaver]!.id} to stop`, () => child.exitCode !== null, {
+    timeoutMs: 30_000,
+  })
+  await ringOf(0, NODES - 1)
+  for (let i = 0; i < KEYS; i += 5) {
+    if (i === 3) continue
+    const at = i % NODES === leaver ? 0 : i % NODES
+    assert.equal(await retrying(`GET ${key(i)}`, () => client(at).get(key(i))), `v${i}`, key(i))
   }
 })
