@@ -233,7 +233,8 @@ export const openLmdb = (
   dataDir: string,
 ): { readonly store: StoreShape; readonly close: () => Promise<void> } => {
   mkdirSync(dataDir, { recursive: true })
-  const root: RootDatabase = open({ path: dataDir })
+  // noSubdir false: lmdb takes a path with an extension ("data.v1") for a file, not a directory.
+  const root: RootDatabase = open({ path: dataDir, noSubdir: false })
   const objects: Database<Obj, string> = root.openDB({ name: "objects" })
   const long: Database<KeyedRecord, string> = root.openDB({ name: "objects-long-keys" })
   const hintsDb: Database<HintRecord, string> = root.openDB({ name: "hints" })
