@@ -24,21 +24,27 @@ export const pairRange = (a: NodeId, b: NodeId): Merkle.Range => {
 }
 
 /**
- * Which keys belong in the tree of `range`: under Chord routing every key of the arc; on the
- * ring, the keys this node shares with the range's peer (undefined: not a range we keep).
+ * Whose trees `key` belongs in, as a test on a tree's peer (computed once per key, then asked
+ * of every kept tree). On the ring a pair tree holds the keys this node shares with its peer.
+ * Under Chord routing a tree (peer null) holds every key of its range, the node's own arc or a
+ * predecessor's it is asked about; trees ignore keys outside their range by themselves.
  */
-const membersOf = (state: State, range: Merkle.Range): ((key: string) => boolean) | undefined => {
-  // Chord routing: a range is a node's own arc (predecessor, self], kept in sync by that node
-  // with its successors; a successor answers for whatever arc it is asked about.
-  if (state.chord !== undefined) return (key) => Merkle.contains(range, key)
-  const peer = state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
-  if (peer === undefined) return undefined
-  const n = state.config.n
-  return (key) => {
-    const replicas = Ring.preferenceList(state.ring, key, n)
-    return replicas.includes(state.config.self) && replicas.includes(peer)
-  }
+const belongs = (state: State, key: string): ((peer: NodeId | null) => boolean) => {
+  if (state.chord !== undefined) return () => true
+  const replicas = Ring.preferenceList(state.ring, key, state.config.n)
+  const mine = replicas.includes(state.config.self)
+  return (peer) => mine && peer !== null && replicas.includes(peer)
 }
+
+/** Does the kept tree hold `key` (for checks of the trees against the store)? */
+export const keeps = (state: State, peer: NodeId | null, key: string): boolean =>
+  belongs(state, key)(peer)
+
+/** The peer whose shared keys the tree of `range` holds; null under Chord routing. */
+const peerOf = (state: State, range: Merkle.Range): NodeId | null | undefined =>
+  state.chord !== undefined
+    ? null
+    : state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
 
 /** Trees kept at most (arcs and shapes asked about come and go). */
 const TREES_MAX = 16
@@ -58,8 +64,8 @@ const treeFor = (
   range: Merkle.Range,
   shape?: Merkle.Shape,
 ): Merkle.Tree | undefined => {
-  const holds = membersOf(state, range)
-  if (holds === undefined) return undefined
+  const peer = peerOf(state, range)
+  if (peer === undefined) return undefined
   if (shape !== undefined) {
     const cached = state.aeTrees.get(shapeId(range, shape))
     if (cached !== undefined) return cached.tree
@@ -70,11 +76,13 @@ const treeFor = (
       if (id.startsWith(prefix) && cached.tree.size <= 4 * capacity) return cached.tree
     }
   }
-  const entries = store.scan(undefined, Number.MAX_SAFE_INTEGER).filter(([key]) => holds(key))
+  const entries = store
+    .scan(undefined, Number.MAX_SAFE_INTEGER)
+    .filter(([key]) => belongs(state, key)(peer))
   const chosen = shape ?? Merkle.shapeFor(entries.length)
   if (state.aeTrees.size >= TREES_MAX) state.aeTrees.clear()
   const tree = Merkle.build(range, chosen, entries)
-  state.aeTrees.set(shapeId(range, chosen), { tree, holds })
+  state.aeTrees.set(shapeId(range, chosen), { tree, peer })
   return tree
 }
 
@@ -96,8 +104,9 @@ export const trackWrites = (state: State, store: StoreView, out: ReadonlyArray<C
           ? undefined
           : before
     written.set(c.key, after)
+    const inTree = belongs(state, c.key)
     for (const [id, kept] of state.aeTrees) {
-      if (!kept.holds(c.key)) continue
+      if (!inTree(kept.peer)) continue
       try {
         Merkle.update(kept.tree, c.key, before, after)
       } catch {

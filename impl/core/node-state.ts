@@ -260,12 +260,10 @@ export interface State {
   readonly ae: AntiEntropy.State
   /**
    * Merkle trees of the ranges this node compares, by range and shape, kept in step with every
-   * store write this node emits (node-ae.ts); `holds` says which keys belong in the tree.
+   * store write this node emits (node-ae.ts). `peer`: on the ring, the peer whose shared keys
+   * the tree holds; null under Chord routing (every key of the tree's range).
    */
-  readonly aeTrees: Map<
-    string,
-    { readonly tree: Merkle.Tree; readonly holds: (key: string) => boolean }
-  >
+  readonly aeTrees: Map<string, { readonly tree: Merkle.Tree; readonly peer: NodeId | null }>
   /** Time of the event being stepped. */
   now: number
   readonly stats: Stats
