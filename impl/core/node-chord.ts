@@ -144,22 +144,9 @@ export const chordStep = (
         c.stats.maxHops = Math.max(c.stats.maxHops, cmd.hops)
         learnPeers(c, cmd.successors)
         const replicas = replicasFrom(cmd.successors, state.config.n, cmd.replier)
-        const placement = replicas.map((p) => p.id)
         const { origin, op } = parked
-        // A successor list shorter than the quorum (the ring still forming) must not lower it.
-        const need = op._tag === "Get" ? (op.r ?? state.config.r) : (op.w ?? state.config.w)
-        if (placement.length < need) {
-          fail(
-            state,
-            origin,
-            "QuorumNotMet",
-            `quorum not met: the lookup found ${placement.length} replica(s) for this key, ` +
-              `fewer than ${op._tag === "Get" ? "R" : "W"}=${need} (the ring is still forming); retry`,
-            out,
-          )
-          break
-        }
-        // The coordinator (impl/core/node.ts) runs it, once this step's Chord work is done.
+        // The coordinator (impl/core/node.ts) runs it, once this step's Chord work is done; a
+        // list shorter than the quorum fails there, as any request with too few replicas does.
         c.routed.push({ origin, op, replicas })
         break
       }

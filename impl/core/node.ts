@@ -389,6 +389,30 @@ const sendForward = (state: State, now: number, rid: number, out: Array<Command>
   out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
 }
 
+/**
+ * A key with fewer known replicas than the quorum asks for (a Chord ring still forming, whose
+ * lookup returned a short successor list) fails the request: the quorum is never lowered.
+ */
+const tooFewReplicas = (
+  state: State,
+  origin: Origin,
+  which: "R" | "W",
+  need: number,
+  have: number,
+  out: Array<Command>,
+): boolean => {
+  if (have >= need) return false
+  fail(
+    state,
+    origin,
+    "QuorumNotMet",
+    `quorum not met: ${have} replica(s) known for this key, fewer than ${which}=${need} ` +
+      "(the ring is still forming?); retry",
+    out,
+  )
+  return true
+}
+
 const startGet = (
   state: State,
   now: number,
@@ -400,8 +424,9 @@ const startGet = (
 ): void => {
   state.stats.gets++
   const { asked: replicas, substitutes } = readSet(state, op.key, now, placement)
+  const need = op.r ?? state.config.r
+  if (tooFewReplicas(state, origin, "R", need, replicas.length - substitutes.size, out)) return
   const rid = state.nextRid++
-  const need = Math.min(op.r ?? state.config.r, replicas.length - substitutes.size)
   const p: GetPending = {
     _tag: "Get",
     origin,
@@ -435,8 +460,9 @@ const startPut = (
   placement: Placement = undefined,
 ): void => {
   state.stats.puts++
+  const w = op.w ?? state.config.w
+  if (tooFewReplicas(state, origin, "W", w, replicas.length, out)) return
   const rid = state.nextRid++
-  const w = Math.min(op.w ?? state.config.w, replicas.length)
   const local = store.get(op.key) ?? Version.empty
   // The read phase of a plain write asks where copies are (sloppy substitutes included).
   const { asked, substitutes, waitFor } = readSet(state, op.key, now, placement)
