@@ -8,20 +8,9 @@ import { test } from "node:test"
 import fc from "fast-check"
 import * as Frame from "../impl/wire/frame.ts"
 import { params } from "./helpers/fc.ts"
+import { splitAt } from "./helpers/bytes.ts"
 
 type Outcome = { readonly frame: string } | { readonly error: string }
-
-/** Cut `data` at the given positions (taken modulo its length, so any numbers will do). */
-const splitAt = (data: Buffer, cuts: ReadonlyArray<number>): Array<Buffer> => {
-  const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b)
-  const pieces: Array<Buffer> = []
-  let from = 0
-  for (const p of [...points, data.length]) {
-    pieces.push(Buffer.from(data.subarray(from, p)))
-    from = p
-  }
-  return pieces
-}
 
 /** Push every piece; scribble over each one afterwards to check the decoder keeps no view. */
 const decodeAll = (pieces: ReadonlyArray<Buffer>, options: Frame.DecoderOptions = {}) => {

@@ -19,6 +19,12 @@ const actions = actionArb({ removals: true })
 const statuses = (sim: Simulation, at: NodeId) =>
   new Map([...Membership.view(sim.stateOf(at)!.membership).values()].map((e) => [e.id, e.status]))
 
+/** No live node sees a member joining or leaving any more. */
+const settled = (sim: Simulation, run: ScheduleRun): boolean =>
+  run
+    .live()
+    .every((id) => [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"))
+
 test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and crashes that leave a quorum of each key's replicas", () => {
   const seen = { joins: 0, leaves: 0, removals: 0, streamed: 0 }
   fc.assert(
@@ -92,13 +98,10 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
         }
         // Let every change settle: restart the crashed, wait until no member is joining or leaving.
         run.restartAll()
-        const settled = () =>
-          run
-            .live()
-            .every((id) =>
-              [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"),
-            )
-        assert.ok(sim.runUntil(settled, 300_000), "membership did not settle")
+        assert.ok(
+          sim.runUntil(() => settled(sim, run), 300_000),
+          "membership did not settle",
+        )
         sim.runFor(10_000)
         run.checkFinal((op) => sim.call(run.live()[0]!, op))
         for (const id of sim.ids) seen.streamed += sim.stateOf(id)?.stats.streamed ?? 0
@@ -144,13 +147,10 @@ test("REBAL-2: a join and a leave complete while a member is down and not remove
         )
         run.gone.add(who)
         sim.restart(dead)
-        const settled = () =>
-          run
-            .live()
-            .every((id) =>
-              [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"),
-            )
-        assert.ok(sim.runUntil(settled, 300_000), "membership did not settle")
+        assert.ok(
+          sim.runUntil(() => settled(sim, run), 300_000),
+          "membership did not settle",
+        )
         sim.runFor(20_000)
         run.checkFinal((read) => sim.call(run.live()[0]!, read))
       },

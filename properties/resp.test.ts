@@ -10,6 +10,7 @@ import { test } from "node:test"
 import fc from "fast-check"
 import * as Resp from "../impl/client/resp.ts"
 import { params } from "./helpers/fc.ts"
+import { splitAt } from "./helpers/bytes.ts"
 
 type Outcome = ReadonlyArray<string> | { readonly error: string }
 
@@ -18,18 +19,6 @@ const bytes = (text: string): Buffer => Buffer.from(text, "latin1")
 /** A client's encoding of one request: an array of bulk strings. */
 const respRequest = (args: ReadonlyArray<string>): string =>
   `*${args.length}\r\n${args.map((a) => `$${a.length}\r\n${a}\r\n`).join("")}`
-
-/** Cut `data` at the given positions (taken modulo its length, so any numbers will do). */
-const splitAt = (data: Buffer, cuts: ReadonlyArray<number>): Array<Buffer> => {
-  const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b)
-  const pieces: Array<Buffer> = []
-  let from = 0
-  for (const p of [...points, data.length]) {
-    pieces.push(Buffer.from(data.subarray(from, p)))
-    from = p
-  }
-  return pieces
-}
 
 /** Feed the pieces, draining after each; stop at the first error. Scribbles over each piece
  * once fed, to check that the parser copies what it keeps. */

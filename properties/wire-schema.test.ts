@@ -22,21 +22,10 @@ import {
   WireError,
 } from "../impl/wire/schema.ts"
 import { params } from "./helpers/fc.ts"
+import { splitAt } from "./helpers/bytes.ts"
 
 const peerMessages = Arbitrary.make(PeerMessageSchema)
 const hellos = Arbitrary.make(HelloSchema)
-
-/** Cut `data` at the given positions (modulo its length). */
-const splitAt = (data: Buffer, cuts: ReadonlyArray<number>): Array<Buffer> => {
-  const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b)
-  const pieces: Array<Buffer> = []
-  let from = 0
-  for (const p of [...points, data.length]) {
-    pieces.push(Buffer.from(data.subarray(from, p)))
-    from = p
-  }
-  return pieces
-}
 
 /** JSON turns -0 into 0; the schemas' integers never produce -0, but compare robustly. */
 const viaJson = <A>(value: A): A => JSON.parse(JSON.stringify(value)) as A
