@@ -20,37 +20,28 @@ export const RING_SIZE = 2 ** 52
 const SEED_HIGH = 0
 const SEED_LOW = 0x9747b28c
 
-/** MurmurHash3_x86_32 over the bytes of a byte string (char codes 0..255). */
-export const murmur3 = (bytes: string, seed: number): number => {
-  const c1 = 0xcc9e2d51
-  const c2 = 0x1b873593
-  const length = bytes.length
-  const blocks = length - (length % 4)
-  let h = seed >>> 0
-  for (let i = 0; i < blocks; i += 4) {
-    let k =
-      (bytes.charCodeAt(i) & 0xff) |
-      ((bytes.charCodeAt(i + 1) & 0xff) << 8) |
-      ((bytes.charCodeAt(i + 2) & 0xff) << 16) |
-      ((bytes.charCodeAt(i + 3) & 0xff) << 24)
-    k = Math.imul(k, c1)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, c2)
-    h ^= k
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0
-  }
-  const tail = length & 3
-  if (tail > 0) {
-    let k = 0
-    if (tail === 3) k ^= (bytes.charCodeAt(blocks + 2) & 0xff) << 16
-    if (tail >= 2) k ^= (bytes.charCodeAt(blocks + 1) & 0xff) << 8
-    k ^= bytes.charCodeAt(blocks) & 0xff
-    k = Math.imul(k, c1)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, c2)
-    h ^= k
-  }
+// MurmurHash3_x86_32's three steps, shared by the byte-string form below and the word form
+// the Merkle trees use (impl/core/merkle.ts).
+
+const C1 = 0xcc9e2d51
+const C2 = 0x1b873593
+
+/** Scramble one 32-bit block (also the tail, zero-padded). */
+export const murmur3Scramble = (k: number): number => {
+  k = Math.imul(k, C1)
+  k = (k << 15) | (k >>> 17)
+  return Math.imul(k, C2)
+}
+
+/** Fold one scrambled block into the running hash. */
+export const murmur3Round = (h: number, k: number): number => {
+  h ^= k
+  h = (h << 13) | (h >>> 19)
+  return (Math.imul(h, 5) + 0xe6546b64) | 0
+}
+
+/** Finish: fold in the length in bytes and avalanche. */
+export const murmur3Final = (h: number, length: number): number => {
   h ^= length
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
@@ -58,6 +49,30 @@ export const murmur3 = (bytes: string, seed: number): number => {
   h = Math.imul(h, 0xc2b2ae35)
   h ^= h >>> 16
   return h >>> 0
+}
+
+/** MurmurHash3_x86_32 over the bytes of a byte string (char codes 0..255). */
+export const murmur3 = (bytes: string, seed: number): number => {
+  const length = bytes.length
+  const blocks = length - (length % 4)
+  let h = seed >>> 0
+  for (let i = 0; i < blocks; i += 4) {
+    const k =
+      (bytes.charCodeAt(i) & 0xff) |
+      ((bytes.charCodeAt(i + 1) & 0xff) << 8) |
+      ((bytes.charCodeAt(i + 2) & 0xff) << 16) |
+      ((bytes.charCodeAt(i + 3) & 0xff) << 24)
+    h = murmur3Round(h, murmur3Scramble(k))
+  }
+  const tail = length & 3
+  if (tail > 0) {
+    let k = 0
+    if (tail === 3) k ^= (bytes.charCodeAt(blocks + 2) & 0xff) << 16
+    if (tail >= 2) k ^= (bytes.charCodeAt(blocks + 1) & 0xff) << 8
+    k ^= bytes.charCodeAt(blocks) & 0xff
+    h ^= murmur3Scramble(k)
+  }
+  return murmur3Final(h, length)
 }
 
 /** Ring position of a byte string, an integer in [0, 2^52). */

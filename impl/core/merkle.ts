@@ -45,7 +45,14 @@
  * keys), AE-2 (the diff descends only into differing subtrees), AE-4 (incremental update equals
  * rebuild), AE-5 (a key exchange returns at most `limit` keys, the first differing ones).
  */
-import { murmur3 as murmur3Str, position, RING_SIZE } from "./hash.ts"
+import {
+  murmur3Final,
+  murmur3Round,
+  murmur3Scramble,
+  murmur3 as murmur3Str,
+  position,
+  RING_SIZE,
+} from "./hash.ts"
 import * as Version from "./version.ts"
 import type { Obj } from "./version.ts"
 
@@ -177,9 +184,6 @@ export const keyDigest = (key: string, obj: Obj | undefined | null): Digest | un
 // MurmurHash3_x86_32 (Appleby). The string form is hash.ts's; the word form hashes the
 // little-endian bytes of 32-bit words without building a string (internal nodes, hot path).
 
-const C1 = 0xcc9e2d51
-const C2 = 0x1b873593
-
 /** MurmurHash3_x86_32 of the little-endian bytes of words[from .. from+count). */
 export const murmur3Words = (
   words: Uint32Array,
@@ -188,22 +192,8 @@ export const murmur3Words = (
   seed: number,
 ): number => {
   let h = seed >>> 0
-  for (let i = from; i < from + count; i++) {
-    let k = words[i]!
-    k = Math.imul(k, C1)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, C2)
-    h ^= k
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0
-  }
-  h ^= count * 4
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
+  for (let i = from; i < from + count; i++) h = murmur3Round(h, murmur3Scramble(words[i]!))
+  return murmur3Final(h, count * 4)
 }
 
 // ---------------------------------------------------------------------------------------------
