@@ -178,9 +178,8 @@ export const chordStep = (
 }
 
 /**
- * Start Chord: create a ring (a `chordCreate` node none of whose seeds answers, or a node with
- * no seeds) or join
- * through a seed; after a failed attempt, again a stabilize interval later.
+ * Start Chord: create a ring (the first seed, once none of the others answers; or a node with no
+ * other seed) or join through a seed; after a failed attempt, again a stabilize interval later.
  */
 export const maybeJoinChord = (
   state: State,
@@ -192,13 +191,14 @@ export const maybeJoinChord = (
   if (c.ring.status === "Idle" && now >= c.nextJoinAt) {
     // A join that neither completes nor fails (its lookup still running) is not repeated.
     c.nextJoinAt = now + 4 * state.config.chord.stabilizeIntervalMs
+    const creator = state.config.chordSeeds[0]?.id === state.config.self
     const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
     const attempt = c.nextSeed++
-    const create = seeds.length === 0 || (state.config.chordCreate && attempt >= seeds.length)
+    const create = seeds.length === 0 || (creator && attempt >= seeds.length)
     // A creator asks each seed once, in order. Others ask the first seed (the introducer,
     // usually the creator) every other attempt, and the rest in turn in between, in case the
     // introducer is gone.
-    const turn = state.config.chordCreate
+    const turn = creator
       ? attempt
       : attempt % 2 === 0 || seeds.length === 1
         ? 0

@@ -94,14 +94,13 @@ export interface Config {
   readonly routing: Routing
   /** Chord routing: the Chord machine's settings. */
   readonly chord: Chord.ChordConfig
-  /** Chord routing: members to join through, tried in turn until one answers. */
-  readonly chordSeeds: ReadonlyArray<Chord.Peer>
   /**
-   * Chord routing: this node may create the ring. It still tries each seed once first and
-   * creates a ring only if none answers, so that a restarted creator rejoins the ring it made
-   * instead of starting a second one.
+   * Chord routing: members to join through, tried in turn until one answers, listed alike on
+   * every node (this node may be among them). The first seed is the ring's creator: it tries the
+   * other seeds once, then creates the ring if none answers, so that a restarted creator rejoins
+   * the ring it made instead of starting a second one. No seeds but itself: it creates at once.
    */
-  readonly chordCreate: boolean
+  readonly chordSeeds: ReadonlyArray<Chord.Peer>
 }
 
 export type Routing = "ring" | "chord"
@@ -159,7 +158,6 @@ export const defaults = {
     timeoutsBeforeDead: 3,
   } as Chord.ChordConfig,
   chordSeeds: [] as ReadonlyArray<Chord.Peer>,
-  chordCreate: false,
 }
 
 export type Origin =

@@ -298,18 +298,16 @@ export const machineConfig = (config: Config, generation: number): Node.Config =
   ...(config.routing === "chord" ? chordMachineConfig(config) : {}),
 })
 
-/**
- * Chord routing: the members become seeds (with their addresses, as Chord peers carry them);
- * the first member creates the ring (a node with no other seed too).
- */
+/** Chord routing: the members become seeds, with their addresses (Chord peers carry them). */
 const chordMachineConfig = (config: Config) => ({
   routing: "chord" as const,
   members: [],
   addresses: new Map<NodeId, string>(),
-  chordSeeds: config.members
-    .filter((m) => m.id !== config.id)
-    .map((m) => ({ id: m.id, pos: position(m.id), address: showAddress(m.peerAddress) })),
-  chordCreate: config.members.length === 0 || config.members[0]!.id === config.id,
+  chordSeeds: config.members.map((m) => ({
+    id: m.id,
+    pos: position(m.id),
+    address: showAddress(m.peerAddress),
+  })),
 })
 
 /** "host:port" (IPv6 hosts in brackets) → address; undefined if malformed. */

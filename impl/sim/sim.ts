@@ -385,13 +385,12 @@ export class Simulation {
         // A joiner restarts as a joiner (as `dht node --join` would): it streams again.
         joining: node.joining,
         generation: node.incarnation + 1,
-        // Chord routing: the first node creates the ring (unless a seed answers: then it was
-        // restarted and rejoins); the others join through any node of the boot cluster.
+        // Chord routing: every node gets the boot cluster as seeds (its first node creates the
+        // ring); nodes added later join through them.
         ...(this.nodeConfig.routing === "chord"
           ? {
-              chordCreate: node.id === this.ids[0],
               chordSeeds: this.ids
-                .filter((id) => id !== node.id && !this.nodes.get(id)?.joining)
+                .filter((id) => !this.nodes.get(id)?.joining)
                 .map((id) => ({ id, pos: position(id) })),
             }
           : {}),
