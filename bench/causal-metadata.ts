@@ -8,11 +8,7 @@
 import { encode } from "../impl/client/context.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
+import { arg } from "./lib.ts"
 
 export const causalMetadata = (writes: number, valueBytes: number, concurrentEvery = 10) => {
   const sim = new Simulation({ seed: 42, nodes: 5, network: defaultNetwork })

@@ -10,11 +10,8 @@ import { performance } from "node:perf_hooks"
 import { fetchStatus } from "../impl/cli/status.ts"
 import { Cluster, pollUntil, stopAll } from "../properties/helpers/cluster.ts"
 import { header, type LoadResult, load as loadOn, preload, row } from "./load.ts"
+import { arg } from "./lib.ts"
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
 const KEYS = arg("keys", 20_000)
 const SECONDS = arg("seconds", 8)
 const CLIENTS = arg("clients", 20)

@@ -47,3 +47,9 @@ export const printResults = (title: string, results: ReadonlyArray<Result>): voi
     )
   }
 }
+
+/** A numeric `--name value` flag of the benchmark's command line, or `fallback`. */
+export const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+}

@@ -6,11 +6,7 @@
 import { utf8Bytes } from "../impl/core/hash.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import * as Ring from "../impl/core/ring.ts"
-
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
+import { arg } from "./lib.ts"
 
 export const ringBalance = (tokens: number, keyCount: number) => {
   const members = (k: number) =>

@@ -9,11 +9,8 @@
 import { walkChord } from "../impl/cli/status.ts"
 import { Cluster, pollUntil, stopAll } from "../properties/helpers/cluster.ts"
 import { header, type LoadResult, load, preload, row } from "./load.ts"
+import { arg } from "./lib.ts"
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
 const NODES = arg("nodes", 16)
 const KEYS = arg("keys", 5000)
 const SECONDS = arg("seconds", 8)
