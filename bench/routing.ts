@@ -51,7 +51,7 @@ const measure = async (routing: "ring" | "chord") => {
         0,
       )
       const max = Math.max(...walk.reports.map((r) => r.chord?.maxHops ?? 0))
-      const table = walk.reports.map((r) => r.chord?.knownPeers ?? 0)
+      const table = walk.reports.map((r) => r.chord?.tablePeers ?? 0)
       hops =
         `chord: ${lookups} lookups, mean ${(total / Math.max(1, lookups)).toFixed(2)} hops ` +
         `(½·log2 N = ${(Math.log2(NODES) / 2).toFixed(2)}), max ${max}; routing table ` +

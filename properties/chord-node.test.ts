@@ -145,8 +145,8 @@ test("CHORD-8: a Chord storage node keeps O(log N) routing state and no membersh
         const report = Node.chordReport(s)!
         assert.equal(report.status, "Active", `${id} is ${report.status}`)
         assert.ok(
-          report.knownPeers <= bound,
-          `${id} refers to ${report.knownPeers} peers, more than r + 1 + 2·log2 N = ${bound}`,
+          report.tablePeers <= bound,
+          `${id} refers to ${report.tablePeers} peers, more than r + 1 + 2·log2 N = ${bound}`,
         )
         assert.deepEqual(
           Node.members(s).filter((m) => m.id !== id),

@@ -74,8 +74,8 @@ test("e2e chord: 16 processes form one ring, each with O(log N) routing state an
     assert.equal(r.routing, "chord")
     assert.equal(r.chord?.status, "Active", `${r.self} is ${r.chord?.status}`)
     assert.ok(
-      r.chord!.knownPeers < NODES - 1,
-      `${r.self} routes with ${r.chord!.knownPeers} peers: that is the whole cluster`,
+      r.chord!.tablePeers < NODES - 1,
+      `${r.self} routes with ${r.chord!.tablePeers} peers: that is the whole cluster`,
     )
     assert.ok(
       r.members.every((m) => m.id === r.self),

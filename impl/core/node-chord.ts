@@ -365,7 +365,7 @@ export const chordReport = (state: State) => {
     next: r.successors[0]?.client ?? null,
     distinctFingers: fingers.size,
     /** Distinct peers in the routing table (successors, predecessor, fingers): O(log N). */
-    knownPeers: known.size,
+    tablePeers: known.size,
     lookups: c.stats.lookups,
     lookupFailures: c.stats.lookupFailures,
     meanHops: c.stats.lookups === 0 ? 0 : c.stats.hops / c.stats.lookups,
