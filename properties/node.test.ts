@@ -12,6 +12,7 @@ import * as Node from "../impl/core/node.ts"
 import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
+import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { params } from "./helpers/fc.ts"
 
 const ids = ["n0", "n1", "n2", "n3"].map(NodeId)
@@ -177,4 +178,27 @@ test("KV-7: a forwarded write goes to one coordinator at a time while that one i
   assert.ok(sent.length >= 2, "the write never failed over to the next replica")
   assert.notEqual(sent[1], first)
   assert.equal(new Set(sent).size, sent.length, "a replica got the same write twice")
+})
+
+test("KV-8: a request never runs with a lower quorum than it asks for: a key with fewer replicas than R or W fails", () => {
+  fc.assert(
+    fc.property(fc.integer(), fc.string({ maxLength: 6 }), (seed, key) => {
+      // Two members, N = 3: every key has two replicas.
+      const sim = new Simulation({ seed, nodes: 2, network: defaultNetwork, node: { n: 3 } })
+      sim.runFor(1000)
+      const put = (w: number) =>
+        sim.call(sim.ids[0]!, { _tag: "Put", key, value: "v", context: null, w })
+      const tooMany = put(3)
+      assert.equal(tooMany.result?._tag, "Failed", JSON.stringify(tooMany.result))
+      if (tooMany.result?._tag === "Failed") {
+        assert.equal(tooMany.result.reason, "QuorumNotMet")
+        assert.match(tooMany.result.message, /2 replica\(s\) known for this key, fewer than W=3/)
+      }
+      assert.equal(put(2).result?._tag, "PutOk")
+      const read = sim.call(sim.ids[1]!, { _tag: "Get", key, r: 3 })
+      assert.equal(read.result?._tag, "Failed", JSON.stringify(read.result))
+      assert.equal(sim.call(sim.ids[1]!, { _tag: "Get", key, r: 2 }).result?._tag, "GetOk")
+    }),
+    params(20),
+  )
 })

@@ -30,7 +30,7 @@
  * on join, leave and remove), node-ae.ts (Merkle anti-entropy) and node-chord.ts (Chord
  * routing in place of the ring). None of them imports this file.
  *
- * Invariants kept: KV-1..KV-7 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
+ * Invariants kept: KV-1..KV-8 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
  */
 import { position } from "./hash.ts"
 import * as Hlc from "./hlc.ts"
