@@ -1,6 +1,13 @@
 /**
  * The storage node under Chord routing (impl/core/node.ts with config.routing "chord"): the
- * Chord machine (impl/core/chord.ts) in place of the gossiped ring.
+ * Chord machine (impl/core/chord.ts) in place of the gossiped ring. A client request waits for
+ * the lookup of its key's successor; the key's replicas are the owner and the next N-1 nodes of
+ * the successor list, and the request then runs exactly as under ring routing (quorums, read
+ * repair, forwarding of writes to a replica). Data follows the ring by anti-entropy: each node
+ * keeps its own arc (predecessor, self] in sync with its first N-1 successors, so a joiner pulls
+ * its arc and the survivors of a failure re-replicate theirs; a placement sweep hands keys
+ * written during ring changes to their replicas. No membership, gossip, sloppy quorum or
+ * rebalancing passes in this mode.
  */
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
@@ -13,21 +20,13 @@ import * as Rng from "./rng.ts"
 import type * as Version from "./version.ts"
 import {
   fail,
+  PUSH_GIVE_UP_REQUESTS,
   respond,
   type ChordRouting,
   type Config,
   type Origin,
   type State,
 } from "./node-state.ts"
-
-// ---------------------------------------------------------------------------------------------
-// Chord routing (config.routing "chord"): the Chord machine (impl/core/chord.ts) replaces the
-// ring. A client request waits for the lookup of its key's successor; the key's replicas are
-// the first N nodes of the owner's successor list, and the request then runs exactly as under
-// ring routing (quorums, read repair, forwarding of writes to a replica). Data follows the ring
-// by anti-entropy: each node keeps its own arc (predecessor, self] in sync with its first N-1
-// successors, so a joiner pulls its arc and the survivors of a failure re-replicate theirs.
-// No membership, gossip, sloppy quorum or rebalancing passes in this mode.
 
 export const initChord = (config: Config): ChordRouting => {
   const addresses = new Map<NodeId, string>()
@@ -75,13 +74,9 @@ export const learnPeers = (c: ChordRouting, peers: ReadonlyArray<Chord.Peer>): v
  * replier closes the list when the list stops short of N (a ring of fewer than N + 1 nodes wraps
  * around to the key's predecessor, which a node's own list never names).
  */
-export const replicasFrom = (
-  successors: ReadonlyArray<Chord.Peer>,
-  n: number,
-  replier?: Chord.Peer,
-) => {
+const replicasFrom = (successors: ReadonlyArray<Chord.Peer>, n: number, replier: Chord.Peer) => {
   const out: Array<Chord.Peer> = []
-  for (const p of replier === undefined ? successors : [...successors, replier]) {
+  for (const p of [...successors, replier]) {
     if (out.length >= n) break
     if (!out.some((q) => q.id === p.id)) out.push(p)
   }
@@ -96,10 +91,24 @@ export const lookupThen = (
   store: StoreView,
   out: Array<Command>,
 ): void => {
-  const c = state.chord!
+  lookUp(state, now, op.key, store, out, (id) => state.chord!.parked.set(id, { origin, op }))
+}
+
+/**
+ * Start the lookup of `key`'s successor. `register` registers its id first: a node that owns the
+ * key answers within this very step.
+ */
+const lookUp = (
+  state: State,
+  now: number,
+  key: string,
+  store: StoreView,
+  out: Array<Command>,
+  register: (requestId: number) => void,
+): void => {
   const requestId = state.nextRid++
-  c.parked.set(requestId, { origin, op })
-  const target = position(op.key)
+  register(requestId)
+  const target = position(key)
   chordStep(state, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
 }
 
@@ -223,19 +232,19 @@ const maybeSweep = (state: State, now: number, store: StoreView, out: Array<Comm
   if (c.ring.status !== "Active" || pred === null || now < c.nextSweepAt) return
   if (c.checking.size > 0) return // the previous round's lookups are still running
   c.nextSweepAt = now + state.config.chord.stabilizeIntervalMs
-  // A hand-back some replica never acknowledged (it died) is forgotten: the key is swept again.
+  // A hand-back some replica never acknowledged (it died) is forgotten: the key is swept again,
+  // and its new lookup names the replicas the ring has now.
   for (const [key, push] of state.rebalance.pushes) {
-    if (now - push.sentAt > 10 * state.config.requestTimeoutMs) state.rebalance.pushes.delete(key)
+    if (now - push.since >= PUSH_GIVE_UP_REQUESTS * state.config.requestTimeoutMs) {
+      state.rebalance.pushes.delete(key)
+    }
   }
   const batch = store.scan(c.sweepCursor, SWEEP_KEYS_PER_ROUND)
   c.sweepCursor = batch.length < SWEEP_KEYS_PER_ROUND ? undefined : batch[batch.length - 1]![0]
   const own: Merkle.Range = { start: pred.pos, end: c.ring.self.pos }
   for (const [key, obj] of batch) {
     if (Merkle.contains(own, key) || state.rebalance.pushes.has(key)) continue
-    const requestId = state.nextRid++
-    c.checking.set(requestId, { key, obj })
-    const target = position(key)
-    chordStep(state, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
+    lookUp(state, now, key, store, out, (id) => c.checking.set(id, { key, obj }))
   }
 }
 

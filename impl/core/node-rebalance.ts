@@ -3,7 +3,7 @@ import type { Command, StoreView } from "./messages.ts"
 import * as Membership from "./membership.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import { believedUp, reconcile, type State } from "./node-state.ts"
+import { believedUp, reconcile, type State, PUSH_GIVE_UP_REQUESTS } from "./node-state.ts"
 import { stepMembership } from "./node-membership.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -22,9 +22,6 @@ const doneFromOf = (state: State): Map<string, Set<NodeId>> => {
  * when the scan is done and every push is acknowledged; then joining members are told
  * (StreamDone), and a leaving node removes itself.
  */
-/** Request timeouts after which a push to a new owner believed down is given up on. */
-const PUSH_GIVE_UP_REQUESTS = 10
-
 export const maybeRebalance = (
   state: State,
   now: number,

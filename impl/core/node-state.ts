@@ -334,6 +334,13 @@ export const believedUp = (state: State, node: NodeId, now: number): boolean =>
   node === state.config.self ||
   Phi.isAvailable(state.detector, node, now, state.config.phiThreshold)
 
+/**
+ * Request timeouts after which a push nobody acknowledged is given up on: a rebalancing push to
+ * a new owner still believed down (node-rebalance.ts), a hand-back of a swept key (node-chord.ts,
+ * which looks the key up again).
+ */
+export const PUSH_GIVE_UP_REQUESTS = 10
+
 interface Push {
   readonly obj: Version.Obj
   readonly waiting: Set<NodeId>

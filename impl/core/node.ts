@@ -90,7 +90,7 @@ import {
 export type { Config, Namespace, Policy, Routing, State, Stats, Target } from "./node-state.ts"
 export { believedUp, defaults, peerAddressOf, policyOf } from "./node-state.ts"
 export { members } from "./node-membership.ts"
-export { chordReport, replicasFrom } from "./node-chord.ts"
+export { chordReport } from "./node-chord.ts"
 
 /**
  * The nodes that receive a key's copies. CP: the N preferred replicas. AP (sloppy quorum,
