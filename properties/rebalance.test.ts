@@ -10,8 +10,8 @@ import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { params } from "./helpers/fc.ts"
-import { actionArb, KEYS, resolvedValue, ScheduleRun } from "./helpers/schedule.ts"
+import { params, replaying } from "./helpers/fc.ts"
+import { type Action, actionArb, KEYS, resolvedValue, ScheduleRun } from "./helpers/schedule.ts"
 
 const actions = actionArb({ removals: true })
 
@@ -24,6 +24,22 @@ const settled = (sim: Simulation, run: ScheduleRun): boolean =>
   run
     .live()
     .every((id) => [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"))
+
+/** Every membership change REBAL-1 must cover, in a schedule where each one can happen. */
+const coveringSchedule: ReadonlyArray<Action> = [
+  { _tag: "Write", key: 0, node: 0 },
+  { _tag: "Join" },
+  { _tag: "Wait", ms: 3000 },
+  { _tag: "Write", key: 1, node: 1 },
+  { _tag: "Leave", node: 0 },
+  { _tag: "Write", key: 2, node: 2 },
+  { _tag: "Crash", node: 1 },
+  { _tag: "Wait", ms: 3000 },
+  { _tag: "Write", key: 3, node: 0 },
+  { _tag: "RemoveDead" },
+  { _tag: "Write", key: 4, node: 1 },
+  { _tag: "Read", key: 1, node: 2 },
+]
 
 test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and crashes that leave a quorum of each key's replicas", () => {
   const seen = { joins: 0, leaves: 0, removals: 0, streamed: 0 }
@@ -107,8 +123,12 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
         for (const id of sim.ids) seen.streamed += sim.stateOf(id)?.stats.streamed ?? 0
       },
     ),
-    params(25),
+    // The example schedule always runs first: a join, a leave, a crash and the removal of the
+    // dead node, so that the floors below hold on every run, not on the random draw (a draw of
+    // 25 schedules had no removal in about 3 of 20 runs).
+    params(25, { examples: [[7, coveringSchedule]] }),
   )
+  if (replaying) return
   assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.removals > 0, JSON.stringify(seen))
   assert.ok(seen.streamed > 0, "nothing was ever streamed")
 })
