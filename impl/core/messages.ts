@@ -126,6 +126,13 @@ export type PeerMessage =
       readonly replicas?: ReadonlyArray<Chord.Peer> | undefined
     }
   | { readonly _tag: "CoordinateResponse"; readonly rid: number; readonly result: ClientResult }
+  /**
+   * The coordinator of a forwarded write asks its forwarder for the right to run it (KV-9):
+   * `rid` is the forwarder's request id, `put` the coordinator's own.
+   */
+  | { readonly _tag: "CoordinateClaim"; readonly rid: number; readonly put: number }
+  /** The forwarder's answer to a claim; `rid` is the coordinator's request id. */
+  | { readonly _tag: "CoordinateGrant"; readonly rid: number; readonly granted: boolean }
 
 // ---------------------------------------------------------------------------------------------
 // Events and commands of the storage machine

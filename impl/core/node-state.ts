@@ -53,6 +53,11 @@ export interface Config {
   readonly forwardTimeoutMs: number
   /** A forwarded write with no answer by then fails (it may still take effect). */
   readonly forwardDeadlineMs: number
+  /**
+   * Test-only negative control: restore the old failover, where the coordinator of a forwarded
+   * write runs it without the forwarder's grant (KV-9 must then fail). Never set in production.
+   */
+  readonly unsafeFailover: boolean
   /** Direct heartbeats to every member, the evidence of the routing failure detector. */
   readonly heartbeatMs: number
   /** Phi-accrual threshold: above it a peer is believed down (routed around, never removed). */
@@ -120,6 +125,7 @@ export const defaults = {
   requestTimeoutMs: 2000,
   forwardTimeoutMs: 500,
   forwardDeadlineMs: 10_000,
+  unsafeFailover: false,
   heartbeatMs: 250,
   phiThreshold: Phi.DEFAULT_THRESHOLD,
   joining: false,
@@ -202,6 +208,13 @@ export interface PutPending {
   /** The write superseded a live value (for DEL's count). */
   existed: boolean
   readonly placement: Placement
+  /** The read phase is over (a plain write learnt its context, or the write had one). */
+  readDone: boolean
+  /**
+   * A forwarded write runs only once its forwarder granted this coordinator the right to run it
+   * (KV-9): `Waiting` until the grant arrives. Writes from this node's own clients: `Granted`.
+   */
+  claim: "Waiting" | "Granted"
 }
 
 interface ForwardPending {
@@ -212,6 +225,12 @@ interface ForwardPending {
   /** Chord routing: the key's replicas as the lookup found them (the coordinator needs them). */
   readonly replicas: ReadonlyArray<Chord.Peer> | undefined
   attempt: number
+  /**
+   * The one coordinator (node and its request id) allowed to run this write (KV-9). Granted to
+   * the first claim; every other claim is refused, and once granted the forwarder never fails
+   * over: the grantee may still run the write however late, so nobody else may.
+   */
+  granted: { readonly node: NodeId; readonly put: number } | undefined
 }
 
 type Pending = GetPending | PutPending | ForwardPending
@@ -230,6 +249,8 @@ export interface Stats {
   /** Keys repaired by anti-entropy. */
   aeRepairs: number
   failures: number
+  /** Claims to run a forwarded write that this forwarder refused (late or duplicate copies). */
+  claimsRefused: number
 }
 
 export interface State {

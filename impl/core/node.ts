@@ -19,9 +19,11 @@
  *    keeps listening until all N answered or the deadline, then repairs stale replicas.
  *  - PUT/DEL: a replica coordinates, because only replicas mint version events. A node outside
  *    the preference list forwards to a replica it believes up, and tries the next one only once
- *    its failure detector judges that replica down (a slow replica is waited for: a duplicate
- *    of a plain write would supersede writes acknowledged after it). A plain (context-less) write first
- *    reads a quorum to learn the context it supersedes.
+ *    its failure detector judges that replica down. A coordinator of a forwarded write mints
+ *    only once the forwarder granted it the write, and the forwarder grants each write once
+ *    (KV-9): a copy that arrives late (a paused or partitioned replica working through its
+ *    backlog) runs nowhere. A plain (context-less) write first reads a quorum to learn the
+ *    context it supersedes.
  *
  * Here: the step, client requests (coordination, forwarding, sloppy quorum), the replica side
  * of every peer message, read repair and tombstone purge, hinted handoff, timers. The machine's
@@ -30,7 +32,7 @@
  * on join, leave and remove), node-ae.ts (Merkle anti-entropy) and node-chord.ts (Chord
  * routing in place of the ring). None of them imports this file.
  *
- * Invariants kept: KV-1..KV-8 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
+ * Invariants kept: KV-1..KV-9 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
  */
 import { position } from "./hash.ts"
 import * as Hlc from "./hlc.ts"
@@ -242,6 +244,7 @@ export const init = (config: Config, now: number): State => {
       dropped: 0,
       aeRepairs: 0,
       failures: 0,
+      claimsRefused: 0,
     },
     handoffInFlight: new Map(),
     nextHandoffAt: now,
@@ -366,12 +369,12 @@ const forward = (
     candidates,
     replicas: chordReplicas,
     attempt: 0,
+    granted: undefined,
   })
   state.stats.forwarded++
   // Outlast the coordinator's own deadline, so that its clear answer (e.g. a quorum error)
-  // arrives before we give up on it.
-  // Long enough for the failure detector to judge a silent coordinator down (about 6 s with
-  // the defaults) and for the next replica to answer.
+  // arrives before we give up on it, and long enough for the failure detector to judge a silent
+  // coordinator down (about 6 s with the defaults) and for the next replica to answer.
   const deadline = now + state.config.forwardDeadlineMs
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
   sendForward(state, now, rid, out)
@@ -482,10 +485,17 @@ const startPut = (
     written: local,
     existed: false,
     placement,
+    readDone: false,
+    claim: origin._tag === "Peer" && !state.config.unsafeFailover ? "Waiting" : "Granted",
   }
   p.tally = Quorum.addOk(p.tally, state.config.self)
   state.pending.set(rid, p)
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  if (origin._tag === "Peer" && p.claim === "Waiting") {
+    // Ask the forwarder for the right to run this write, in parallel with the read phase.
+    const claim: PeerMessage = { _tag: "CoordinateClaim", rid: origin.rid, put: rid }
+    out.push({ _tag: "Send", to: origin.node, message: claim })
+  }
   if (op.context === null && !Quorum.enough(p.tally)) {
     for (const replica of asked) {
       if (replica === state.config.self) continue
@@ -494,7 +504,27 @@ const startPut = (
     }
     return
   }
-  beginWrite(state, now, rid, p, store, out)
+  p.readDone = true
+  maybeBeginWrite(state, now, rid, p, store, out)
+}
+
+/**
+ * A write's event is minted once its read phase is over and, for a forwarded write, once its
+ * forwarder granted this coordinator the write (KV-9): a copy of the request that arrives late
+ * (a paused or partitioned coordinator working through its backlog, a duplicated message, a
+ * failover the forwarder already made) finds the grant gone to another and runs nowhere.
+ */
+const maybeBeginWrite = (
+  state: State,
+  now: number,
+  rid: number,
+  p: PutPending,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  if (p.phase === "Reading" && p.readDone && p.claim === "Granted") {
+    beginWrite(state, now, rid, p, store, out)
+  }
 }
 
 /**
@@ -704,10 +734,41 @@ const onMessage = (
     case "CoordinateResponse": {
       const p = state.pending.get(message.rid)
       if (p?._tag !== "Forward") return
+      // Once granted, only the grantee speaks for the write (another answer is a refused copy).
+      if (p.granted !== undefined && p.granted.node !== from) return
       state.pending.delete(message.rid)
       if (message.result._tag === "Failed") state.stats.failures++
       out.push({ _tag: "Reply", client: p.client, result: message.result })
       return
+    }
+    case "CoordinateClaim": {
+      // Grant a forwarded write to its first claimant only; refuse every other claim, and every
+      // claim for a request this node no longer has (answered, timed out, or of an earlier
+      // incarnation: request ids never repeat, KV-6).
+      const p = state.pending.get(message.rid)
+      const granted =
+        p?._tag === "Forward" &&
+        // Only a replica this write was sent to may run it.
+        p.candidates.slice(0, p.attempt + 1).includes(from) &&
+        (p.granted === undefined || (p.granted.node === from && p.granted.put === message.put))
+      if (granted) p.granted = { node: from, put: message.put }
+      else state.stats.claimsRefused++
+      const answer: PeerMessage = { _tag: "CoordinateGrant", rid: message.put, granted }
+      out.push({ _tag: "Send", to: from, message: answer })
+      return
+    }
+    case "CoordinateGrant": {
+      const p = state.pending.get(message.rid)
+      if (p?._tag !== "Put" || p.claim !== "Waiting" || p.origin._tag !== "Peer") return
+      if (p.origin.node !== from) return
+      if (!message.granted) {
+        // Another replica runs this write (or the forwarder gave up on it): drop this copy
+        // without a word; the forwarder listens to its grantee only.
+        state.pending.delete(message.rid)
+        return
+      }
+      p.claim = "Granted"
+      return maybeBeginWrite(state, now, message.rid, p, store, out)
     }
   }
 }
@@ -730,8 +791,10 @@ const onReadResponse = (
     // AP: once everyone asked has answered, write with the best context known rather than
     // refuse (at worst the write becomes a sibling, never a loss). CP: refuse.
     const apDone = state.config.mode === "ap" && p.waitFor.every((n) => p.responses.has(n))
-    if (Quorum.enough(p.tally) || apDone) beginWrite(state, now, rid, p, store, out)
-    else if (Quorum.complete(p.tally)) {
+    if (Quorum.enough(p.tally) || apDone) {
+      p.readDone = true
+      maybeBeginWrite(state, now, rid, p, store, out)
+    } else if (Quorum.complete(p.tally)) {
       state.pending.delete(rid)
       failQuorum(state, p.origin, "R", p.tally, out)
     }
@@ -855,9 +918,9 @@ const onTimer = (
   if (kind === "Forward") {
     if (p._tag !== "Forward") return
     const current = p.candidates[p.attempt % p.candidates.length]!
-    if (believedUp(state, current, now)) {
-      // Slow is not dead: sending the write to another replica too would run it twice, and a
-      // late duplicate of a plain write would supersede writes acknowledged after it.
+    // A grantee may run the write however late: nobody else may (KV-9), so wait for it. A
+    // replica believed up is waited for too: slow is not dead, and a second copy is wasted work.
+    if (p.granted !== undefined || believedUp(state, current, now)) {
       out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
       return
     }
@@ -889,6 +952,15 @@ const onTimer = (
       return finishGet(state, now, rid, p, store, out)
     case "Put":
       state.pending.delete(rid)
+      if (p.claim === "Waiting") {
+        return fail(
+          state,
+          p.origin,
+          "Timeout",
+          "the forwarder never granted this replica the write (it went to another replica)",
+          out,
+        )
+      }
       return failQuorum(state, p.origin, p.phase === "Reading" ? "R" : "W", p.tally, out)
   }
 }

@@ -57,10 +57,17 @@ const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
     const log = yield* Log.make
     const ended = yield* Deferred.make<"fatal" | "removed">()
     const generation = store.nextGeneration()
+    // Test-only negative control (dht verify --unsafe-failover): the old failover, which can run
+    // a forwarded write twice and lose acknowledged writes (spec KV-9). Never in production.
+    const unsafeFailover = process.env.DHT_UNSAFE_FAILOVER === "1"
+    if (unsafeFailover) {
+      log.error("DHT_UNSAFE_FAILOVER=1: forwarded writes may run twice (negative control only)")
+    }
     let transport: Transport.Transport | undefined
     const driver = new Driver({
       machine: {
         ...Config.machineConfig(config, generation),
+        unsafeFailover,
         savedMembers: store.loadMembership()?.members,
       },
       store,

@@ -270,6 +270,8 @@ export const PeerMessageSchema = Schema.Union(
     rid: Rid,
     result: ClientResultSchema,
   }),
+  Schema.Struct({ _tag: Schema.Literal("CoordinateClaim"), rid: Rid, put: Rid }),
+  Schema.Struct({ _tag: Schema.Literal("CoordinateGrant"), rid: Rid, granted: Schema.Boolean }),
 )
 
 /**
