@@ -121,6 +121,27 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     )
   })
 
+  test("CONN-1: a pipelined SET then GET (and DEL then GET) of the same key on one connection reads the write, through every node", async () => {
+    // The clients' own idiom: node-redis sends Promise.all([set, get]) as one pipeline.
+    const wrong: Array<string> = []
+    for (let i = 0; i < 3; i++) {
+      const client = connect(node(i).clientPort)
+      const keys = Array.from({ length: 100 }, (_, j) => `e2e:conn1:${i}:${j}`)
+      const pipeline = client.pipeline()
+      for (const key of keys) pipeline.set(key, `${key}=1`).get(key).del(key).get(key).set(key, "2")
+      pipeline.get(keys[0]!)
+      const results = (await pipeline.exec())!.map(([error, value]) => error?.message ?? value)
+      keys.forEach((key, j) => {
+        const got = results.slice(j * 5, j * 5 + 5)
+        const want = ["OK", `${key}=1`, 1, null, "OK"]
+        if (JSON.stringify(got) !== JSON.stringify(want))
+          wrong.push(`${key}: ${JSON.stringify(got)}`)
+      })
+      assert.equal(results.at(-1), "2")
+    }
+    assert.deepEqual(wrong, [], "pipelined commands on a key took effect out of order")
+  })
+
   test("a malformed RESP stream gets a protocol error and only that connection closes", async () => {
     const bystander = connect(node(0).clientPort)
     assert.equal(await bystander.set("e2e:bystander", "still here"), "OK")

@@ -13,6 +13,10 @@
  * into one socket write per flush. A connection with too many unanswered commands or too much
  * unsent output stops being read until it drains.
  *
+ * One connection, one order (CONN-1): an operation on a key starts only once every earlier
+ * operation of the same connection on that key has its result, so a pipelined `SET k v; GET k`
+ * reads v, as with Redis. Operations on other keys overlap freely.
+ *
  * Errors: a malformed request stream gets `-ERR Protocol error: …` after the replies already
  * owed, then the connection is closed; nobody else is affected. A client that goes away mid
  * command is forgotten: its late results are dropped.
@@ -78,6 +82,11 @@ interface Connection {
   flushScheduled: boolean
   paused: boolean
   name: string
+  /**
+   * Keys with an operation of this connection in flight, each with the operations waiting
+   * behind it in arrival order (CONN-1).
+   */
+  readonly inFlight: Map<string, Array<() => void>>
 }
 
 type Handler = (conn: Connection, args: ReadonlyArray<string>, slot: Slot) => Resp.Reply | undefined
@@ -255,6 +264,7 @@ class RespServerImpl implements RespServer {
       flushScheduled: false,
       paused: false,
       name: "",
+      inFlight: new Map(),
     }
     this.connections.add(conn)
     this.counters.connectedClients++
@@ -431,7 +441,7 @@ class RespServerImpl implements RespServer {
     const results: Array<ClientResult | undefined> = new Array(ops.length)
     let remaining = ops.length
     ops.forEach((op, i) => {
-      this.submit(op, (result) => {
+      this.submitInOrder(conn, op, (result) => {
         results[i] = result
         if (--remaining > 0 || conn.gone) return
         const all = results as Array<ClientResult>
@@ -440,6 +450,32 @@ class RespServerImpl implements RespServer {
       })
     })
     return undefined
+  }
+
+  /**
+   * Submit `op` once every earlier operation of this connection on the same key has its result
+   * (CONN-1); a connection that went away still drains its queue, so nothing waits forever.
+   */
+  private submitInOrder(
+    conn: Connection,
+    op: ClientOp,
+    onResult: (result: ClientResult) => void,
+  ): void {
+    const key = op.key
+    const run = () =>
+      this.submit(op, (result) => {
+        const waiting = conn.inFlight.get(key)!
+        const next = waiting.shift()
+        if (next === undefined) conn.inFlight.delete(key)
+        onResult(result)
+        next?.()
+      })
+    const waiting = conn.inFlight.get(key)
+    if (waiting !== undefined) waiting.push(run)
+    else {
+      conn.inFlight.set(key, [])
+      run()
+    }
   }
 
   private get(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
