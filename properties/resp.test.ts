@@ -9,7 +9,7 @@ import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
 import * as Resp from "../impl/client/resp.ts"
-import { params } from "./helpers/fc.ts"
+import { params, replaying } from "./helpers/fc.ts"
 import { splitAt } from "./helpers/bytes.ts"
 
 type Outcome = ReadonlyArray<string> | { readonly error: string }
@@ -338,10 +338,12 @@ type Decoded =
   | { readonly integer: bigint }
   | { readonly bulk: string | null }
   | { readonly array: ReadonlyArray<Decoded> | null }
+  | { readonly map: ReadonlyArray<readonly [Decoded, Decoded]> }
+  | { readonly null: true }
 
 const clean = (text: string): string => text.replace(/[\r\n]/g, " ")
 
-const expectedDecoding = (reply: Resp.Reply): Decoded => {
+const expectedDecoding = (reply: Resp.Reply, proto: Resp.Protocol = 2): Decoded => {
   switch (reply._tag) {
     case "SimpleString":
       return { simple: clean(reply.value) }
@@ -351,14 +353,24 @@ const expectedDecoding = (reply: Resp.Reply): Decoded => {
       return { integer: BigInt(reply.value) }
     case "BulkString": {
       const v = reply.value
+      if (v === null && proto === 3) return { null: true }
       return { bulk: v === null || typeof v === "string" ? v : Buffer.from(v).toString("latin1") }
     }
     case "Array":
-      return { array: reply.items === null ? null : reply.items.map(expectedDecoding) }
+      if (reply.items === null && proto === 3) return { null: true }
+      return {
+        array: reply.items === null ? null : reply.items.map((r) => expectedDecoding(r, proto)),
+      }
+    case "Map": {
+      const pairs = reply.entries.map(
+        ([k, v]) => [expectedDecoding(k, proto), expectedDecoding(v, proto)] as const,
+      )
+      return proto === 3 ? { map: pairs } : { array: pairs.flat() }
+    }
   }
 }
 
-/** A deliberately naive RESP2 reply reader: the oracle for the encoder. */
+/** A deliberately naive RESP2 and RESP3 reply reader: the oracle for the encoder. */
 const decodeReply = (wire: Buffer, at: number): [Decoded, number] => {
   const lineEnd = wire.indexOf("\r\n", at, "latin1")
   assert.ok(lineEnd > at, "every reply starts with a CRLF-terminated line")
@@ -368,7 +380,22 @@ const decodeReply = (wire: Buffer, at: number): [Decoded, number] => {
   if (type === "+") return [{ simple: line }, next]
   if (type === "-") return [{ error: line }, next]
   if (type === ":") return [{ integer: BigInt(line) }, next]
+  if (type === "_") {
+    assert.equal(line, "")
+    return [{ null: true }, next]
+  }
   const n = Number(line)
+  if (type === "%") {
+    const pairs: Array<readonly [Decoded, Decoded]> = []
+    let pos = next
+    for (let i = 0; i < n; i++) {
+      const [k, afterKey] = decodeReply(wire, pos)
+      const [v, afterValue] = decodeReply(wire, afterKey)
+      pairs.push([k, v])
+      pos = afterValue
+    }
+    return [{ map: pairs }, pos]
+  }
   if (type === "$") {
     if (n === -1) return [{ bulk: null }, next]
     assert.equal(wire.toString("latin1", next + n, next + n + 2), "\r\n")
@@ -404,29 +431,60 @@ const replyArb: fc.Arbitrary<Resp.Reply> = fc.letrec<{ reply: Resp.Reply }>((tie
       .map(Resp.bulkString),
     fc.constant(Resp.nullArray),
     fc.array(tie("reply"), { maxLength: 5 }).map(Resp.array),
+    fc.array(fc.tuple(byteString(8), tie("reply")), { maxLength: 4 }).map(Resp.map),
   ),
 })).reply
 
-test("RESP-7: any batch of replies encodes into one buffer that decodes to the replies", () => {
+test("RESP-7, RESP-9: any batch of replies encodes into one buffer that decodes to the replies, in RESP2 and RESP3", () => {
+  const seen = { maps: 0, nulls3: 0 }
   fc.assert(
-    fc.property(fc.array(replyArb, { maxLength: 20 }), (replies) => {
-      const batch = Resp.encodeAll(replies)
-      const one = replies.map((r) => Resp.encode(r))
-      assert.deepEqual(batch, Buffer.concat(one), "a batch is the concatenation")
-      replies.forEach((r, i) => {
-        assert.equal(one[i]!.length, Resp.encodedLength(r))
-      })
-      const decoded: Array<Decoded> = []
-      let at = 0
-      while (at < batch.length) {
-        const [reply, next] = decodeReply(batch, at)
-        decoded.push(reply)
-        at = next
-      }
-      assert.deepEqual(decoded, replies.map(expectedDecoding))
-    }),
+    fc.property(
+      fc.array(replyArb, { maxLength: 20 }),
+      fc.constantFrom<Resp.Protocol>(2, 3),
+      (replies, proto) => {
+        const batch = Resp.encodeAll(replies, proto)
+        const one = replies.map((r) => Resp.encode(r, proto))
+        assert.deepEqual(batch, Buffer.concat(one), "a batch is the concatenation")
+        replies.forEach((r, i) => {
+          assert.equal(one[i]!.length, Resp.encodedLength(r, proto))
+        })
+        const decoded: Array<Decoded> = []
+        let at = 0
+        while (at < batch.length) {
+          const [reply, next] = decodeReply(batch, at)
+          decoded.push(reply)
+          at = next
+        }
+        assert.deepEqual(
+          decoded,
+          replies.map((r) => expectedDecoding(r, proto)),
+        )
+        const text = batch.toString("latin1")
+        if (proto === 3 && text.includes("%")) seen.maps++
+        if (proto === 3 && text.includes("_\r\n")) seen.nulls3++
+      },
+    ),
     params(300),
   )
+  if (!replaying) assert.ok(seen.maps > 10 && seen.nulls3 > 10, JSON.stringify(seen))
+})
+
+test("RESP-9: RESP3 replies encode to the exact bytes; RESP2 gets maps as flat arrays", () => {
+  const reply = Resp.map([
+    ["a", Resp.integer(1)],
+    ["b", Resp.nullBulkString],
+    ["c", Resp.array([Resp.nullArray, Resp.bulkString("x")])],
+  ])
+  assert.deepEqual(
+    Resp.encode(reply, 3),
+    bytes("%3\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n_\r\n$1\r\nc\r\n*2\r\n_\r\n$1\r\nx\r\n"),
+  )
+  assert.deepEqual(
+    Resp.encode(reply, 2),
+    bytes("*6\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n$-1\r\n$1\r\nc\r\n*2\r\n*-1\r\n$1\r\nx\r\n"),
+  )
+  assert.equal(Resp.encodedLength(reply, 3), Resp.encode(reply, 3).length)
+  assert.equal(Resp.encodedLength(reply, 2), Resp.encode(reply, 2).length)
 })
 
 /** Linear parsing takes well under a second here; a quadratic one would take hours. The budget

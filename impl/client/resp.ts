@@ -319,6 +319,15 @@ export type Reply =
   | { readonly _tag: "Integer"; readonly value: number | bigint }
   | { readonly _tag: "BulkString"; readonly value: string | Uint8Array | null }
   | { readonly _tag: "Array"; readonly items: ReadonlyArray<Reply> | null }
+  /** RESP3 `%n` map; a RESP2 connection gets the flat array of keys and values instead. */
+  | { readonly _tag: "Map"; readonly entries: ReadonlyArray<readonly [Reply, Reply]> }
+
+/**
+ * The protocol a connection speaks (HELLO 2 or 3). The replies are the same data either way;
+ * only their encoding differs: RESP3 sends null bulk strings and null arrays as `_`, and maps as
+ * `%n`, where RESP2 sends `$-1`, `*-1` and a flat array of 2n items.
+ */
+export type Protocol = 2 | 3
 
 /** `+value`. CR and LF would end the line early, so they become spaces (as Redis does). */
 export const simpleString = (value: string): Reply => ({ _tag: "SimpleString", value })
@@ -333,6 +342,11 @@ export const bulkString = (value: string | Uint8Array | null): Reply => ({
 })
 /** `*len` and the items, which may be nested arrays or nulls; null is the null array `*-1`. */
 export const array = (items: ReadonlyArray<Reply> | null): Reply => ({ _tag: "Array", items })
+/** A map of field names to replies (`%n` in RESP3, a flat array in RESP2). */
+export const map = (entries: ReadonlyArray<readonly [string, Reply]>): Reply => ({
+  _tag: "Map",
+  entries: entries.map(([k, v]) => [bulkString(k), v] as const),
+})
 
 export const ok: Reply = simpleString("OK")
 export const nullBulkString: Reply = bulkString(null)
@@ -357,8 +371,8 @@ const integerText = (value: number | bigint): string => {
     : String(value)
 }
 
-/** Exact encoded size of `reply` in bytes. */
-export const encodedLength = (reply: Reply): number => {
+/** Exact encoded size of `reply` in bytes, in protocol `proto`. */
+export const encodedLength = (reply: Reply, proto: Protocol = 2): number => {
   switch (reply._tag) {
     case "SimpleString":
       return reply.value.length + 3
@@ -368,14 +382,20 @@ export const encodedLength = (reply: Reply): number => {
       return integerText(reply.value).length + 3
     case "BulkString": {
       const value = reply.value
-      if (value === null) return 5
+      if (value === null) return proto === 3 ? 3 : 5
       return String(value.length).length + value.length + 5
     }
     case "Array": {
       const items = reply.items
-      if (items === null) return 5
+      if (items === null) return proto === 3 ? 3 : 5
       let size = String(items.length).length + 3
-      for (const item of items) size += encodedLength(item)
+      for (const item of items) size += encodedLength(item, proto)
+      return size
+    }
+    case "Map": {
+      const entries = reply.entries
+      let size = String(proto === 3 ? entries.length : 2 * entries.length).length + 3
+      for (const [k, v] of entries) size += encodedLength(k, proto) + encodedLength(v, proto)
       return size
     }
   }
@@ -390,9 +410,14 @@ const writeLine = (target: Buffer, offset: number, text: string): number => {
 
 /**
  * Write `reply` into `target` at `offset` and return the offset after it. `target` must have
- * `encodedLength(reply)` bytes free there.
+ * `encodedLength(reply, proto)` bytes free there.
  */
-export const encodeInto = (reply: Reply, target: Buffer, offset: number): number => {
+export const encodeInto = (
+  reply: Reply,
+  target: Buffer,
+  offset: number,
+  proto: Protocol = 2,
+): number => {
   switch (reply._tag) {
     case "SimpleString":
       return writeLine(target, offset, `+${lineText(reply.value)}`)
@@ -402,7 +427,7 @@ export const encodeInto = (reply: Reply, target: Buffer, offset: number): number
       return writeLine(target, offset, `:${integerText(reply.value)}`)
     case "BulkString": {
       const value = reply.value
-      if (value === null) return writeLine(target, offset, "$-1")
+      if (value === null) return writeLine(target, offset, proto === 3 ? "_" : "$-1")
       offset = writeLine(target, offset, `$${value.length}`)
       if (typeof value === "string") offset += target.write(value, offset, value.length, "latin1")
       else {
@@ -415,24 +440,34 @@ export const encodeInto = (reply: Reply, target: Buffer, offset: number): number
     }
     case "Array": {
       const items = reply.items
-      if (items === null) return writeLine(target, offset, "*-1")
+      if (items === null) return writeLine(target, offset, proto === 3 ? "_" : "*-1")
       offset = writeLine(target, offset, `*${items.length}`)
-      for (const item of items) offset = encodeInto(item, target, offset)
+      for (const item of items) offset = encodeInto(item, target, offset, proto)
+      return offset
+    }
+    case "Map": {
+      const entries = reply.entries
+      const header = proto === 3 ? `%${entries.length}` : `*${2 * entries.length}`
+      offset = writeLine(target, offset, header)
+      for (const [k, v] of entries) {
+        offset = encodeInto(k, target, offset, proto)
+        offset = encodeInto(v, target, offset, proto)
+      }
       return offset
     }
   }
 }
 
 /** One reply as a Buffer. */
-export const encode = (reply: Reply): Buffer => encodeAll([reply])
+export const encode = (reply: Reply, proto: Protocol = 2): Buffer => encodeAll([reply], proto)
 
 /** A batch of pipelined replies as one Buffer: one allocation, one socket write. */
-export const encodeAll = (replies: ReadonlyArray<Reply>): Buffer => {
+export const encodeAll = (replies: ReadonlyArray<Reply>, proto: Protocol = 2): Buffer => {
   let size = 0
-  for (const reply of replies) size += encodedLength(reply)
+  for (const reply of replies) size += encodedLength(reply, proto)
   const out = Buffer.allocUnsafe(size)
   let offset = 0
-  for (const reply of replies) offset = encodeInto(reply, out, offset)
+  for (const reply of replies) offset = encodeInto(reply, out, offset, proto)
   if (offset !== size) throw new Error(`RESP encoder wrote ${offset} bytes, sized ${size}`)
   return out
 }

@@ -58,6 +58,9 @@ export interface RespServer {
   readonly stats: () => Readonly<RespServerStats>
 }
 
+/** The Redis version HELLO and INFO report: the command set and replies follow Redis 7. */
+const REDIS_VERSION = "7.2.0"
+
 /** Stop reading a connection with this many replies owed … */
 const SLOTS_PENDING_MAX = 16_384
 /** … or this much output not yet taken by the kernel. */
@@ -82,6 +85,8 @@ interface Connection {
   flushScheduled: boolean
   paused: boolean
   name: string
+  /** RESP2 until the client says `HELLO 3`. */
+  proto: Resp.Protocol
   /**
    * Keys with an operation of this connection in flight, each with the operations waiting
    * behind it in arrival order (CONN-1).
@@ -264,6 +269,7 @@ class RespServerImpl implements RespServer {
       flushScheduled: false,
       paused: false,
       name: "",
+      proto: 2,
       inFlight: new Map(),
     }
     this.connections.add(conn)
@@ -359,7 +365,7 @@ class RespServerImpl implements RespServer {
         conn.head = 0
       }
     }
-    if (ready.length > 0) conn.socket.write(Resp.encodeAll(ready))
+    if (ready.length > 0) conn.socket.write(Resp.encodeAll(ready, conn.proto))
     if (conn.closing && conn.slots.length === 0) {
       conn.gone = true
       conn.socket.end()
@@ -386,6 +392,8 @@ class RespServerImpl implements RespServer {
   private commandTable(): ReadonlyMap<string, Spec> {
     const table: Record<string, Spec> = {
       ping: { arity: -1, handle: (_c, args) => this.ping(args) },
+      hello: { arity: -1, handle: (c, args) => this.hello(c, args) },
+      auth: { arity: -2, handle: (_c, args) => this.auth(args) },
       echo: { arity: 2, handle: (_c, args) => Resp.bulkString(args[1]!) },
       get: { arity: 2, handle: (c, args, slot) => this.get(c, args, slot) },
       set: { arity: -3, handle: (c, args, slot) => this.set(c, args, slot) },
@@ -414,6 +422,68 @@ class RespServerImpl implements RespServer {
       },
     }
     return new Map(Object.entries(table))
+  }
+
+  /**
+   * HELLO [protover [AUTH username password] [SETNAME name]], answered as Redis 7 does: switch
+   * the connection to RESP2 or RESP3 and describe the server. No password is configured, so
+   * AUTH accepts the default user (as Redis's `nopass` default user does) and no other.
+   */
+  private hello(conn: Connection, args: ReadonlyArray<string>): Resp.Reply {
+    let proto = conn.proto
+    let name: string | undefined
+    if (args.length > 1) {
+      const text = args[1]!
+      const version = Number(text)
+      if (!/^-?\d+$/.test(text)) {
+        return Resp.error("ERR Protocol version is not an integer or out of range")
+      }
+      if (version !== 2 && version !== 3) return Resp.error("NOPROTO unsupported protocol version")
+      proto = version
+      for (let i = 2; i < args.length; i++) {
+        const option = args[i]!.toLowerCase()
+        if (option === "auth" && i + 2 < args.length) {
+          const denied = this.authenticate(args[i + 1]!)
+          if (denied !== undefined) return denied
+          i += 2
+        } else if (option === "setname" && i + 1 < args.length) {
+          name = args[i + 1]!
+          if (/[\s]/.test(name)) {
+            return Resp.error(
+              "ERR Client names cannot contain spaces, newlines or special characters.",
+            )
+          }
+          i += 1
+        } else return Resp.error(`ERR Syntax error in HELLO option '${args[i]!.slice(0, 128)}'`)
+      }
+    }
+    conn.proto = proto
+    if (name !== undefined) conn.name = name
+    return Resp.map([
+      ["server", Resp.bulkString("redis")],
+      ["version", Resp.bulkString(REDIS_VERSION)],
+      ["proto", Resp.integer(proto)],
+      ["id", Resp.integer(conn.id)],
+      ["mode", Resp.bulkString("standalone")],
+      ["role", Resp.bulkString("master")],
+      ["modules", Resp.array([])],
+    ])
+  }
+
+  private authenticate(user: string): Resp.Reply | undefined {
+    return user === "default"
+      ? undefined
+      : Resp.error("WRONGPASS invalid username-password pair or user is disabled.")
+  }
+
+  /** AUTH [username] password: no password is configured (Redis's wording for that case). */
+  private auth(args: ReadonlyArray<string>): Resp.Reply {
+    if (args.length > 3) return Resp.error("ERR syntax error")
+    if (args.length === 3) return this.authenticate(args[1]!) ?? Resp.ok
+    return Resp.error(
+      "ERR AUTH <password> called without any password configured for the default user. " +
+        "Are you sure your configuration is correct?",
+    )
   }
 
   private ping(args: ReadonlyArray<string>): Resp.Reply {
@@ -585,13 +655,14 @@ class RespServerImpl implements RespServer {
       if (result?._tag !== "GetOk") return Resp.nullArray
       const values = Version.values(result.obj)
       const deleted = Version.wasDeleted(result.obj)
-      return Resp.array([
-        Resp.bulkString("context"),
-        Resp.bulkString(Context.encode(Version.context(result.obj), this.config.secret)),
-        Resp.bulkString("deleted"),
-        Resp.integer(deleted ? 1 : 0),
-        Resp.bulkString("siblings"),
-        Resp.array(values.map((v) => Resp.bulkString(v))),
+      // A map in RESP3; RESP2 gets the same fields as a flat array.
+      return Resp.map([
+        [
+          "context",
+          Resp.bulkString(Context.encode(Version.context(result.obj), this.config.secret)),
+        ],
+        ["deleted", Resp.integer(deleted ? 1 : 0)],
+        ["siblings", Resp.array(values.map((v) => Resp.bulkString(v)))],
       ])
     })
   }
@@ -676,12 +747,12 @@ class RespServerImpl implements RespServer {
     if (sub === "get") {
       if (args.length < 3) return wrongArity("config|get")
       const patterns = args.slice(2).map(globToRegExp)
-      const out: Array<Resp.Reply> = []
+      const out: Array<readonly [string, Resp.Reply]> = []
       for (const [name, value] of this.configParameters()) {
         if (!patterns.some((p) => p.test(name))) continue
-        out.push(Resp.bulkString(name), Resp.bulkString(value))
+        out.push([name, Resp.bulkString(value)])
       }
-      return Resp.array(out)
+      return Resp.map(out)
     }
     if (sub === "set")
       return Resp.error("ERR CONFIG SET is not supported; restart the node with new flags")
@@ -722,7 +793,7 @@ class RespServerImpl implements RespServer {
       [
         "Server",
         [
-          ["redis_version", "7.0.0"],
+          ["redis_version", REDIS_VERSION],
           ["dht_version", "0.1.0"],
           ["redis_mode", "standalone"],
           ["process_id", process.pid],
