@@ -692,11 +692,14 @@ const handleLeaving = (
   const cut = s.successors.findIndex((p) => p.id === from)
   let t: ChordState = s
   if (cut >= 0) {
-    // Splice: our own list without the leaver, merged with the leaver's list in ring order.
-    // Keep our entries beyond the leaver too: its list may be shorter or staler than ours.
-    const merged = [...s.successors, ...successors].filter(
-      (p) => p.id !== from && p.id !== s.self.id,
-    )
+    // Splice: our own list without the leaver, merged in ring order with the part of the
+    // leaver's list that lies beyond it, between it and us. Keep our entries beyond the leaver
+    // too: its list may be shorter or staler than ours. Its entries that wrap round (a ring
+    // smaller than its list) into (self, leaver) are not taken: that arc is ours first-hand,
+    // and its stale view could bring back nodes we dropped long ago, all of them gone.
+    const leaver = s.successors[cut]!.pos
+    const beyond = successors.filter((p) => inOpen(p.pos, leaver, s.self.pos))
+    const merged = [...s.successors, ...beyond].filter((p) => p.id !== from && p.id !== s.self.id)
     merged.sort((a, b) => distance(s.self.pos, a.pos) - distance(s.self.pos, b.pos))
     t = { ...t, successors: normalizeSuccessors(s, merged) }
   }
