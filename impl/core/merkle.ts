@@ -166,7 +166,9 @@ export const serialise = (key: string, obj: Obj): string => {
   let out = `${field(key)}e${obj.entries.length};`
   for (const e of obj.entries) {
     out += `${field(e.actor)}c${e.counter};v${e.values.length};`
-    for (const s of e.values) out += `${s.value === null ? "n" : field(s.value)}t${s.ts};`
+    for (const s of e.values) {
+      out += `${s.value === null ? "n" : field(s.value)}t${s.ts}${s.exp === undefined ? "" : `e${s.exp}`};`
+    }
   }
   return out
 }

@@ -33,6 +33,28 @@ export interface PutOp {
   readonly value: string | null
   readonly context: Clock | null
   readonly w?: number | undefined
+  /** Expiry of the written value, wall-clock ms (SET … EX/PX/EXAT/PXAT, EXPIRE). */
+  readonly exp?: number | undefined
+  /**
+   * Decided by the coordinator over everything it knows when it mints the write (the read
+   * quorum and its own object), never by the client beforehand:
+   *  - "ttl": keep the current live value's expiry (SET … KEEPTTL);
+   *  - "value": write the current live value again, with `exp` (EXPIRE, PERSIST, GETEX); with
+   *    no live value nothing is written (`PutSkipped`).
+   */
+  readonly keep?: "ttl" | "value" | undefined
+  /**
+   * Write only if, at the coordinator: "nx" no value is live, "xx" one is, "context" its
+   * context still equals `context` (compare-and-set, DHT.PUT … IF-CONTEXT). Otherwise nothing
+   * is written (`PutSkipped`). Best effort in AP (see docs/clients.md).
+   */
+  readonly cond?: "nx" | "xx" | "context" | undefined
+}
+
+/** The live value a write found (`previous` of a result); absent when none was live. */
+export interface Previous {
+  readonly value: string
+  readonly exp?: number | undefined
 }
 
 export type ClientOp = GetOp | PutOp
@@ -65,7 +87,11 @@ export type ClientResult =
       readonly context: Clock
       readonly dot: readonly [string, number]
       readonly existed: boolean
+      /** The live value the coordinator resolved before this write (SET … GET, GETDEL). */
+      readonly previous?: Previous | undefined
     }
+  /** A conditional write whose condition did not hold: nothing was written. */
+  | { readonly _tag: "PutSkipped"; readonly previous?: Previous | undefined }
   | { readonly _tag: "Failed"; readonly reason: FailureReason; readonly message: string }
 
 // ---------------------------------------------------------------------------------------------

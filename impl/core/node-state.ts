@@ -5,6 +5,7 @@ import type {
   ClientResult,
   Command,
   FailureReason,
+  Previous,
   PutOp,
 } from "./messages.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
@@ -207,6 +208,8 @@ export interface PutPending {
   written: Version.Obj
   /** The write superseded a live value (for DEL's count). */
   existed: boolean
+  /** The live value the coordinator resolved when it minted (SET … GET, GETDEL). */
+  previous?: Previous | undefined
   readonly placement: Placement
   /** The read phase is over (a plain write learnt its context, or the write had one). */
   readDone: boolean

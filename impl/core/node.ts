@@ -40,6 +40,7 @@ import type { NodeId } from "./ids.ts"
 import type {
   ClientOp,
   ClientRef,
+  ClientResult,
   Command,
   Event,
   GetOp,
@@ -496,7 +497,10 @@ const startPut = (
     const claim: PeerMessage = { _tag: "CoordinateClaim", rid: origin.rid, put: rid }
     out.push({ _tag: "Send", to: origin.node, message: claim })
   }
-  if (op.context === null && !Quorum.enough(p.tally)) {
+  // A plain write learns the context it supersedes; a conditional or read-modify-write one
+  // learns what it is conditioned on. Both read a quorum first.
+  const reads = op.context === null || op.cond !== undefined || op.keep !== undefined
+  if (reads && !Quorum.enough(p.tally)) {
     for (const replica of asked) {
       if (replica === state.config.self) continue
       const message: PeerMessage = { _tag: "ReadRequest", rid, key: op.key }
@@ -549,13 +553,33 @@ const beginWrite = (
   // otherwise carry one sibling per write in flight); only writes coordinated on different
   // replicas at the same moment can still be concurrent.
   const clock = p.op.context ?? Version.context(seen)
+  // Conditions and read-modify-writes are decided here, over everything this coordinator
+  // knows at the moment it mints (EXP-2, COND-1).
+  const current = Version.readAt(seen, now)
+  p.previous =
+    current === undefined
+      ? undefined
+      : {
+          value: current.sibling.value!,
+          ...(current.sibling.exp === undefined ? {} : { exp: current.sibling.exp }),
+        }
+  if (skips(p.op, seen, current !== undefined)) {
+    state.pending.delete(rid)
+    const result: ClientResult = p.previous
+      ? { _tag: "PutSkipped", previous: p.previous }
+      : { _tag: "PutSkipped" }
+    return respond(state, p.origin, result, out)
+  }
   // Stamp the write above everything it saw, whatever this node's wall clock says (KV-LWW-1).
   for (const d of Version.siblings(seen)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
   p.existed = Version.siblings(seen).some(
-    (d) => d.sibling.value !== null && Version.descends(clock, [[d.actor, d.counter]]),
+    (d) => !Version.dead(d.sibling, now) && Version.descends(clock, [[d.actor, d.counter]]),
   )
   state.hlc = Hlc.tick(state.hlc, now)
-  const sibling: Version.Sibling = { value: p.op.value, ts: state.hlc }
+  const value = p.op.keep === "value" ? p.previous!.value : p.op.value
+  const exp = p.op.keep === "ttl" ? p.previous?.exp : p.op.exp
+  const sibling: Version.Sibling =
+    exp === undefined || value === null ? { value, ts: state.hlc } : { value, ts: state.hlc, exp }
   p.written = reconcile(state, p.op.key, Version.update(seen, clock, sibling, state.config.self))
   p.phase = "Writing"
   // Pending owners (joining nodes, or the heirs of a leaving one) get every write too, and
@@ -587,6 +611,24 @@ const beginWrite = (
   maybeFinishPut(state, rid, p, out)
 }
 
+/** A conditional or read-modify-write whose condition does not hold writes nothing. */
+const skips = (op: PutOp, seen: Version.Obj, live: boolean): boolean => {
+  if (op.keep === "value" && !live) return true
+  switch (op.cond) {
+    case undefined:
+      return false
+    case "nx":
+      return live
+    case "xx":
+      return !live
+    case "context":
+      return !sameClock(Version.context(seen), op.context ?? Version.emptyClock)
+  }
+}
+
+const sameClock = (a: Version.Clock, b: Version.Clock): boolean =>
+  Version.descends(a, b) && Version.descends(b, a)
+
 const maybeFinishPut = (state: State, rid: number, p: PutPending, out: Array<Command>): void => {
   if (p.phase !== "Writing" || !Quorum.enough(p.tally)) return
   state.pending.delete(rid)
@@ -601,6 +643,7 @@ const maybeFinishPut = (state: State, rid: number, p: PutPending, out: Array<Com
         Version.context(p.written).find(([a]) => a === state.config.self)![1],
       ],
       existed: p.existed,
+      ...(p.previous === undefined ? {} : { previous: p.previous }),
     },
     out,
   )
@@ -869,10 +912,13 @@ const maybePurge = (
   store: StoreView,
   out: Array<Command>,
 ): boolean => {
-  if (!Version.isDeleted(merged) || p.substitutes.size > 0) return false
+  // An expired value is a tombstone from its expiry on (EXP-3): purged by the same rule.
+  if (!Version.isDeletedAt(merged, now) || p.substitutes.size > 0) return false
   for (const obj of p.responses.values()) if (!Version.equals(obj, merged)) return false
-  const newest = Math.max(...Version.siblings(merged).map((d) => d.sibling.ts))
-  if (Hlc.wallMs(newest) + state.config.tombstoneGraceMs > now) return false
+  const died = Math.max(
+    ...Version.siblings(merged).map((d) => Version.diedAt(d.sibling, Hlc.wallMs)),
+  )
+  if (died + state.config.tombstoneGraceMs > now) return false
   state.stats.purges++
   for (const node of p.responses.keys()) {
     if (node !== state.config.self) {

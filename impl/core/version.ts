@@ -24,7 +24,24 @@ export interface Sibling {
   readonly value: string | null
   /** Hybrid logical timestamp of the write (see impl/core/hlc.ts). */
   readonly ts: number
+  /**
+   * Expiry (SET … EX, EXPIRE): wall-clock milliseconds from which the value reads as a
+   * tombstone, judged by the clock of the node that reads it. Absent: never expires. Part of
+   * the write's event, so it replicates and merges with it and never changes afterwards.
+   */
+  readonly exp?: number | undefined
 }
+
+/** The sibling is a tombstone, or its expiry has passed at wall-clock time `now`. */
+export const dead = (s: Sibling, now: number): boolean =>
+  s.value === null || (s.exp !== undefined && s.exp <= now)
+
+/**
+ * When a dead sibling died, in wall-clock ms: its expiry, or for a tombstone the wall time of
+ * its write (the grace period of a purge counts from here).
+ */
+export const diedAt = (s: Sibling, wallMs: (ts: number) => number): number =>
+  s.value !== null && s.exp !== undefined ? s.exp : wallMs(s.ts)
 
 export interface Entry {
   readonly actor: string
@@ -193,6 +210,28 @@ export const values = (obj: Obj): ReadonlyArray<string> =>
     .map((d) => d.sibling.value)
     .filter((v): v is string => v !== null)
 
+/** Sibling values live at wall-clock time `now`: neither tombstones nor expired. */
+export const valuesAt = (obj: Obj, now: number): ReadonlyArray<string> =>
+  siblings(obj)
+    .filter((d) => !dead(d.sibling, now))
+    .map((d) => d.sibling.value as string)
+
+/**
+ * What a plain Redis GET returns at wall-clock time `now`: the resolved sibling (the latest by
+ * `later`), unless it is a tombstone or has expired. An expired sibling is a tombstone from its
+ * expiry on, so it hides an older concurrent sibling exactly as a concurrent DEL would.
+ */
+export const readAt = (obj: Obj, now: number): Dotted | undefined => {
+  const best = resolve(obj)
+  return best === undefined || dead(best.sibling, now) ? undefined : best
+}
+
+/** Every sibling is dead at `now` (tombstone or expired), and there is at least one. */
+export const isDeletedAt = (obj: Obj, now: number): boolean => {
+  const all = siblings(obj)
+  return all.length > 0 && all.every((d) => dead(d.sibling, now))
+}
+
 /** True when the object has siblings and every one is a tombstone. */
 export const isDeleted = (obj: Obj): boolean => {
   const all = siblings(obj)
@@ -226,9 +265,9 @@ export const equals = (a: Obj, b: Obj): boolean => {
       return false
     }
     for (let k = 0; k < x.values.length; k++) {
-      if (x.values[k]!.value !== y.values[k]!.value || x.values[k]!.ts !== y.values[k]!.ts) {
-        return false
-      }
+      const u = x.values[k]!
+      const v = y.values[k]!
+      if (u.value !== v.value || u.ts !== v.ts || u.exp !== v.exp) return false
     }
   }
   return true

@@ -24,7 +24,7 @@
 import * as net from "node:net"
 import { Effect, type Scope } from "effect"
 import { NodeId } from "../core/ids.ts"
-import type { ClientOp, ClientResult, OperatorOp } from "../core/messages.ts"
+import type { ClientOp, ClientResult, OperatorOp, PutOp } from "../core/messages.ts"
 import * as Version from "../core/version.ts"
 import * as Context from "../client/context.ts"
 import * as Resp from "../client/resp.ts"
@@ -138,8 +138,78 @@ const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply => 
   }
 }
 
-/** The value a plain GET returns: the resolved sibling, null for none or a tombstone. */
-const plainValue = (obj: Version.Obj): string | null => Version.resolve(obj)?.sibling.value ?? null
+/**
+ * The value a plain GET returns: the resolved sibling, null for none, a tombstone or an expired
+ * value. Expiry is judged by this node's clock when the result arrives (EXP-1).
+ */
+const plainValue = (obj: Version.Obj): string | null =>
+  Version.readAt(obj, Date.now())?.sibling.value ?? null
+
+const notInteger = Resp.error("ERR value is not an integer or out of range")
+
+/** A decimal integer as Redis parses one (no sign on zero, no leading +, within int64). */
+const parseInteger = (text: string): number | undefined => {
+  if (!/^-?(0|[1-9]\d{0,18})$/.test(text)) return undefined
+  const n = Number(text)
+  return Number.isSafeInteger(n) ? n : undefined
+}
+
+/** What a write with expiry options asks for, or the error Redis gives. */
+interface SetOptions {
+  readonly cond?: "nx" | "xx"
+  readonly get: boolean
+  readonly exp?: number
+  readonly keepTtl: boolean
+}
+
+/**
+ * SET's options after key and value: NX|XX, GET, and one of EX s|PX ms|EXAT s|PXAT ms|KEEPTTL.
+ * Relative expiries become absolute wall-clock ms here, by this node's clock.
+ */
+const parseSetOptions = (args: ReadonlyArray<string>, now: number): SetOptions | Resp.Reply => {
+  let cond: "nx" | "xx" | undefined
+  let get = false
+  let exp: number | undefined
+  let keepTtl = false
+  let expiries = 0
+  for (let i = 0; i < args.length; i++) {
+    const option = args[i]!.toUpperCase()
+    if ((option === "NX" || option === "XX") && cond === undefined) {
+      cond = option === "NX" ? "nx" : "xx"
+    } else if (option === "GET" && !get) get = true
+    else if (option === "KEEPTTL") {
+      keepTtl = true
+      expiries++
+    } else if (["EX", "PX", "EXAT", "PXAT"].includes(option) && i + 1 < args.length) {
+      const n = parseInteger(args[++i]!)
+      if (n === undefined) return notInteger
+      if (n <= 0) return Resp.error("ERR invalid expire time in 'set' command")
+      exp = expiryMs(option, n, now)
+      expiries++
+    } else return Resp.error("ERR syntax error")
+  }
+  if (expiries > 1) return Resp.error("ERR syntax error")
+  return {
+    ...(cond === undefined ? {} : { cond }),
+    get,
+    ...(exp === undefined ? {} : { exp }),
+    keepTtl,
+  }
+}
+
+/** Absolute expiry in wall-clock ms for EX/PX/EXAT/PXAT n, relative ones from `now`. */
+const expiryMs = (unit: string, n: number, now: number): number => {
+  switch (unit) {
+    case "EX":
+      return now + n * 1000
+    case "PX":
+      return now + n
+    case "EXAT":
+      return n * 1000
+    default:
+      return n
+  }
+}
 
 const wrongArity = (name: string): Resp.Reply =>
   Resp.error(`ERR wrong number of arguments for '${name}' command`)
@@ -397,6 +467,21 @@ class RespServerImpl implements RespServer {
       echo: { arity: 2, handle: (_c, args) => Resp.bulkString(args[1]!) },
       get: { arity: 2, handle: (c, args, slot) => this.get(c, args, slot) },
       set: { arity: -3, handle: (c, args, slot) => this.set(c, args, slot) },
+      setnx: { arity: 3, handle: (c, args, slot) => this.setnx(c, args, slot) },
+      setex: { arity: 4, handle: (c, args, slot) => this.setex(c, args, slot, "EX") },
+      psetex: { arity: 4, handle: (c, args, slot) => this.setex(c, args, slot, "PX") },
+      getdel: { arity: 2, handle: (c, args, slot) => this.getdel(c, args, slot) },
+      getex: { arity: -2, handle: (c, args, slot) => this.getex(c, args, slot) },
+      expire: { arity: -3, handle: (c, args, slot) => this.expire(c, args, slot, "EX") },
+      pexpire: { arity: -3, handle: (c, args, slot) => this.expire(c, args, slot, "PX") },
+      expireat: { arity: -3, handle: (c, args, slot) => this.expire(c, args, slot, "EXAT") },
+      pexpireat: { arity: -3, handle: (c, args, slot) => this.expire(c, args, slot, "PXAT") },
+      persist: { arity: 2, handle: (c, args, slot) => this.persist(c, args, slot) },
+      ttl: { arity: 2, handle: (c, args, slot) => this.ttl(c, args, slot, 1000) },
+      pttl: { arity: 2, handle: (c, args, slot) => this.ttl(c, args, slot, 1) },
+      strlen: { arity: 2, handle: (c, args, slot) => this.strlen(c, args, slot) },
+      type: { arity: 2, handle: (c, args, slot) => this.type(c, args, slot) },
+      unlink: { arity: -2, handle: (c, args, slot) => this.del(c, args, slot) },
       del: { arity: -2, handle: (c, args, slot) => this.del(c, args, slot) },
       exists: { arity: -2, handle: (c, args, slot) => this.exists(c, args, slot) },
       mget: { arity: -2, handle: (c, args, slot) => this.mget(c, args, slot) },
@@ -554,17 +639,151 @@ class RespServerImpl implements RespServer {
     )
   }
 
+  /**
+   * SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]: OK, or nil when NX/XX did
+   * not hold; with GET, the value the write replaced (nil for none) instead.
+   */
   private set(conn: Connection, args: ReadonlyArray<string>, slot: Slot): Resp.Reply | undefined {
-    if (args.length > 3) {
-      const known = /^(EX|PX|EXAT|PXAT|NX|XX|KEEPTTL|GET)$/i
-      return args.slice(3).some((option) => known.test(option))
-        ? Resp.error("ERR SET options are not supported")
-        : Resp.error("ERR syntax error")
-    }
     const value = args[2]!
     const tooLarge = this.tooLarge(value)
     if (tooLarge !== undefined) return tooLarge
-    return this.runAll(conn, slot, [put(args[1]!, value)], () => Resp.ok)
+    const options = parseSetOptions(args.slice(3), Date.now())
+    if ("_tag" in options) return options
+    const op: PutOp = {
+      ...(put(args[1]!, value) as PutOp),
+      ...(options.cond === undefined ? {} : { cond: options.cond }),
+      ...(options.exp === undefined ? {} : { exp: options.exp }),
+      ...(options.keepTtl ? { keep: "ttl" as const } : {}),
+    }
+    return this.runAll(conn, slot, [op], ([result]) => {
+      if (options.get) return Resp.bulkString(previousOf(result))
+      return result?._tag === "PutOk" ? Resp.ok : Resp.nullBulkString
+    })
+  }
+
+  /** SETNX key value: 1 if written, 0 if a value was live. */
+  private setnx(conn: Connection, args: ReadonlyArray<string>, slot: Slot): Resp.Reply | undefined {
+    const tooLarge = this.tooLarge(args[2]!)
+    if (tooLarge !== undefined) return tooLarge
+    const op: PutOp = { ...(put(args[1]!, args[2]!) as PutOp), cond: "nx" }
+    return this.runAll(conn, slot, [op], ([result]) =>
+      Resp.integer(result?._tag === "PutOk" ? 1 : 0),
+    )
+  }
+
+  /** SETEX key seconds value, PSETEX key ms value. */
+  private setex(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+    unit: "EX" | "PX",
+  ): Resp.Reply | undefined {
+    const n = parseInteger(args[2]!)
+    if (n === undefined) return notInteger
+    if (n <= 0) return Resp.error(`ERR invalid expire time in '${args[0]!.toLowerCase()}' command`)
+    const tooLarge = this.tooLarge(args[3]!)
+    if (tooLarge !== undefined) return tooLarge
+    const op: PutOp = { ...(put(args[1]!, args[3]!) as PutOp), exp: expiryMs(unit, n, Date.now()) }
+    return this.runAll(conn, slot, [op], () => Resp.ok)
+  }
+
+  /** GETDEL key: the live value, deleted in the same write (nil and no write if none). */
+  private getdel(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    const op: PutOp = { ...(put(args[1]!, null) as PutOp), cond: "xx" }
+    return this.runAll(conn, slot, [op], ([result]) => Resp.bulkString(previousOf(result)))
+  }
+
+  /** GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST]: the value, with its expiry changed. */
+  private getex(conn: Connection, args: ReadonlyArray<string>, slot: Slot): Resp.Reply | undefined {
+    const key = args[1]!
+    if (args.length === 2) return this.get(conn, args, slot)
+    const option = args[2]!.toUpperCase()
+    let exp: number | undefined
+    if (option === "PERSIST" && args.length === 3) exp = undefined
+    else if (["EX", "PX", "EXAT", "PXAT"].includes(option) && args.length === 4) {
+      const n = parseInteger(args[3]!)
+      if (n === undefined) return notInteger
+      if (n <= 0) return Resp.error("ERR invalid expire time in 'getex' command")
+      exp = expiryMs(option, n, Date.now())
+    } else return Resp.error("ERR syntax error")
+    const op: PutOp = {
+      ...(put(key, null) as PutOp),
+      keep: "value",
+      ...(exp === undefined ? {} : { exp }),
+    }
+    return this.runAll(conn, slot, [op], ([result]) => Resp.bulkString(previousOf(result)))
+  }
+
+  /**
+   * EXPIRE key seconds (PEXPIRE, EXPIREAT, PEXPIREAT): 1 if the key had a live value, which is
+   * written again with the new expiry; 0 otherwise. A time already past deletes the key, as in
+   * Redis. The NX/XX/GT/LT flags of Redis 7 are refused.
+   */
+  private expire(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+    unit: "EX" | "PX" | "EXAT" | "PXAT",
+  ): Resp.Reply | undefined {
+    const name = args[0]!.toLowerCase()
+    if (args.length > 3) {
+      return /^(NX|XX|GT|LT)$/i.test(args[3]!)
+        ? Resp.error(`ERR ${name.toUpperCase()} NX|XX|GT|LT are not supported`)
+        : Resp.error(`ERR Unsupported option ${args[3]!.slice(0, 128)}`)
+    }
+    const n = parseInteger(args[2]!)
+    if (n === undefined) return notInteger
+    const now = Date.now()
+    const exp = expiryMs(unit, n, now)
+    const op: PutOp =
+      exp <= now
+        ? { ...(put(args[1]!, null) as PutOp), cond: "xx" }
+        : { ...(put(args[1]!, null) as PutOp), keep: "value", exp }
+    return this.runAll(conn, slot, [op], ([result]) =>
+      Resp.integer(result?._tag === "PutOk" ? 1 : 0),
+    )
+  }
+
+  /**
+   * PERSIST key: 1 if the key had an expiry, now removed; 0 if none or no key. The live value is
+   * written again without expiry in either case (one write, decided at the coordinator).
+   */
+  private persist(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    const op: PutOp = { ...(put(args[1]!, null) as PutOp), keep: "value" }
+    return this.runAll(conn, slot, [op], ([result]) =>
+      Resp.integer(result?._tag === "PutOk" && result.previous?.exp !== undefined ? 1 : 0),
+    )
+  }
+
+  /** TTL/PTTL key: -2 no live value, -1 no expiry, else the time left (rounded like Redis). */
+  private ttl(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+    unitMs: number,
+  ): undefined {
+    return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) => {
+      const now = Date.now()
+      const current = result?._tag === "GetOk" ? Version.readAt(result.obj, now) : undefined
+      if (current === undefined) return Resp.integer(-2)
+      const exp = current.sibling.exp
+      if (exp === undefined) return Resp.integer(-1)
+      return Resp.integer(Math.floor((exp - now + (unitMs === 1 ? 0 : 500)) / unitMs))
+    })
+  }
+
+  private strlen(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) =>
+      Resp.integer(result?._tag === "GetOk" ? (plainValue(result.obj)?.length ?? 0) : 0),
+    )
+  }
+
+  private type(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
+    return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) =>
+      Resp.simpleString(
+        result?._tag === "GetOk" && plainValue(result.obj) !== null ? "string" : "none",
+      ),
+    )
   }
 
   private del(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
@@ -653,8 +872,8 @@ class RespServerImpl implements RespServer {
     const op: ClientOp = { _tag: "Get", key: args[1]!, ...(r === undefined ? {} : { r }) }
     return this.runAll(conn, slot, [op], ([result]) => {
       if (result?._tag !== "GetOk") return Resp.nullArray
-      const values = Version.values(result.obj)
-      const deleted = Version.wasDeleted(result.obj)
+      const values = Version.valuesAt(result.obj, Date.now())
+      const deleted = result.obj.entries.length > 0 && values.length === 0
       // A map in RESP3; RESP2 gets the same fields as a flat array.
       return Resp.map([
         [
@@ -667,7 +886,11 @@ class RespServerImpl implements RespServer {
     })
   }
 
-  /** DHT.PUT key value [CONTEXT ctx] [W w] / DHT.DEL key [CONTEXT ctx] [W w] → new context. */
+  /**
+   * DHT.PUT key value [CONTEXT ctx | IF-CONTEXT ctx] [W w] / DHT.DEL key [CONTEXT ctx |
+   * IF-CONTEXT ctx] [W w] → new context. IF-CONTEXT is compare-and-set (COND-1): the write
+   * supersedes ctx and happens only if the key's context is still exactly ctx; else nil.
+   */
   private dhtWrite(
     conn: Connection,
     args: ReadonlyArray<string>,
@@ -675,16 +898,20 @@ class RespServerImpl implements RespServer {
     isPut: boolean,
   ): Resp.Reply | undefined {
     const fixed = isPut ? 3 : 2
-    const options = this.options(args, fixed, ["CONTEXT", "W"])
+    const options = this.options(args, fixed, ["CONTEXT", "IF-CONTEXT", "W"])
     if (!(options instanceof Map)) return options
     const w = this.quorumOption(options, "W")
     if (typeof w === "object") return w
+    if (options.has("CONTEXT") && options.has("IF-CONTEXT")) {
+      return Resp.error("ERR syntax error: CONTEXT and IF-CONTEXT exclude each other")
+    }
+    const compareAndSet = options.has("IF-CONTEXT")
     const value = isPut ? args[2]! : null
     if (value !== null) {
       const tooLarge = this.tooLarge(value)
       if (tooLarge !== undefined) return tooLarge
     }
-    const token = options.get("CONTEXT")
+    const token = options.get("CONTEXT") ?? options.get("IF-CONTEXT")
     let context: Version.Clock = Version.emptyClock
     if (token !== undefined) {
       const decoded = Context.decode(token, this.config.secret)
@@ -697,6 +924,7 @@ class RespServerImpl implements RespServer {
       value,
       context,
       ...(w === undefined ? {} : { w }),
+      ...(compareAndSet ? { cond: "context" as const } : {}),
     }
     return this.runAll(conn, slot, [op], ([result]) =>
       result?._tag === "PutOk"
@@ -822,6 +1050,12 @@ class RespServerImpl implements RespServer {
     return Resp.bulkString(text)
   }
 }
+
+/** The live value a write replaced or skipped over, for SET … GET, GETDEL and GETEX. */
+const previousOf = (result: ClientResult | undefined): string | null =>
+  result?._tag === "PutOk" || result?._tag === "PutSkipped"
+    ? (result.previous?.value ?? null)
+    : null
 
 const put = (key: string, value: string | null): ClientOp => ({
   _tag: "Put",

@@ -38,6 +38,7 @@ const Timestamp = Schema.NonNegativeInt
 export const SiblingSchema = Schema.Struct({
   value: Schema.NullOr(Schema.String),
   ts: Timestamp,
+  exp: Schema.optional(Schema.NonNegativeInt),
 })
 
 export const EntrySchema = Schema.Struct({
@@ -65,6 +66,14 @@ export const PutOpSchema = Schema.Struct({
   value: Schema.NullOr(Schema.String),
   context: Schema.NullOr(ClockSchema),
   w: Schema.optional(Schema.Int),
+  exp: Schema.optional(Schema.NonNegativeInt),
+  keep: Schema.optional(Schema.Literal("ttl", "value")),
+  cond: Schema.optional(Schema.Literal("nx", "xx", "context")),
+})
+
+const PreviousSchema = Schema.Struct({
+  value: Schema.String,
+  exp: Schema.optional(Schema.NonNegativeInt),
 })
 
 export const FailureReasonSchema = Schema.Literal(
@@ -83,7 +92,9 @@ export const ClientResultSchema = Schema.Union(
     context: ClockSchema,
     dot: Schema.Tuple(Schema.String, Count),
     existed: Schema.Boolean,
+    previous: Schema.optional(PreviousSchema),
   }),
+  Schema.Struct({ _tag: Schema.Literal("PutSkipped"), previous: Schema.optional(PreviousSchema) }),
   Schema.Struct({
     _tag: Schema.Literal("Failed"),
     reason: FailureReasonSchema,
