@@ -106,6 +106,35 @@ describe("e2e expiry and conditional writes on a 3-node cluster", { timeout: 180
     )
   })
 
+  test("CTR-1: INCR, DECR, INCRBY, DECRBY and INCRBYFLOAT answer as Redis does, keep the expiry, and a SET resets", async () => {
+    const c = at(0)
+    assert.equal(await c.incr("ctr:a"), 1)
+    assert.equal(await at(1).incr("ctr:a"), 2)
+    assert.equal(await at(2).incrby("ctr:a", 40), 42)
+    assert.equal(await c.decr("ctr:a"), 41)
+    assert.equal(await c.decrby("ctr:a", 50), -9)
+    assert.equal(await at(1).get("ctr:a"), "-9")
+    await c.set("ctr:s", "10")
+    assert.equal(await c.incr("ctr:s"), 11)
+    await c.set("ctr:s", "100")
+    assert.equal(await c.incr("ctr:s"), 101, "a SET resets the counter")
+    await c.set("ctr:t", "abc")
+    await assert.rejects(c.incr("ctr:t"), /ERR value is not an integer or out of range/)
+    await assert.rejects(c.incrby("ctr:a", "x" as unknown as number), /ERR value is not an integer/)
+    await assert.rejects(
+      c.incrbyfloat("ctr:a", "x" as unknown as number),
+      /ERR value is not a valid float/,
+    )
+    await c.set("ctr:max", "9223372036854775807")
+    await assert.rejects(c.incr("ctr:max"), /ERR increment or decrement would overflow/)
+    assert.equal(await c.incrbyfloat("ctr:f", 10.5), "10.5")
+    assert.equal(await c.incrbyfloat("ctr:f", 0.25), "10.75")
+    await assert.rejects(c.incr("ctr:f"), /ERR value is not an integer or out of range/)
+    await c.set("ctr:ttl", "1", "EX", 100)
+    assert.equal(await c.incr("ctr:ttl"), 2)
+    assert.ok((await c.ttl("ctr:ttl")) > 90, "INCR dropped the expiry")
+  })
+
   test("EXP-2: EXPIRE, PERSIST, KEEPTTL, GETEX, and EXPIRE in the past deletes", async () => {
     const c = at(0)
     assert.equal(await c.expire("exp:none", 100), 0)

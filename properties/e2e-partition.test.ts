@@ -80,11 +80,12 @@ test("PART-3: CP across network namespaces: the cut-off node refuses writes, the
   assert.equal(await client(2).get("minority"), null, "the refused write took effect")
 })
 
-test("PART-4: AP across network namespaces: both halves accept writes and every write is everywhere after the heal, concurrent ones as siblings", async () => {
+test("PART-4, CTR-1: AP across network namespaces: both halves accept writes and every write is everywhere after the heal, concurrent ones as siblings, and increments made on both sides add up", async () => {
   const cluster = await NetnsCluster.start(4, ["--mode", "ap"])
   started.push(cluster)
   const client = clientOf(cluster)
   assert.equal(await client(0).set("before", "1"), "OK")
+  assert.equal(await client(0).incrby("hits", 5), 5)
 
   cluster.partition([2, 3])
   // Wait until every node believes the other side down and its own side up (the failure
@@ -110,6 +111,14 @@ test("PART-4: AP across network namespaces: both halves accept writes and every 
   // One key written on both sides, with no context: concurrent, so both must survive.
   await new DhtClient(client(0)).put("contested", "from-left")
   await new DhtClient(client(3)).put("contested", "from-right")
+  // Both sides count the same key: every increment must survive the heal (CTR-1).
+  let left = 0
+  let right = 0
+  for (let i = 0; i < 10; i++) left = await client(i % 2).incr("hits")
+  for (let i = 0; i < 7; i++) right = await client(2 + (i % 2)).incr("hits")
+  assert.equal(await client(3).decrby("hits", 2), right - 2)
+  assert.equal(left, 15, "the left side counts its own increments")
+  assert.equal(right, 12, "the right side counts its own increments")
 
   cluster.heal()
   await pollUntil(
@@ -132,4 +141,14 @@ test("PART-4: AP across network namespaces: both halves accept writes and every 
     { timeoutMs: 60_000, intervalMs: 500 },
   )
   assert.deepEqual([...contested.siblings].sort(), ["from-left", "from-right"])
+  // 5 before, 10 on the left, 7 - 2 on the right: the healed cluster holds the sum everywhere.
+  await pollUntil(
+    "every node to read the sum of both sides' increments",
+    async () => {
+      for (const i of [0, 1, 2, 3]) if ((await client(i).get("hits")) !== "20") return false
+      return true
+    },
+    { timeoutMs: 60_000, intervalMs: 500 },
+  )
+  assert.equal(await client(1).incr("hits"), 21)
 })

@@ -167,7 +167,8 @@ export const serialise = (key: string, obj: Obj): string => {
   for (const e of obj.entries) {
     out += `${field(e.actor)}c${e.counter};v${e.values.length};`
     for (const s of e.values) {
-      out += `${s.value === null ? "n" : field(s.value)}t${s.ts}${s.exp === undefined ? "" : `e${s.exp}`};`
+      out += `${s.value === null ? "n" : field(s.value)}t${s.ts}${s.exp === undefined ? "" : `e${s.exp}`}`
+      out += s.counter === undefined ? ";" : `k${field(JSON.stringify(s.counter))};`
     }
   }
   return out

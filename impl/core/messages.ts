@@ -49,6 +49,11 @@ export interface PutOp {
    * is written (`PutSkipped`). Best effort in AP (see docs/clients.md).
    */
   readonly cond?: "nx" | "xx" | "context" | undefined
+  /**
+   * INCRBY and friends (CTR-1): add `by` (a decimal string) to the key's counter, created from
+   * the live integer value (0 when none) if the key holds no counter yet. `value` is ignored.
+   */
+  readonly incr?: { readonly by: string; readonly float: boolean } | undefined
 }
 
 /** The live value a write found (`previous` of a result); absent when none was live. */
@@ -89,6 +94,8 @@ export type ClientResult =
       readonly existed: boolean
       /** The live value the coordinator resolved before this write (SET … GET, GETDEL). */
       readonly previous?: Previous | undefined
+      /** A counter's total after this increment (INCR's reply). */
+      readonly total?: string | undefined
     }
   /** A conditional write whose condition did not hold: nothing was written. */
   | { readonly _tag: "PutSkipped"; readonly previous?: Previous | undefined }

@@ -210,6 +210,8 @@ export interface PutPending {
   existed: boolean
   /** The live value the coordinator resolved when it minted (SET … GET, GETDEL). */
   previous?: Previous | undefined
+  /** A counter's total after an increment (INCR's reply). */
+  total?: string | undefined
   readonly placement: Placement
   /** The read phase is over (a plain write learnt its context, or the write had one). */
   readDone: boolean

@@ -499,7 +499,8 @@ const startPut = (
   }
   // A plain write learns the context it supersedes; a conditional or read-modify-write one
   // learns what it is conditioned on. Both read a quorum first.
-  const reads = op.context === null || op.cond !== undefined || op.keep !== undefined
+  const reads =
+    op.context === null || op.cond !== undefined || op.keep !== undefined || op.incr !== undefined
   if (reads && !Quorum.enough(p.tally)) {
     for (const replica of asked) {
       if (replica === state.config.self) continue
@@ -575,11 +576,30 @@ const beginWrite = (
   p.existed = Version.siblings(seen).some(
     (d) => !Version.dead(d.sibling, now) && Version.descends(clock, [[d.actor, d.counter]]),
   )
-  state.hlc = Hlc.tick(state.hlc, now)
-  const value = p.op.keep === "value" ? p.previous!.value : p.op.value
-  const exp = p.op.keep === "ttl" ? p.previous?.exp : p.op.exp
-  const sibling: Version.Sibling =
-    exp === undefined || value === null ? { value, ts: state.hlc } : { value, ts: state.hlc, exp }
+  let sibling: Version.Sibling
+  if (p.op.incr !== undefined) {
+    const counted = incremented(state, seen, current, p.op.incr, now)
+    if (typeof counted === "string") {
+      state.pending.delete(rid)
+      return fail(state, p.origin, "BadRequest", counted, out)
+    }
+    state.hlc = Hlc.tick(state.hlc, now)
+    p.total = Version.counterTotal(counted)
+    // INCR keeps the key's expiry, as Redis does.
+    const exp = current?.sibling.exp
+    sibling = {
+      value: p.total,
+      ts: state.hlc,
+      counter: counted,
+      ...(exp === undefined ? {} : { exp }),
+    }
+  } else {
+    state.hlc = Hlc.tick(state.hlc, now)
+    const value = p.op.keep === "value" ? p.previous!.value : p.op.value
+    const exp = p.op.keep === "ttl" ? p.previous?.exp : p.op.exp
+    sibling =
+      exp === undefined || value === null ? { value, ts: state.hlc } : { value, ts: state.hlc, exp }
+  }
   p.written = reconcile(state, p.op.key, Version.update(seen, clock, sibling, state.config.self))
   p.phase = "Writing"
   // Pending owners (joining nodes, or the heirs of a leaving one) get every write too, and
@@ -609,6 +629,51 @@ const beginWrite = (
     out.push({ _tag: "Send", to: t.node, message })
   }
   maybeFinishPut(state, rid, p, out)
+}
+
+const INT64_MIN = -(2n ** 63n)
+const INT64_MAX = 2n ** 63n - 1n
+
+/**
+ * The counter an increment writes (CTR-1): the join of every live counter sibling, or a new
+ * counter over the live integer value (0 when none), plus `by` on this coordinator's entry. A
+ * string that is not an integer (a float, for INCRBYFLOAT) fails with Redis's error.
+ */
+const incremented = (
+  state: State,
+  seen: Version.Obj,
+  current: Version.Dotted | undefined,
+  incr: NonNullable<PutOp["incr"]>,
+  now: number,
+): Version.Counter | string => {
+  let counter: Version.Counter
+  if (current?.sibling.counter !== undefined) {
+    counter = Version.liveCounterAt(seen, now)!
+    if (counter.float && !incr.float) return "value is not an integer or out of range"
+  } else {
+    const text = current?.sibling.value ?? "0"
+    const valid = incr.float
+      ? /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) && Number.isFinite(Number(text))
+      : /^-?(0|[1-9]\d*)$/.test(text) && BigInt(text) >= INT64_MIN && BigInt(text) <= INT64_MAX
+    if (!valid) {
+      return incr.float ? "value is not a valid float" : "value is not an integer or out of range"
+    }
+    counter = {
+      base: incr.float ? String(Number(text)) : text,
+      baseTs: current?.sibling.ts ?? 0,
+      p: [],
+      n: [],
+      float: incr.float,
+    }
+  }
+  const next = Version.increment(counter, state.config.self, incr.by, incr.float)
+  const total = Version.counterTotal(next)
+  if (next.float) {
+    if (!Number.isFinite(Number(total))) return "increment would produce NaN or Infinity"
+  } else if (BigInt(total) < INT64_MIN || BigInt(total) > INT64_MAX) {
+    return "increment or decrement would overflow"
+  }
+  return next
 }
 
 /** A conditional or read-modify-write whose condition does not hold writes nothing. */
@@ -644,6 +709,7 @@ const maybeFinishPut = (state: State, rid: number, p: PutPending, out: Array<Com
       ],
       existed: p.existed,
       ...(p.previous === undefined ? {} : { previous: p.previous }),
+      ...(p.total === undefined ? {} : { total: p.total }),
     },
     out,
   )

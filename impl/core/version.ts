@@ -30,6 +30,26 @@ export interface Sibling {
    * the write's event, so it replicates and merges with it and never changes afterwards.
    */
   readonly exp?: number | undefined
+  /**
+   * A counter (INCR and friends): a PN-counter whose entries are per coordinating replica, over
+   * the string value it started from. `value` holds its total, for readers that see one sibling.
+   */
+  readonly counter?: Counter | undefined
+}
+
+/**
+ * A PN-counter (Shapiro et al., "A comprehensive study of CRDTs", 2011) as Riak's counters keep
+ * it: per actor the sum of its increments (`p`) and of its decrements (`n`), decimal strings
+ * (integers of any size, or doubles once INCRBYFLOAT touched it: `float`). `base` is the
+ * integer the counter started from (the string value an INCR found) and `baseTs` that write's
+ * timestamp. Merge: pointwise max of p and n, the base of the later `baseTs`.
+ */
+export interface Counter {
+  readonly base: string
+  readonly baseTs: number
+  readonly p: ReadonlyArray<readonly [string, string]>
+  readonly n: ReadonlyArray<readonly [string, string]>
+  readonly float: boolean
 }
 
 /** The sibling is a tombstone, or its expiry has passed at wall-clock time `now`. */
@@ -255,6 +275,114 @@ export const pruneLww = (obj: Obj): Obj => {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Counters
+
+const num = (text: string, float: boolean): number | bigint => (float ? Number(text) : BigInt(text))
+
+const bigger = (a: string, b: string, float: boolean): string =>
+  float ? (Number(a) >= Number(b) ? a : b) : BigInt(a) >= BigInt(b) ? a : b
+
+const mergeEntries = (
+  a: ReadonlyArray<readonly [string, string]>,
+  b: ReadonlyArray<readonly [string, string]>,
+  float: boolean,
+): ReadonlyArray<readonly [string, string]> => {
+  const out = new Map<string, string>(a)
+  for (const [actor, v] of b) {
+    const mine = out.get(actor)
+    out.set(actor, mine === undefined ? v : bigger(mine, v, float))
+  }
+  return [...out.entries()].sort((x, y) => cmp(x[0], y[0]))
+}
+
+/** Promote an integer counter to a float one (INCRBYFLOAT on it, or merging with one). */
+const asFloat = (c: Counter): Counter =>
+  c.float
+    ? c
+    : {
+        base: String(Number(c.base)),
+        baseTs: c.baseTs,
+        p: c.p.map(([a, v]) => [a, String(Number(v))] as const),
+        n: c.n.map(([a, v]) => [a, String(Number(v))] as const),
+        float: true,
+      }
+
+/** Join of two counters: commutative, associative, idempotent (CTR-1). */
+export const mergeCounter = (a: Counter, b: Counter): Counter => {
+  const float = a.float || b.float
+  const x = float ? asFloat(a) : a
+  const y = float ? asFloat(b) : b
+  const [base, baseTs] =
+    x.baseTs > y.baseTs || (x.baseTs === y.baseTs && x.base >= y.base)
+      ? [x.base, x.baseTs]
+      : [y.base, y.baseTs]
+  return {
+    base,
+    baseTs,
+    p: mergeEntries(x.p, y.p, float),
+    n: mergeEntries(x.n, y.n, float),
+    float,
+  }
+}
+
+/** The counter's value as Redis prints it. */
+export const counterTotal = (c: Counter): string => {
+  if (c.float) {
+    let t = Number(c.base)
+    for (const [, v] of c.p) t += Number(v)
+    for (const [, v] of c.n) t -= Number(v)
+    return String(t)
+  }
+  let t = BigInt(c.base)
+  for (const [, v] of c.p) t += BigInt(v)
+  for (const [, v] of c.n) t -= BigInt(v)
+  return t.toString()
+}
+
+/** Add `delta` (a decimal string) to `actor`'s entries. */
+export const increment = (c: Counter, actor: string, delta: string, float: boolean): Counter => {
+  const base = float ? asFloat(c) : c
+  const d = num(delta, base.float)
+  const positive = typeof d === "bigint" ? d >= 0n : d >= 0
+  const which = positive ? base.p : base.n
+  const mag = typeof d === "bigint" ? (d < 0n ? -d : d) : Math.abs(d)
+  const prior = which.find(([a]) => a === actor)?.[1]
+  const next =
+    typeof mag === "bigint"
+      ? (BigInt(prior ?? "0") + mag).toString()
+      : String(Number(prior ?? "0") + mag)
+  const entries = mergeEntries(
+    which.filter(([a]) => a !== actor),
+    [[actor, next]],
+    base.float,
+  )
+  return positive ? { ...base, p: entries } : { ...base, n: entries }
+}
+
+/**
+ * What a plain GET reads at `now` (EXP-1, CTR-1): the resolved live sibling's value, except
+ * that when it is a counter, the join of every live counter sibling (the increments of every
+ * side of a partition) gives the total.
+ */
+export const readValueAt = (obj: Obj, now: number): string | null => {
+  const best = readAt(obj, now)
+  if (best === undefined) return null
+  if (best.sibling.counter === undefined) return best.sibling.value
+  return counterTotal(liveCounterAt(obj, now)!)
+}
+
+/** The join of every live counter sibling at `now`; undefined if none. */
+export const liveCounterAt = (obj: Obj, now: number): Counter | undefined => {
+  let out: Counter | undefined
+  for (const d of siblings(obj)) {
+    const c = d.sibling.counter
+    if (c === undefined || dead(d.sibling, now)) continue
+    out = out === undefined ? c : mergeCounter(out, c)
+  }
+  return out
+}
+
 /** Structural equality (objects are canonical: sorted entries, newest-first values). */
 export const equals = (a: Obj, b: Obj): boolean => {
   if (a.entries.length !== b.entries.length) return false
@@ -268,6 +396,9 @@ export const equals = (a: Obj, b: Obj): boolean => {
       const u = x.values[k]!
       const v = y.values[k]!
       if (u.value !== v.value || u.ts !== v.ts || u.exp !== v.exp) return false
+      if (u.counter !== v.counter && JSON.stringify(u.counter) !== JSON.stringify(v.counter)) {
+        return false
+      }
     }
   }
   return true

@@ -142,8 +142,7 @@ const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply => 
  * The value a plain GET returns: the resolved sibling, null for none, a tombstone or an expired
  * value. Expiry is judged by this node's clock when the result arrives (EXP-1).
  */
-const plainValue = (obj: Version.Obj): string | null =>
-  Version.readAt(obj, Date.now())?.sibling.value ?? null
+const plainValue = (obj: Version.Obj): string | null => Version.readValueAt(obj, Date.now())
 
 const notInteger = Resp.error("ERR value is not an integer or out of range")
 
@@ -482,6 +481,11 @@ class RespServerImpl implements RespServer {
       strlen: { arity: 2, handle: (c, args, slot) => this.strlen(c, args, slot) },
       type: { arity: 2, handle: (c, args, slot) => this.type(c, args, slot) },
       unlink: { arity: -2, handle: (c, args, slot) => this.del(c, args, slot) },
+      incr: { arity: 2, handle: (c, args, slot) => this.incr(c, args[1]!, "1", slot) },
+      decr: { arity: 2, handle: (c, args, slot) => this.incr(c, args[1]!, "-1", slot) },
+      incrby: { arity: 3, handle: (c, args, slot) => this.incrBy(c, args, slot, false) },
+      decrby: { arity: 3, handle: (c, args, slot) => this.incrBy(c, args, slot, true) },
+      incrbyfloat: { arity: 3, handle: (c, args, slot) => this.incrByFloat(c, args, slot) },
       del: { arity: -2, handle: (c, args, slot) => this.del(c, args, slot) },
       exists: { arity: -2, handle: (c, args, slot) => this.exists(c, args, slot) },
       mget: { arity: -2, handle: (c, args, slot) => this.mget(c, args, slot) },
@@ -659,6 +663,45 @@ class RespServerImpl implements RespServer {
       if (options.get) return Resp.bulkString(previousOf(result))
       return result?._tag === "PutOk" ? Resp.ok : Resp.nullBulkString
     })
+  }
+
+  /**
+   * INCR/DECR/INCRBY/DECRBY (CTR-1): an increment of the key's counter, a CRDT whose entries are
+   * per coordinating replica, so that increments on both sides of a partition all count.
+   */
+  private incr(conn: Connection, key: string, by: string, slot: Slot, float = false): undefined {
+    const op: PutOp = { ...(put(key, null) as PutOp), incr: { by, float } }
+    return this.runAll(conn, slot, [op], ([result]) => {
+      const total = result?._tag === "PutOk" ? (result.total ?? "0") : "0"
+      return float ? Resp.bulkString(total) : Resp.integer(BigInt(total))
+    })
+  }
+
+  private incrBy(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+    negate: boolean,
+  ): Resp.Reply | undefined {
+    const text = args[2]!
+    if (!/^-?(0|[1-9]\d*)$/.test(text)) return notInteger
+    const by = BigInt(text)
+    if (by < -(2n ** 63n) || by > 2n ** 63n - 1n) return notInteger
+    if (negate && by === -(2n ** 63n)) return Resp.error("ERR decrement would overflow")
+    return this.incr(conn, args[1]!, (negate ? -by : by).toString(), slot)
+  }
+
+  private incrByFloat(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+  ): Resp.Reply | undefined {
+    const text = args[2]!
+    const by = Number(text)
+    if (!/^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) || !Number.isFinite(by)) {
+      return Resp.error("ERR value is not a valid float")
+    }
+    return this.incr(conn, args[1]!, String(by), slot, true)
   }
 
   /** SETNX key value: 1 if written, 0 if a value was live. */

@@ -35,10 +35,23 @@ const Timestamp = Schema.NonNegativeInt
 // ---------------------------------------------------------------------------------------------
 // Versions (impl/core/version.ts)
 
+/** A counter's decimal: an integer of any size, or a finite double as JavaScript prints it. */
+const Decimal = Schema.String.pipe(Schema.pattern(/^-?(\d+(\.\d+)?)(e[+-]?\d+)?$/))
+const CounterEntries = Schema.Array(Schema.Tuple(Schema.String, Decimal))
+
+export const CounterSchema = Schema.Struct({
+  base: Decimal,
+  baseTs: Timestamp,
+  p: CounterEntries,
+  n: CounterEntries,
+  float: Schema.Boolean,
+})
+
 export const SiblingSchema = Schema.Struct({
   value: Schema.NullOr(Schema.String),
   ts: Timestamp,
   exp: Schema.optional(Schema.NonNegativeInt),
+  counter: Schema.optional(CounterSchema),
 })
 
 export const EntrySchema = Schema.Struct({
@@ -69,6 +82,7 @@ export const PutOpSchema = Schema.Struct({
   exp: Schema.optional(Schema.NonNegativeInt),
   keep: Schema.optional(Schema.Literal("ttl", "value")),
   cond: Schema.optional(Schema.Literal("nx", "xx", "context")),
+  incr: Schema.optional(Schema.Struct({ by: Decimal, float: Schema.Boolean })),
 })
 
 const PreviousSchema = Schema.Struct({
@@ -93,6 +107,7 @@ export const ClientResultSchema = Schema.Union(
     dot: Schema.Tuple(Schema.String, Count),
     existed: Schema.Boolean,
     previous: Schema.optional(PreviousSchema),
+    total: Schema.optional(Schema.String),
   }),
   Schema.Struct({ _tag: Schema.Literal("PutSkipped"), previous: Schema.optional(PreviousSchema) }),
   Schema.Struct({
