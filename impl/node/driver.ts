@@ -7,21 +7,20 @@
  * from the transport), timers the machine set, and a TickElapsed every tickMs. `now` is
  * Date.now() at the moment the event is stepped.
  *
- * Commands run in order, with the machine's durability contract: every command after a
- * `Persist` (or another store write: PersistHint, DropHint, Drop) waits until that write is
- * durable. Store writes themselves are issued at once (the store batches the writes of one turn
- * into one commit); the Sends, Replies and `Removed` behind them are
- * held in a FIFO of segments, one per persist still in flight, and released in order as the
- * persists become durable. When nothing is in flight (always, with the memory store) commands
- * run synchronously, with no promise on the path. Holding is global, not per request: a later
- * event's Send never overtakes an earlier event's held Send, so a value read from a write that
- * is not yet durable cannot leave the node before that write is durable either.
+ * Commands run through the executor the simulator uses too (impl/core/executor.ts), which
+ * keeps the machine's durability contract: store writes (Persist, PersistHint, DropHint, Drop)
+ * are issued at once (the store batches the writes of one turn into one commit), and every
+ * Send, Reply and `Removed` after one waits until it and every write before it are durable.
+ * Holding is global, not per request: a later event's Send never overtakes an earlier event's
+ * held Send. When nothing is in flight (always, with the memory store) commands run
+ * synchronously, with no promise on the path. SetTimer is never held.
  *
- * SetTimer is never held: a timer only ever fires an event, which is as safe early as late.
- *
- * A failed commit means the store and the machine disagree; the node stops (crash-stop, which
- * the protocol tolerates) through `onFatal`. `Removed` (this node left the cluster) stops it
- * through `onRemoved`, after the messages before it were handed to the transport.
+ * Crash-stop on anything the node cannot vouch for: a failed commit (the store and the machine
+ * disagree) and a machine exception (`Node.step` threw: a bug; the state may be half-updated,
+ * so carrying on could acknowledge what it never stored) both stop the driver at once (nothing
+ * held is released, no timer fires) and call `onFatal`, so the process exits; the protocol
+ * tolerates a crashed node. `Removed` (this node left the cluster) stops it through `onRemoved`,
+ * after the messages before it were handed to the transport.
  */
 import type { NodeId } from "../core/ids.ts"
 import type * as Membership from "../core/membership.ts"
@@ -35,6 +34,7 @@ import type {
   StoreView,
   TimerKind,
 } from "../core/messages.ts"
+import * as Executor from "../core/executor.ts"
 import * as Node from "../core/node.ts"
 import type { Log } from "./log.ts"
 import type { StoreShape } from "./store.ts"
@@ -49,7 +49,10 @@ export interface DriverOptions {
    * known (from the command, else from the machine's membership view).
    */
   readonly send: (to: NodeId, message: PeerMessage, address: string | undefined) => void
-  /** A persist failed to commit: stop the node. */
+  /**
+   * The driver stopped for good (a persist failed to commit, or the machine threw): stop the
+   * node, i.e. exit the process.
+   */
   readonly onFatal: (reason: string) => void
   /** The cluster removed this node (it left, or an operator removed it): stop the node. */
   readonly onRemoved: () => void
@@ -66,14 +69,6 @@ export interface DriverStats {
   readonly inFlight: number
   /** Persists issued and not yet durable. */
   readonly persistsInFlight: number
-  /** Events whose step threw (a machine bug); the node carries on. */
-  readonly stepErrors: number
-}
-
-/** Commands released together once one persist (and every one before it) is durable. */
-interface Segment {
-  done: boolean
-  readonly held: Array<Command>
 }
 
 export class Driver {
@@ -90,12 +85,11 @@ export class Driver {
   private lastMembers: ReadonlyArray<Membership.Entry> = []
   private readonly waiting = new Map<number, (result: ClientResult) => void>()
   private nextClientRef = 1
-  /** Persists in flight, oldest first; commands after a persist wait in its segment. */
-  private readonly segments: Array<Segment> = []
+  /** Runs the machine's commands under the durability contract. */
+  private readonly executor: Executor.Executor
   private readonly timers = new Set<NodeJS.Timeout>()
   private ticker: NodeJS.Timeout | undefined
   private stopped = false
-  private stepErrors = 0
 
   constructor(options: DriverOptions) {
     this.store = options.store
@@ -111,6 +105,15 @@ export class Driver {
     this.onFatal = options.onFatal
     this.onRemoved = options.onRemoved
     this.onMembership = options.onMembership
+    this.executor = new Executor.Executor({
+      write: (command) => this.write(command),
+      run: (command) => this.run(command),
+      setTimer: (command) => this.setTimer(command.rid, command.kind, command.at),
+      writeFailed: (e) => {
+        const detail = e instanceof Error ? e.message : String(e)
+        this.fatal(`store commit failed: ${detail}`)
+      },
+    })
     this.state = Node.init(options.machine, Date.now())
     this.ticker = setInterval(() => this.tick(), options.tickMs)
     this.ticker.unref()
@@ -144,8 +147,7 @@ export class Driver {
     return {
       machine: { ...this.state.stats },
       inFlight: this.waiting.size,
-      persistsInFlight: this.segments.length,
-      stepErrors: this.stepErrors,
+      persistsInFlight: this.executor.inFlight,
     }
   }
 
@@ -166,6 +168,7 @@ export class Driver {
   /** Stop ticking and firing timers; results still outstanding are never delivered. */
   stop(): void {
     this.stopped = true
+    this.executor.stop()
     if (this.ticker !== undefined) clearInterval(this.ticker)
     this.ticker = undefined
     for (const timer of this.timers) clearTimeout(timer)
@@ -195,76 +198,38 @@ export class Driver {
       this.state = state
       commands = out
     } catch (e) {
-      this.stepErrors++
       const detail = e instanceof Error ? (e.stack ?? e.message) : String(e)
-      this.log.error(`step(${event._tag}) threw; the event is dropped: ${detail}`)
+      this.fatal(`machine exception in step(${event._tag}): ${detail}`)
       return
     }
-    this.execute(commands)
+    this.executor.execute(commands)
   }
 
-  private execute(commands: ReadonlyArray<Command>): void {
-    for (const command of commands) {
+  /** Crash-stop: nothing more runs, and the process is told to exit (`onFatal` logs why). */
+  private fatal(reason: string): void {
+    if (this.stopped) return
+    this.stop()
+    this.onFatal(reason)
+  }
+
+  /** Issue a store write; its promise, if the write is not durable yet. */
+  private write(command: Executor.StoreWrite): Executor.Durability {
+    const durable = ((): Promise<void> | undefined => {
       switch (command._tag) {
-        case "Persist": {
-          const durable = this.store.put(command.key, command.obj)
-          if (durable !== undefined) this.holdBehind(durable)
-          break
-        }
-        case "PersistHint": {
-          const durable = this.store.putHint(command.owner, command.key, command.obj)
-          if (durable !== undefined) this.holdBehind(durable)
-          break
-        }
-        case "DropHint": {
-          const durable = this.store.dropHint(command.owner, command.key, command.obj)
-          if (durable !== undefined) this.holdBehind(durable)
-          break
-        }
-        case "Drop": {
-          const durable = this.store.drop(command.key, command.obj)
-          if (durable !== undefined) this.holdBehind(durable)
-          break
-        }
-        case "SetTimer":
-          this.setTimer(command.rid, command.kind, command.at)
-          break
-        default: {
-          const last = this.segments[this.segments.length - 1]
-          if (last === undefined) this.run(command)
-          else last.held.push(command)
-        }
+        case "Persist":
+          return this.store.put(command.key, command.obj)
+        case "PersistHint":
+          return this.store.putHint(command.owner, command.key, command.obj)
+        case "DropHint":
+          return this.store.dropHint(command.owner, command.key, command.obj)
+        case "Drop":
+          return this.store.drop(command.key, command.obj)
       }
-    }
+    })()
+    return durable === undefined ? undefined : (ok, failed) => durable.then(ok, failed)
   }
 
-  /** Open a segment: commands from now on wait until `durable` (and every earlier one). */
-  private holdBehind(durable: Promise<void>): void {
-    const segment: Segment = { done: false, held: [] }
-    this.segments.push(segment)
-    durable.then(
-      () => {
-        segment.done = true
-        this.release()
-      },
-      (e: unknown) => {
-        const detail = e instanceof Error ? e.message : String(e)
-        this.log.error(`a write failed to commit: ${detail}`)
-        this.stop()
-        this.onFatal(`store commit failed: ${detail}`)
-      },
-    )
-  }
-
-  /** Run the held commands of every leading segment whose persist is durable, in order. */
-  private release(): void {
-    while (this.segments.length > 0 && this.segments[0]!.done && !this.stopped) {
-      const segment = this.segments.shift()!
-      for (const command of segment.held) this.run(command)
-    }
-  }
-
-  private run(command: Command): void {
+  private run(command: Executor.Outbound): void {
     switch (command._tag) {
       case "Send":
         this.send(
@@ -284,13 +249,6 @@ export class Driver {
         onResult(command.result)
         return
       }
-      case "Persist":
-      case "PersistHint":
-      case "DropHint":
-      case "Drop":
-      case "SetTimer":
-        // Issued by `execute`, never held.
-        return
     }
   }
 

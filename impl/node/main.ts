@@ -153,7 +153,6 @@ const infoSections = (
         ["failures", d.machine.failures],
         ["requests_in_flight", d.inFlight],
         ["persists_in_flight", d.persistsInFlight],
-        ["step_errors", d.stepErrors],
         ["peer_messages_sent", t.sent],
         ["peer_messages_received", t.received],
         ["peer_messages_dropped", t.dropped],

@@ -54,16 +54,6 @@ export class MemoryStore implements StoreView {
     return copy
   }
 
-  /** Commands that change the store (and so must be durable before what follows them). */
-  isDurable(command: Command): boolean {
-    return (
-      command._tag === "Persist" ||
-      command._tag === "PersistHint" ||
-      command._tag === "DropHint" ||
-      command._tag === "Drop"
-    )
-  }
-
   /** Apply a durable command; returns false for commands that are not about storage. */
   apply(command: Command): boolean {
     switch (command._tag) {

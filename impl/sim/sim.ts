@@ -6,13 +6,32 @@
  *
  * Network model: each message is delayed by a uniform latency in [latencyMinMs, latencyMaxMs]
  * (so messages reorder), plus a node's extra delay when it is slow (`slow`), lost with
- * probability `lossRate`, delivered twice with probability `duplicateRate`, and dropped when a
- * partition separates the two nodes (partitions may be asymmetric: `block(a, b)` stops a→b
- * only). Each node's clock may be skewed (`clockSkewMs`), and persists may take time to become
- * durable (`persistDelayMs`), a crash losing what was not. A stopped node receives nothing, its timers are
- * gone, and its volatile state is lost; its store survives (the disk), and `restart` boots a
- * fresh machine over it. Persists are durable at once (a crash between two commands of one
- * batch is not modelled here; the ordering contract makes acks follow their persists).
+ * probability `lossRate` and delivered twice with probability `duplicateRate`. Partitions may
+ * be asymmetric (`block(a, b)` cuts a→b only) and come in two kinds:
+ *  - drop (the default): a message sent across the cut is lost;
+ *  - hold (`{ hold: true }`), what TCP does behind a cut link: a message arriving across the cut
+ *    waits in a FIFO per connection (a→b), and after `heal()` the whole queue is delivered in
+ *    order, however late, before anything else on that connection. Messages still held when
+ *    their receiver crashes are dropped (its connections reset). A crashed *sender's* held
+ *    messages are still delivered: the sim models them as bytes already in the kernel's send
+ *    buffer, which outlive the process (the transport's user-space queue would die with it, but
+ *    here every Send leaves at once), so a dead incarnation's messages can arrive long after.
+ *
+ * Nodes: `stop` crashes a node (volatile state, timers and held commands are lost; its store
+ * survives, minus what was not durable yet) and `restart` boots a fresh machine over the store.
+ * `pause` is SIGSTOP: the node keeps its state but processes nothing; everything that falls due
+ * meanwhile (messages to it, its timers and ticks, its persists becoming durable, client
+ * requests sent to it) waits, and after `resume` it is processed in the order it fell due (so
+ * per connection in arrival order) before anything newer. Its peers keep sending to it and,
+ * hearing no heartbeats, come to suspect it. Each node's clock may be skewed (`clockSkewMs`).
+ *
+ * Commands run through the executor the real driver uses (impl/core/executor.ts): a store write
+ * is visible at once and durable after `persistDelayMs` (0: at once), and every Send, Reply and
+ * Removed after it, in this step or any later one, waits until it is durable. A machine
+ * exception (`Node.step` throws) crash-stops that node, as the real driver does, and is counted
+ * in `counters.stepErrors` (the messages in `stepErrors`); by default it then fails the run with
+ * a MachineError, and with `onMachineError: "crash-stop"` the run goes on without the node and
+ * the property asserts the counter is 0 at the end. Never swallowed either way.
  *
  * Deliberately not here: wall-clock time, threads, real I/O.
  */
@@ -30,6 +49,7 @@ import type {
   TimerKind,
 } from "../core/messages.ts"
 import * as Chord from "../core/chord.ts"
+import * as Executor from "../core/executor.ts"
 import * as Node from "../core/node.ts"
 import * as Ring from "../core/ring.ts"
 import type * as Version from "../core/version.ts"
@@ -55,10 +75,22 @@ export interface SimConfig {
   readonly clockSkewMs?: ReadonlyArray<number>
   /**
    * Time for a write to become durable (0: at once). Until then it is visible to its node but a
-   * crash loses it, and every command after it in its batch waits, as in the real driver.
+   * crash loses it, and every Send, Reply and Removed after it waits (impl/core/executor.ts).
    */
   readonly persistDelayMs?: number
+  /**
+   * A machine exception (`Node.step` threw) always crash-stops its node and is counted. Then
+   * "throw" (the default) also fails the run: a MachineError leaves the call that was running
+   * the simulation. "crash-stop": the run goes on without the node, as a cluster goes on
+   * without a process that exited; the property asserts `counters.stepErrors` is 0 at the end.
+   */
+  readonly onMachineError?: "throw" | "crash-stop"
+  /** Sees every event a node is about to step, with the node's id (traces, tests). */
+  readonly onEvent?: (node: NodeId, event: Event) => void
 }
+
+/** A machine exception, thrown out of the simulation (onMachineError "throw"). */
+export class MachineError extends Error {}
 
 export const defaultNetwork: NetworkConfig = {
   latencyMinMs: 1,
@@ -77,6 +109,11 @@ export interface Operation {
   completedAt?: number
 }
 
+/** A client or operator request that waits for a paused node. */
+type Request =
+  | { readonly _tag: "Client"; readonly client: number; readonly op: ClientOp }
+  | { readonly _tag: "Operator"; readonly client: number; readonly op: OperatorOp }
+
 type Scheduled =
   | {
       readonly _tag: "Deliver"
@@ -92,14 +129,37 @@ type Scheduled =
       readonly kind: TimerKind
     }
   | { readonly _tag: "Tick"; readonly node: NodeId; readonly incarnation: number }
-  /** A persist became durable: apply it and run the rest of its batch. */
+  /** A store write became durable: apply it to the disk and release what waits behind it. */
   | {
       readonly _tag: "Durable"
       readonly node: NodeId
       readonly incarnation: number
-      readonly commands: ReadonlyArray<Command>
-      readonly index: number
+      readonly command: Executor.StoreWrite
+      readonly done: () => void
     }
+  /** A request that reached a paused node (only ever in a backlog). */
+  | {
+      readonly _tag: "Request"
+      readonly node: NodeId
+      readonly incarnation: number
+      readonly request: Request
+    }
+  /** A held connection was healed: deliver its queue, in order. */
+  | { readonly _tag: "Release"; readonly link: string }
+  /** A paused node was resumed: process its backlog, in order. */
+  | { readonly _tag: "Resume"; readonly node: NodeId; readonly incarnation: number }
+
+/** A message behind a held connection. */
+interface Held {
+  readonly from: NodeId
+  readonly to: NodeId
+  readonly message: PeerMessage
+}
+
+export interface BlockOptions {
+  /** Hold messages across the cut (TCP behind a cut link) instead of dropping them. */
+  readonly hold?: boolean
+}
 
 interface Item {
   readonly at: number
@@ -119,20 +179,48 @@ interface SimNode {
   store: MemoryStore
   /** What survives a crash. */
   readonly durable: MemoryStore
+  /** Runs this incarnation's commands (replaced at every boot). */
+  executor: Executor.Executor
+  /** SIGSTOPped: processes nothing until resumed. */
+  paused: boolean
+  /** What fell due while paused (or since resumed, until processed), in order. */
+  readonly backlog: Array<Scheduled>
 }
 
 export class Simulation {
   now = 0
   readonly ids: ReadonlyArray<NodeId>
   readonly history: Array<Operation> = []
-  /** Messages sent, dropped and duplicated, for coverage counters and reports. */
-  readonly counters = { sent: 0, dropped: 0, duplicated: 0, delivered: 0 }
+  /** What the network and the nodes did, for coverage counters and reports. */
+  readonly counters = {
+    sent: 0,
+    dropped: 0,
+    duplicated: 0,
+    delivered: 0,
+    /** Messages that arrived across a held cut and waited in its connection's queue. */
+    held: 0,
+    /** Held messages delivered after the heal. */
+    heldDelivered: 0,
+    /** Calls to `pause` that paused a running node. */
+    pauses: 0,
+    /** Messages to a paused node processed after it resumed. */
+    deferredMessages: 0,
+    /** Timers, ticks and durable writes of a paused node processed after it resumed. */
+    deferredOther: 0,
+    /** Machine exceptions (`Node.step` threw); each crash-stopped its node. */
+    stepErrors: 0,
+  }
+  /** What each machine exception said (node, event, message), in order. */
+  readonly stepErrors: Array<string> = []
   network: NetworkConfig
   private readonly rng: Prng
   private readonly queue = new Queue<Item>()
   private seq = 0
   private readonly nodes = new Map<NodeId, SimNode>()
-  private readonly blocked = new Set<string>()
+  /** Cut connections ("a>b") and what happens to messages across them. */
+  private readonly blocked = new Map<string, "drop" | "hold">()
+  /** Messages waiting behind a held cut, per connection, in arrival order. */
+  private readonly held = new Map<string, Array<Held>>()
   private readonly slowMs = new Map<NodeId, number>()
   private readonly tickMs: number
   private readonly nodeConfig: Omit<Node.Config, "self">
@@ -151,15 +239,7 @@ export class Simulation {
     this.bootRing = Ring.make(this.nodeConfig.members, this.nodeConfig.tokensPerNode)
     this.ids.forEach((id, i) => {
       const skewMs = config.clockSkewMs?.[i] ?? 0
-      const node: SimNode = {
-        id,
-        skewMs,
-        joining: false,
-        state: undefined,
-        incarnation: 0,
-        store: new MemoryStore(),
-        durable: new MemoryStore(),
-      }
+      const node = this.newNode(id, skewMs, false)
       this.nodes.set(id, node)
       this.boot(node)
     })
@@ -172,11 +252,26 @@ export class Simulation {
     return this.node(id).state !== undefined
   }
 
-  /** Crash a node: volatile state and timers are lost, the store survives. */
+  isPaused(id: NodeId): boolean {
+    return this.node(id).paused
+  }
+
+  /**
+   * Crash a node: volatile state, timers, held commands and its backlog are lost, messages held
+   * for it are dropped; the store survives, minus writes that were not durable yet.
+   */
   stop(id: NodeId): void {
     const node = this.node(id)
     node.state = undefined
     node.incarnation++
+    node.executor.stop()
+    node.paused = false
+    for (const what of node.backlog.splice(0)) if (what._tag === "Deliver") this.counters.dropped++
+    for (const [link, queue] of this.held) {
+      if (queue[0]?.to !== id) continue
+      this.counters.dropped += queue.length
+      this.held.delete(link)
+    }
     // Writes that were not durable yet are gone.
     if ((this.config.persistDelayMs ?? 0) > 0) node.store = node.durable.clone()
   }
@@ -188,23 +283,57 @@ export class Simulation {
     this.boot(node)
   }
 
-  /** Drop every message from `a` to `b` (one direction) until healed. */
-  block(a: NodeId, b: NodeId): void {
-    this.blocked.add(`${a}>${b}`)
+  /**
+   * SIGSTOP a running node: it keeps its state and processes nothing until `resume`; what falls
+   * due meanwhile waits for it, in order.
+   */
+  pause(id: NodeId): void {
+    const node = this.node(id)
+    if (node.state === undefined || node.paused) return
+    node.paused = true
+    this.counters.pauses++
+  }
+
+  /** SIGCONT: the node processes its backlog, in order, then carries on. */
+  resume(id: NodeId): void {
+    const node = this.node(id)
+    if (!node.paused) return
+    node.paused = false
+    if (node.backlog.length > 0) {
+      this.schedule(this.now, { _tag: "Resume", node: id, incarnation: node.incarnation })
+    }
+  }
+
+  /**
+   * Cut the connection from `a` to `b` (one direction) until healed: messages across it are
+   * dropped, or with `hold` queued and delivered in order after the heal.
+   */
+  block(a: NodeId, b: NodeId, options: BlockOptions = {}): void {
+    this.blocked.set(`${a}>${b}`, options.hold === true ? "hold" : "drop")
   }
 
   /** Split the cluster into groups that cannot talk to each other (both directions). */
-  partition(groups: ReadonlyArray<ReadonlyArray<NodeId>>): void {
+  partition(groups: ReadonlyArray<ReadonlyArray<NodeId>>, options: BlockOptions = {}): void {
     for (const g of groups) {
       for (const h of groups) {
         if (g === h) continue
-        for (const a of g) for (const b of h) this.block(a, b)
+        for (const a of g) for (const b of h) this.block(a, b, options)
       }
     }
   }
 
+  /** Reconnect everything; held connections deliver their queues, in order, first. */
   heal(): void {
     this.blocked.clear()
+    for (const link of this.held.keys()) this.schedule(this.now, { _tag: "Release", link })
+  }
+
+  /** Messages waiting behind held cuts: on the connection from `a` to `b`, or on all. */
+  heldCount(a?: NodeId, b?: NodeId): number {
+    if (a !== undefined && b !== undefined) return this.held.get(`${a}>${b}`)?.length ?? 0
+    let n = 0
+    for (const queue of this.held.values()) n += queue.length
+    return n
   }
 
   /** Make a node slow: every message to or from it takes `extraMs` longer (0 to undo). */
@@ -248,15 +377,7 @@ export class Simulation {
   /** Start a new node that joins the cluster (streams in, then becomes up). */
   addNode(): NodeId {
     const id = mkNodeId(`n${this.nodes.size}`)
-    const node: SimNode = {
-      id,
-      skewMs: 0,
-      joining: true,
-      state: undefined,
-      incarnation: 0,
-      store: new MemoryStore(),
-      durable: new MemoryStore(),
-    }
+    const node = this.newNode(id, 0, true)
     this.nodes.set(id, node)
     ;(this.ids as Array<NodeId>).push(id)
     this.boot(node)
@@ -274,12 +395,7 @@ export class Simulation {
     this.history.push(operation)
     const node = this.node(at)
     if (node.state !== undefined) {
-      this.apply(node, {
-        _tag: "OperatorRequested",
-        now: this.clock(node),
-        client: operation.id,
-        op,
-      })
+      this.request(node, { _tag: "Operator", client: operation.id, op })
     }
     return operation
   }
@@ -297,7 +413,7 @@ export class Simulation {
       operation.completedAt = this.now
       return operation
     }
-    this.apply(node, { _tag: "ClientRequested", now: this.clock(node), client: operation.id, op })
+    this.request(node, { _tag: "Client", client: operation.id, op })
     return operation
   }
 
@@ -340,44 +456,163 @@ export class Simulation {
           this.counters.dropped++
           return
         }
+        const link = `${what.from}>${what.to}`
+        const queue = this.held.get(link)
+        // Behind a held cut, or behind messages still held on this connection: wait in order.
+        if (this.blocked.get(link) === "hold" || queue !== undefined) {
+          this.counters.held++
+          if (queue === undefined) this.held.set(link, [what])
+          else queue.push(what)
+          return
+        }
+        return this.arrive(node, what)
+      }
+      case "Release": {
+        if (this.blocked.get(what.link) === "hold") return // cut again: a later heal releases it
+        const queue = this.held.get(what.link)
+        if (queue === undefined) return
+        this.held.delete(what.link)
+        if (this.blocked.get(what.link) === "drop") {
+          this.counters.dropped += queue.length
+          return
+        }
+        for (const message of queue) {
+          const node = this.node(message.to)
+          if (node.state === undefined) {
+            this.counters.dropped++
+            continue
+          }
+          this.counters.heldDelivered++
+          this.arrive(node, { _tag: "Deliver", ...message })
+        }
+        return
+      }
+      case "Resume": {
+        const node = this.node(what.node)
+        if (node.incarnation !== what.incarnation) return
+        while (!node.paused && node.backlog.length > 0) {
+          const next = node.backlog.shift()!
+          if (next._tag === "Deliver") this.counters.deferredMessages++
+          else if (next._tag !== "Request") this.counters.deferredOther++
+          this.handle(node, next)
+        }
+        return
+      }
+      case "Timer":
+      case "Tick":
+      case "Durable": {
+        const node = this.node(what.node)
+        if (node.incarnation !== what.incarnation || node.state === undefined) return
+        if (this.busy(node)) node.backlog.push(what)
+        else this.handle(node, what)
+        return
+      }
+      case "Request":
+        // Requests only ever wait in a backlog.
+        return
+    }
+  }
+
+  /** A message reached its (live) receiver: processed now, or after the node's backlog. */
+  private arrive(node: SimNode, what: Scheduled & { _tag: "Deliver" }): void {
+    if (this.busy(node)) {
+      node.backlog.push(what)
+      return
+    }
+    this.handle(node, what)
+  }
+
+  /** Paused, or resumed with a backlog not yet processed: new work queues behind it. */
+  private busy(node: SimNode): boolean {
+    return node.paused || node.backlog.length > 0
+  }
+
+  /** Process one item at a running node. */
+  private handle(node: SimNode, what: Scheduled): void {
+    if (node.state === undefined) return
+    switch (what._tag) {
+      case "Deliver":
         this.counters.delivered++
-        this.apply(node, {
+        return this.apply(node, {
           _tag: "MessageReceived",
           now: this.clock(node),
           from: what.from,
           message: what.message,
         })
-        return
-      }
-      case "Timer": {
-        const node = this.node(what.node)
-        if (node.incarnation !== what.incarnation || node.state === undefined) return
-        this.apply(node, {
+      case "Timer":
+        if (node.incarnation !== what.incarnation) return
+        return this.apply(node, {
           _tag: "TimerFired",
           now: this.clock(node),
           rid: what.rid,
           kind: what.kind,
         })
-        return
-      }
-      case "Durable": {
-        const node = this.node(what.node)
-        if (node.incarnation !== what.incarnation || node.state === undefined) return
-        node.durable.apply(what.commands[what.index]!)
-        this.executeFrom(node, what.commands, what.index + 1)
-        return
-      }
-      case "Tick": {
-        const node = this.node(what.node)
-        if (node.incarnation !== what.incarnation || node.state === undefined) return
+      case "Tick":
+        if (node.incarnation !== what.incarnation) return
         this.apply(node, { _tag: "TickElapsed", now: this.clock(node) })
         this.schedule(this.now + this.tickMs, what)
         return
+      case "Durable":
+        if (node.incarnation !== what.incarnation) return
+        node.durable.apply(what.command)
+        what.done()
+        return
+      case "Request": {
+        if (node.incarnation !== what.incarnation) return
+        const { request } = what
+        return this.apply(
+          node,
+          request._tag === "Client"
+            ? {
+                _tag: "ClientRequested",
+                now: this.clock(node),
+                client: request.client,
+                op: request.op,
+              }
+            : {
+                _tag: "OperatorRequested",
+                now: this.clock(node),
+                client: request.client,
+                op: request.op,
+              },
+        )
       }
+      case "Release":
+      case "Resume":
+        return
     }
   }
 
+  /** A client or operator request reaches a live node: stepped now, or after its backlog. */
+  private request(node: SimNode, request: Request): void {
+    const what: Scheduled = {
+      _tag: "Request",
+      node: node.id,
+      incarnation: node.incarnation,
+      request,
+    }
+    if (this.busy(node)) node.backlog.push(what)
+    else this.handle(node, what)
+  }
+
+  private newNode(id: NodeId, skewMs: number, joining: boolean): SimNode {
+    const node: SimNode = {
+      id,
+      skewMs,
+      joining,
+      state: undefined,
+      incarnation: 0,
+      store: new MemoryStore(),
+      durable: new MemoryStore(),
+      executor: undefined as unknown as Executor.Executor,
+      paused: false,
+      backlog: [],
+    }
+    return node
+  }
+
   private boot(node: SimNode): void {
+    node.executor = this.executorFor(node)
     node.state = Node.init(
       {
         ...this.nodeConfig,
@@ -402,69 +637,77 @@ export class Simulation {
     this.schedule(first, { _tag: "Tick", node: node.id, incarnation: node.incarnation })
   }
 
+  /** Step the machine and hand its commands to the executor; an exception crash-stops it. */
   private apply(node: SimNode, event: Event): void {
-    const [, commands] = Node.step(node.state!, event, node.store)
-    this.executeFrom(node, commands, 0)
-  }
-
-  /** Execute a batch in order; a persist holds back the rest until it is durable. */
-  private executeFrom(node: SimNode, commands: ReadonlyArray<Command>, start: number): void {
-    const delay = this.config.persistDelayMs ?? 0
-    for (let i = start; i < commands.length; i++) {
-      const command = commands[i]!
-      if (delay > 0 && node.store.isDurable(command)) {
-        node.store.apply(command)
-        this.schedule(this.now + delay, {
-          _tag: "Durable",
-          node: node.id,
-          incarnation: node.incarnation,
-          commands,
-          index: i,
-        })
-        return
-      }
-      this.execute(node, command)
+    this.config.onEvent?.(node.id, event)
+    let commands: ReadonlyArray<Command>
+    try {
+      commands = Node.step(node.state!, event, node.store)[1]
+    } catch (e) {
+      this.counters.stepErrors++
+      const detail = e instanceof Error ? (e.stack ?? e.message) : String(e)
+      const report = `${node.id} at ${this.now} ms, step(${event._tag}) threw: ${detail}`
+      this.stepErrors.push(report)
+      this.stop(node.id)
+      if ((this.config.onMachineError ?? "throw") === "throw") throw new MachineError(report)
+      return
     }
+    node.executor.execute(commands)
   }
 
-  private execute(node: SimNode, command: Command): void {
-    switch (command._tag) {
-      case "Persist":
-      case "PersistHint":
-      case "DropHint":
-      case "Drop":
+  /** The executor of one incarnation of a node: the real driver's, over the simulated world. */
+  private executorFor(node: SimNode): Executor.Executor {
+    const incarnation = node.incarnation
+    const delay = this.config.persistDelayMs ?? 0
+    return new Executor.Executor({
+      write: (command) => {
         node.store.apply(command)
-        node.durable.apply(command)
-        return
-      case "Removed":
-        // A removed node stops serving, as the real driver does.
-        this.stop(node.id)
-        return
-      case "Send":
-        return this.send(node.id, command.to, command.message)
-      case "Reply": {
-        const operation = this.history[command.client]
-        if (operation === undefined || operation.result !== undefined) return
-        operation.result = command.result
-        operation.completedAt = this.now
-        return
-      }
-      case "SetTimer":
+        if (delay <= 0) {
+          node.durable.apply(command)
+          return undefined
+        }
+        return (done) =>
+          this.schedule(this.now + delay, {
+            _tag: "Durable",
+            node: node.id,
+            incarnation,
+            command,
+            done,
+          })
+      },
+      run: (command) => {
+        switch (command._tag) {
+          case "Removed":
+            // A removed node stops serving, as the real driver does.
+            return this.stop(node.id)
+          case "Send":
+            return this.send(node.id, command.to, command.message)
+          case "Reply": {
+            const operation = this.history[command.client]
+            if (operation === undefined || operation.result !== undefined) return
+            operation.result = command.result
+            operation.completedAt = this.now
+            return
+          }
+        }
+      },
+      setTimer: (command) =>
         // The machine speaks its own clock; convert back to virtual time.
         this.schedule(Math.max(command.at - node.skewMs, this.now), {
           _tag: "Timer",
           node: node.id,
-          incarnation: node.incarnation,
+          incarnation,
           rid: command.rid,
           kind: command.kind,
-        })
-        return
-    }
+        }),
+      // The simulated disk never fails.
+      writeFailed: () => {},
+    })
   }
 
   private send(from: NodeId, to: NodeId, message: PeerMessage): void {
     this.counters.sent++
-    if (this.blocked.has(`${from}>${to}`) || this.rng.chance(this.network.lossRate)) {
+    if (this.blocked.get(`${from}>${to}`) === "drop" || this.rng.chance(this.network.lossRate)) {
       this.counters.dropped++
       return
     }
