@@ -17,7 +17,7 @@ import * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { params } from "./helpers/fc.ts"
-import { actionArb, KEYS, ScheduleRun } from "./helpers/schedule.ts"
+import { type Action, actionArb, KEYS, ScheduleRun } from "./helpers/schedule.ts"
 
 /** Stabilization every second, anti-entropy every second per node, trees at most 5 s old. */
 const SETTLE_MS = 40_000
@@ -31,6 +31,40 @@ const callRetrying = (sim: Simulation, nodes: () => ReadonlyArray<NodeId>, op: C
     last = sim.call(nodes()[attempt % nodes().length]!, op)
   }
   return last
+}
+
+/**
+ * The first seed n0 (the ring's creator) crashes and restarts at once; two nodes join through
+ * it. Found by CHORD-7 (FC_SEED=1345315663): the restarted n0 could not join while the ring
+ * still listed it (its join lookup found its own id at its position and gave up), asked each
+ * other seed once, then created a second ring; the joiners, introduced by n0, split between
+ * the two rings for good, and n0 served key4 from the ring that never had it.
+ */
+const restartedCreator: [number, Array<Action>, { lossRate: number; duplicateRate: number }] = [
+  0,
+  [
+    { _tag: "Crash", node: 0 },
+    { _tag: "Restart" },
+    { _tag: "Wait", ms: 1185 },
+    { _tag: "Read", key: 0, node: 2 },
+    { _tag: "Wait", ms: 260 },
+    { _tag: "Write", key: 4, node: 1 },
+    { _tag: "Read", key: 7, node: 3 },
+    { _tag: "Join" },
+    { _tag: "Join" },
+  ],
+  { lossRate: 0, duplicateRate: 0 },
+]
+
+/** Following first successors from one live node visits every live node: one ring. */
+const oneRing = (sim: Simulation, live: ReadonlyArray<NodeId>): Array<NodeId> => {
+  const cycle: Array<NodeId> = []
+  let at = live[0]
+  while (at !== undefined && !cycle.includes(at) && cycle.length <= live.length) {
+    cycle.push(at)
+    at = sim.stateOf(at)?.chord?.ring.successors[0]?.id
+  }
+  return cycle
 }
 
 test("CHORD-7: under Chord routing no acknowledged write is lost through joins, leaves and crashes, and reads never return a value from nowhere", () => {
@@ -106,6 +140,12 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
         }
         run.restartAll()
         sim.runFor(SETTLE_MS)
+        const live = run.live()
+        assert.deepEqual(
+          oneRing(sim, live).sort(),
+          [...live].sort(),
+          "the live nodes do not form one ring",
+        )
         run.checkFinal((op) => callRetrying(sim, () => run.live(), op))
         for (const id of run.live()) {
           const s = sim.stateOf(id)!
@@ -115,7 +155,7 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
         }
       },
     ),
-    params(15),
+    params(15, { examples: [restartedCreator] }),
   )
   assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.crashes > 0, JSON.stringify(seen))
   assert.ok(seen.aeRepairs > 0, `anti-entropy never repaired a key: ${JSON.stringify(seen)}`)

@@ -478,3 +478,46 @@ test("CHORD-6: the machine is deterministic and every command survives a JSON ro
     params(60),
   )
 })
+
+// ---------------------------------------------------------------------------------------------
+// CHORD-9: a restarted node takes its old place again
+
+test("CHORD-9: a restarted node rejoins at the first attempt, even while the ring still lists it", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.uniqueArray(anyPosition, { minLength: 2, maxLength: 12, size: "max" }),
+      fc.record({
+        pick: fc.nat(),
+        via: fc.nat(),
+        /** Running time before the restart, and from the restart to the join request. */
+        before: fc.integer({ min: 0, max: 60_000 }),
+        gap: fc.integer({ min: 0, max: 2_000 }),
+      }),
+      (seed, r, positions, { pick, via, before, gap }) => {
+        const sim = Sim.buildStabilized(simConfig(seed, r), positions.map(peerAt))
+        Sim.startAllTicking(sim)
+        sim.runUntil(sim.now + before)
+        const ms = members(sim)
+        const node = ms[pick % ms.length]!
+        sim.restart(node)
+        sim.runUntil(sim.now + gap)
+        const others = members(sim).filter((n) => n !== node)
+        const failed: Array<Chord.ChordCommand> = []
+        sim.onCommand = (n, c) => {
+          if (n === node && c._tag === "JoinFailed") failed.push(c)
+        }
+        sim.startTicking(node, sim.now + sim.prng.float() * INTERVAL_MS)
+        sim.join(node, others[via % others.length]!)
+        sim.runUntil(sim.now + INTERVAL_MS, () => sim.state(node).status !== "Joining")
+        assert.deepEqual(failed, [], `the restarted ${sim.peer(node).id} failed to join`)
+        assert.equal(sim.state(node).status, "Active")
+        const converged = () => ringCorrect(sim) && listsCorrect(sim, r)
+        const rounds = roundsUntil(sim, converged, roundsBound(positions.length))
+        assert.ok(rounds !== null, `not converged after the rejoin:\n${describe(sim)}`)
+      },
+    ),
+    params(200),
+  )
+})

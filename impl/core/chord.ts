@@ -18,9 +18,10 @@
  *             JoinCompleted / JoinFailed, HandOver{to, from, through}
  *   The driver delivers a node's first StabilizeTicked (once, at any time, e.g. at start-up);
  *   every tick schedules the next one until the node leaves. Idle and joining nodes only
- *   reschedule. Timers are never cancelled: the driver turns ScheduleTimer{timer: Stabilize} into
- *   StabilizeTicked and ScheduleTimer{timer: RpcDeadline{rpc}} into RpcTimedOut{rpc} at `at`
- *   (or later); the machine ignores deadlines of RPCs that already completed.
+ *   reschedule, and refuse lookups through them (an empty NextHops). Timers are never
+ *   cancelled: the driver turns ScheduleTimer{timer: Stabilize} into StabilizeTicked and
+ *   ScheduleTimer{timer: RpcDeadline{rpc}} into RpcTimedOut{rpc} at `at` (or later); the
+ *   machine ignores deadlines of RPCs that already completed.
  *   stabilized(config, ring, index) builds the state a node has once the ring has converged,
  *   for simulators that start from a stabilized ring (as the paper's simulator did).
  *   routeCandidates / ownsAfter expose the routing rule itself.
@@ -190,7 +191,8 @@ export type ChordMessage =
   /**
    * Not mine (as far as I know): ask one of `candidates`, best first (may be empty). My
    * `successors` come along so that an asker who knows my first successor is dead can still
-   * conclude (section 5.2).
+   * conclude (section 5.2). Both empty: I am in no ring (idle or still joining) and refuse; a
+   * member's list is never empty ([self] when alone).
    */
   | {
       readonly _tag: "NextHops"
@@ -247,7 +249,14 @@ export type ChordEvent =
     }
   | { readonly _tag: "RpcTimedOut"; readonly now: number; readonly rpc: number }
 
-export type LookupFailure = "NotJoined" | "Overloaded" | "NoRoute" | "HopLimit" | "TimeoutLimit"
+/** Refused: nobody answered, and the last peer asked is in no ring itself (it refused). */
+export type LookupFailure =
+  | "NotJoined"
+  | "Overloaded"
+  | "NoRoute"
+  | "HopLimit"
+  | "TimeoutLimit"
+  | "Refused"
 
 export type ChordCommand =
   | { readonly _tag: "Send"; readonly to: NodeId; readonly message: ChordMessage }
@@ -275,7 +284,8 @@ export type ChordCommand =
       readonly timeouts: number
     }
   | { readonly _tag: "JoinCompleted"; readonly successor: Peer; readonly hops: number }
-  | { readonly _tag: "JoinFailed"; readonly reason: LookupFailure }
+  /** `hops`: queries answered by ring members (0: every peer asked refused or was silent). */
+  | { readonly _tag: "JoinFailed"; readonly reason: LookupFailure; readonly hops: number }
   /** Keys in (from, through] now belong to `to`; move them there. `from` null: unknown start. */
   | {
       readonly _tag: "HandOver"
@@ -449,13 +459,18 @@ const becomeActive = (
   s: ChordState,
   now: number,
   found: ReadonlyArray<Peer>,
+  replier: Peer,
   hops: number,
   out: Out,
 ) => {
-  const successors = normalizeSuccessors(s, found)
+  // A node restarted before the ring noticed finds its previous incarnation (its own id) at its
+  // own position: the nodes after it are its successors all the same, and the replier (which
+  // precedes it) is one if no other is named. It takes that place again.
+  const after = found[0]?.id === s.self.id ? found.slice(1) : found
+  const successors = normalizeSuccessors(s, after.length > 0 ? after : [replier])
   const first = successors[0]
   if (first === undefined) {
-    out.push({ _tag: "JoinFailed", reason: "NoRoute" })
+    out.push({ _tag: "JoinFailed", reason: "NoRoute", hops })
     return { ...s, status: "Idle" as const }
   }
   out.push({ _tag: "JoinCompleted", successor: first, hops })
@@ -655,8 +670,14 @@ const answerFindSuccessor = (
   target: number,
   out: Out,
 ) => {
-  // Guard: a node that is not in the ring knows nothing; silence makes the asker fall back.
-  if (s.status !== "Active") return s
+  // A node that is in no ring knows nothing about one: it refuses at once (empty lists), so the
+  // asker moves on without waiting for a timeout, and knows this peer is alive but not a member
+  // (a node bootstrapping a ring counts on that: impl/core/node-chord.ts).
+  if (s.status !== "Active") {
+    const refusal: ChordMessage = { _tag: "NextHops", rpc, candidates: [], successors: [] }
+    out.push({ _tag: "Send", to: from, message: refusal })
+    return s
+  }
   const succ = s.successors[0]
   const message: ChordMessage =
     succ !== undefined && inHalfOpen(target, s.self.pos, succ.pos)
@@ -910,6 +931,7 @@ const sendLookup = (
   lookup: PendingLookup,
   s: ChordState,
   out: Out,
+  exhausted: LookupFailure = "NoRoute",
 ): ChordState => {
   const { lookupHopsMax, lookupTimeoutsMax } = s.config
   if (lookup.hops >= lookupHopsMax) return lookupFailed(dropLookup(s, id), lookup, "HopLimit", out)
@@ -923,7 +945,7 @@ const sendLookup = (
     i++
   }
   const next = lookup.candidates[i]
-  if (next === undefined) return lookupFailed(dropLookup(s, id), lookup, "NoRoute", out)
+  if (next === undefined) return lookupFailed(dropLookup(s, id), lookup, exhausted, out)
   const updated: PendingLookup = {
     ...lookup,
     candidates: lookup.candidates.slice(i + 1),
@@ -959,6 +981,10 @@ const lookupAnswered = (
 ): ChordState => {
   const lookup = s.lookups.get(id)
   if (lookup === undefined) return s
+  if (msg._tag === "NextHops" && msg.successors.length === 0) {
+    // Refused: the peer is in no ring. Not an answer (no hop, nothing learnt): the next one.
+    return sendLookup(now, id, lookup, s, out, lookup.hops === 0 ? "Refused" : "NoRoute")
+  }
   const nearer =
     lookup.closest === null ||
     distance(replier.pos, lookup.target) < distance(lookup.closest.peer.pos, lookup.target)
@@ -1040,7 +1066,7 @@ const lookupDone = (
       })
       return s
     case "Join":
-      return s.status === "Joining" ? becomeActive(s, now, found, lookup.hops, out) : s
+      return s.status === "Joining" ? becomeActive(s, now, found, replier, lookup.hops, out) : s
     case "FixFinger":
       return s.status === "Active" ? fingerFixed(s, lookup.purpose.index, owner) : s
   }
@@ -1057,7 +1083,7 @@ const lookupFailed = (
       emitFailure(lookup, reason, out)
       return s
     case "Join":
-      out.push({ _tag: "JoinFailed", reason })
+      out.push({ _tag: "JoinFailed", reason, hops: lookup.hops })
       return { ...s, status: "Idle" }
     case "FixFinger": {
       // Skip this finger for now; the next pass retries it.
@@ -1114,9 +1140,13 @@ const handleRpcTimedOut = (s: ChordState, now: number, rpcId: number, out: Out):
     if (rpc.purpose._tag !== "Lookup") return t
     const lookup = t.lookups.get(rpc.purpose.lookup)
     if (lookup === undefined) return t
+    // It stays a candidate, asked again once the others are tried: a join through one seed
+    // survives a lost message.
+    const again = lookup.candidates.length < s.config.lookupCandidatesMax
     const retried: PendingLookup = {
       ...lookup,
       timeouts: lookup.timeouts + 1,
+      candidates: again ? [...lookup.candidates, rpc.peer] : lookup.candidates,
       tried: lookup.tried.filter((id) => id !== rpc.peer.id),
     }
     return sendLookup(now, rpc.purpose.lookup, retried, t, out)

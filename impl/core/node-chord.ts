@@ -175,6 +175,9 @@ export const chordStep = (
       }
       case "JoinFailed":
         c.nextJoinAt = now + state.config.chord.stabilizeIntervalMs
+        // A ring member answered (the join failed further on): there is a ring, so the first
+        // seed starts its round of the other seeds again rather than ever creating another.
+        if (cmd.hops > 0 && isCreator(state)) c.nextSeed = 0
         break
       case "JoinCompleted":
         break
@@ -186,9 +189,19 @@ export const chordStep = (
   refreshNeighbourhood(state, now)
 }
 
+/** The first seed creates the ring (when no other seed is in one). */
+const isCreator = (state: State): boolean => state.config.chordSeeds[0]?.id === state.config.self
+
 /**
- * Start Chord: create a ring (the first seed, once none of the others answers; or a node with no
- * other seed) or join through a seed; after a failed attempt, again a stabilize interval later.
+ * Start Chord: join through a seed, or create a ring (the first seed, once a whole round of the
+ * others found no ring; or a node with no other seed); after a failed attempt, again a
+ * stabilize interval later.
+ *
+ * Why the first seed cannot split the ring: a seed in no ring refuses a join through it at once,
+ * a seed in the ring answers it, and a restarted node takes its old place even while the ring
+ * still lists it; so a round in which no seed answered means every other seed is in no ring or
+ * unreachable (a lost message is retried: a peer is silent only after timeoutsBeforeDead
+ * timeouts in a row).
  */
 export const maybeJoinChord = (
   state: State,
@@ -197,16 +210,19 @@ export const maybeJoinChord = (
   out: Array<Command>,
 ) => {
   const c = state.chord!
+  const interval = state.config.chord.stabilizeIntervalMs
+  const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
   if (c.ring.status === "Idle" && now >= c.nextJoinAt) {
     // A join that neither completes nor fails (its lookup still running) is not repeated.
-    c.nextJoinAt = now + 4 * state.config.chord.stabilizeIntervalMs
-    const creator = state.config.chordSeeds[0]?.id === state.config.self
-    const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
+    c.nextJoinAt = now + 4 * interval
+    const creator = isCreator(state)
     const attempt = c.nextSeed++
+    // The first seed asks the others in turn, and creates the ring after a whole round in
+    // which none answered as a ring member (each refused or stayed silent); an answer starts
+    // the round again (JoinFailed above). Others ask the first seed (the introducer) every
+    // other attempt, and the rest in turn in between, in case the introducer is gone; they
+    // never create a ring while they have another seed.
     const create = seeds.length === 0 || (creator && attempt >= seeds.length)
-    // A creator asks each seed once, in order. Others ask the first seed (the introducer,
-    // usually the creator) every other attempt, and the rest in turn in between, in case the
-    // introducer is gone.
     const turn = creator
       ? attempt
       : attempt % 2 === 0 || seeds.length === 1

@@ -86,6 +86,8 @@ interface Scheduled {
   readonly from: number
   readonly message: Chord.ChordMessage | null
   readonly rpc: number
+  /** The incarnation of `node` it was meant for: a node restarted since never sees it. */
+  readonly inc: number
 }
 
 /** Binary min-heap on (at, seq): deterministic order for simultaneous events. */
@@ -164,6 +166,8 @@ export class ChordSim {
   private readonly peers: Array<Chord.Peer> = []
   private readonly states: Array<Chord.ChordState> = []
   private readonly alive: Array<boolean> = []
+  /** Restarts of each node (restart): events scheduled for an earlier incarnation are lost. */
+  private readonly incarnation: Array<number> = []
   private readonly index = new Map<string, number>()
   private readonly byPos = new Map<number, number>()
   /** Live nodes, for O(1) uniform sampling (swap-remove on failure). */
@@ -221,6 +225,7 @@ export class ChordSim {
     this.peers.push(peer)
     this.states.push(state ?? Chord.init(this.config.chord, peer))
     this.alive.push(true)
+    this.incarnation.push(0)
     this.index.set(peer.id, node)
     if (!this.byPos.has(peer.pos)) this.byPos.set(peer.pos, node)
     this.livePos.push(this.liveList.length)
@@ -239,6 +244,19 @@ export class ChordSim {
       this.livePos[last] = at
     }
     this.livePos[node] = -1
+  }
+
+  /**
+   * The node crashes and comes straight back, as a process restarted from scratch: a fresh,
+   * not joined machine at the same id and position. Its timers and the messages on their way to
+   * it are lost (a restarted process has new connections). It then needs `startTicking` and
+   * `join`.
+   */
+  restart(node: number): void {
+    if (!this.alive[node]) throw new Error(`node ${node} is not alive`)
+    this.incarnation[node]!++
+    this.states[node] = Chord.init(this.config.chord, this.peers[node]!)
+    this.joinRetries.delete(node)
   }
 
   /** A uniformly random ring member, or undefined when none is found within a few draws. */
@@ -314,7 +332,7 @@ export class ChordSim {
   private runOne(): void {
     const ev = this.heap.pop()!
     this.now = ev.at
-    if (!this.alive[ev.node]) return
+    if (!this.alive[ev.node] || ev.inc !== this.incarnation[ev.node]) return
     switch (ev.kind) {
       case KIND_MESSAGE: {
         this.stats.delivered++
@@ -420,7 +438,8 @@ export class ChordSim {
     message: Chord.ChordMessage | null,
     rpc: number,
   ): void {
-    this.heap.push({ at, seq: this.seq++, node, kind, from, message, rpc })
+    const inc = this.incarnation[node]!
+    this.heap.push({ at, seq: this.seq++, node, kind, from, message, rpc, inc })
   }
 
   // -------------------------------------------------------------------------------------------
