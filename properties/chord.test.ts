@@ -521,3 +521,44 @@ test("CHORD-9: a restarted node rejoins at the first attempt, even while the rin
     params(200),
   )
 })
+
+// ---------------------------------------------------------------------------------------------
+// CHORD-10: disjoint rings merge through seed checks
+
+test("CHORD-10: two disjoint rings merge into one once their members check through the seeds", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.uniqueArray(anyPosition, { minLength: 2, maxLength: 16, size: "max" }),
+      fc.nat(),
+      (seed, r, positions, split) => {
+        // Two converged rings, each unaware of the other: A = positions before the cut, B after.
+        const cut = 1 + (split % (positions.length - 1))
+        const config = simConfig(seed, r)
+        const sim = new Sim.ChordSim(config)
+        for (const part of [positions.slice(0, cut), positions.slice(cut)]) {
+          const ring = Sim.sortedRing(part.map(peerAt))
+          for (const [i, p] of ring.peers.entries()) {
+            sim.addNode(p, Chord.stabilized(config.chord, ring, i))
+          }
+        }
+        // The seeds, as every node's configuration names them: one node of each ring.
+        const seeds = [sim.nodeAt(positions[0]!)!, sim.nodeAt(positions[cut]!)!]
+        const ticks = new Map<number, number>()
+        sim.onTick = (node) => {
+          const k = ticks.get(node) ?? 0
+          ticks.set(node, k + 1)
+          const via = seeds[k % seeds.length]!
+          if (via !== node) sim.check(node, via)
+        }
+        Sim.startAllTicking(sim)
+        const n = positions.length
+        const converged = () => ringCorrect(sim) && listsCorrect(sim, r)
+        const rounds = roundsUntil(sim, converged, roundsBound(n))
+        assert.ok(rounds !== null, `the rings did not merge:\n${describe(sim)}`)
+      },
+    ),
+    params(200),
+  )
+})

@@ -13,7 +13,8 @@
  *   init(config, self)              a fresh, not yet joined node
  *   step(state, event)              => readonly [state, commands]
  *   events:   JoinRequested{via} (via null creates a ring), LeaveRequested, LookupRequested,
- *             StabilizeTicked, MessageReceived{from, message}, RpcTimedOut{rpc}
+ *             StabilizeTicked, MessageReceived{from, message}, RpcTimedOut{rpc},
+ *             CheckRequested{via} (look this node up through a seed; merges disjoint rings)
  *   commands: Send{to, message}, ScheduleTimer{at, timer}, LookupCompleted / LookupFailed,
  *             JoinCompleted / JoinFailed, HandOver{to, from, through}
  *   The driver delivers a node's first StabilizeTicked (once, at any time, e.g. at start-up);
@@ -121,11 +122,15 @@ export const defaultConfig: ChordConfig = {
 
 export type Status = "Idle" | "Joining" | "Active" | "Left"
 
-/** Why a lookup was started: for a client, to join, or to refresh finger `index`. */
+/**
+ * Why a lookup was started: for a client, to join, to refresh finger `index`, or to check this
+ * node's place through a seed (CheckRequested).
+ */
 export type LookupPurpose =
   | { readonly _tag: "Client"; readonly requestId: number }
   | { readonly _tag: "Join" }
   | { readonly _tag: "FixFinger"; readonly index: number }
+  | { readonly _tag: "Check" }
 
 export interface PendingLookup {
   readonly purpose: LookupPurpose
@@ -231,6 +236,12 @@ export type ChordTimer =
 export type ChordEvent =
   /** Join the ring through `via` (any live member), or create a new ring when `via` is null. */
   | { readonly _tag: "JoinRequested"; readonly now: number; readonly via: Peer | null }
+  /**
+   * A member looks its own position up through `via` (a seed): if `via`'s ring knows a node
+   * between this one and its successor (or this node is alone), it becomes the successor. Two
+   * disjoint rings merge this way, which stabilization alone never does.
+   */
+  | { readonly _tag: "CheckRequested"; readonly now: number; readonly via: Peer }
   | { readonly _tag: "LeaveRequested"; readonly now: number }
   /** Find the successor of ring position `target` (hash.position of a key's bytes). */
   | {
@@ -405,6 +416,8 @@ const dispatch = (s: ChordState, e: ChordEvent, out: Out): ChordState => {
   switch (e._tag) {
     case "JoinRequested":
       return handleJoinRequested(s, e.now, e.via, out)
+    case "CheckRequested":
+      return handleCheckRequested(s, e.now, e.via, out)
     case "LeaveRequested":
       return handleLeaveRequested(s, out)
     case "LookupRequested":
@@ -453,6 +466,54 @@ const handleJoinRequested = (
     { ...joining, serial: s.serial + 1 },
     out,
   )
+}
+
+/**
+ * Look this node's own position up through `via`, as a join would: `checked` compares the
+ * answer with this node's successor. At most one check at a time.
+ */
+const handleCheckRequested = (s: ChordState, now: number, via: Peer, out: Out): ChordState => {
+  if (s.status !== "Active" || via.id === s.self.id) return s
+  if (s.lookups.size >= s.config.pendingLookupsMax) return s
+  for (const lookup of s.lookups.values()) if (lookup.purpose._tag === "Check") return s
+  return sendLookup(
+    now,
+    s.serial,
+    {
+      purpose: { _tag: "Check" },
+      target: s.self.pos,
+      hops: 0,
+      timeouts: 0,
+      candidates: [via],
+      tried: [],
+      closest: null,
+    },
+    { ...s, serial: s.serial + 1 },
+    out,
+  )
+}
+
+/**
+ * A check's answer: `found` is what `via`'s ring holds at and after this node's position. Its
+ * first node other than this one, if it lies between this node and its successor (or this node
+ * is alone), becomes the successor and is notified; stabilization does the rest. In one ring
+ * that only hastens stabilization. In two disjoint rings, some node of each has a node of the
+ * other in that gap (the first node of the other ring after it): the cross link is made, its
+ * new successor takes it as predecessor, that node's old predecessor adopts it on its next
+ * stabilize, and the rings thread into one.
+ */
+const checked = (
+  s: ChordState,
+  found: ReadonlyArray<Peer>,
+  replier: Peer,
+  out: Out,
+): ChordState => {
+  const next = [...found, replier].find((p) => p.id !== s.self.id && !isSuspect(s, p.id))
+  const succ = s.successors[0]
+  if (next === undefined || succ === undefined) return s
+  if (succ.id !== s.self.id && !inOpen(next.pos, s.self.pos, succ.pos)) return s
+  out.push({ _tag: "Send", to: next.id, message: { _tag: "Notify", peer: s.self } })
+  return { ...s, successors: normalizeSuccessors(s, [next, ...s.successors]) }
 }
 
 const becomeActive = (
@@ -1069,6 +1130,8 @@ const lookupDone = (
       return s.status === "Joining" ? becomeActive(s, now, found, replier, lookup.hops, out) : s
     case "FixFinger":
       return s.status === "Active" ? fingerFixed(s, lookup.purpose.index, owner) : s
+    case "Check":
+      return s.status === "Active" ? checked(s, found, replier, out) : s
   }
 }
 
@@ -1090,6 +1153,8 @@ const lookupFailed = (
       const next = lookup.purpose.index + 1
       return { ...s, fingerNext: next >= s.config.fingerBits ? 0 : next }
     }
+    case "Check":
+      return s // the driver checks again later
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
-import type { ClientOp, Command, OperatorOp, StoreView } from "./messages.ts"
+import type { Command, KeyOp, OperatorOp, StoreView } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Chord from "./chord.ts"
 import * as Merkle from "./merkle.ts"
@@ -87,7 +87,7 @@ export const lookupThen = (
   state: State,
   now: number,
   origin: Origin,
-  op: ClientOp,
+  op: KeyOp,
   store: StoreView,
   out: Array<Command>,
 ): void => {
@@ -180,6 +180,9 @@ export const chordStep = (
         if (cmd.hops > 0 && isCreator(state)) c.nextSeed = 0
         break
       case "JoinCompleted":
+        // Joined (or created): the seed checks start one check interval from now.
+        c.nextJoinAt = now + CHECK_INTERVALS * state.config.chord.stabilizeIntervalMs
+        c.nextSeed = 0
         break
       case "HandOver":
         handOver(cmd, store, out)
@@ -189,19 +192,26 @@ export const chordStep = (
   refreshNeighbourhood(state, now)
 }
 
+/** Stabilize intervals between two seed checks of a member (CheckRequested). */
+const CHECK_INTERVALS = 5
+
 /** The first seed creates the ring (when no other seed is in one). */
 const isCreator = (state: State): boolean => state.config.chordSeeds[0]?.id === state.config.self
 
 /**
  * Start Chord: join through a seed, or create a ring (the first seed, once a whole round of the
  * others found no ring; or a node with no other seed); after a failed attempt, again a
- * stabilize interval later.
+ * stabilize interval later. Once a member, check every CHECK_INTERVALS intervals, through the
+ * seeds in turn, that the seed's ring agrees on this node's place (merging two rings if not).
  *
  * Why the first seed cannot split the ring: a seed in no ring refuses a join through it at once,
  * a seed in the ring answers it, and a restarted node takes its old place even while the ring
  * still lists it; so a round in which no seed answered means every other seed is in no ring or
  * unreachable (a lost message is retried: a peer is silent only after timeoutsBeforeDead
- * timeouts in a row).
+ * timeouts in a row). Should a ring form beside another anyway (a partition, every seed
+ * restarted at once while other nodes kept the ring), the seed checks merge the two.
+ *
+ * While Idle, `nextJoinAt` and `nextSeed` pace the join attempts; while Active, the checks.
  */
 export const maybeJoinChord = (
   state: State,
@@ -230,6 +240,10 @@ export const maybeJoinChord = (
         : 1 + ((attempt >> 1) % (seeds.length - 1))
     const via = create ? null : seeds[turn]!
     chordStep(state, now, { _tag: "JoinRequested", now, via }, store, out)
+  } else if (c.ring.status === "Active" && seeds.length > 0 && now >= c.nextJoinAt) {
+    c.nextJoinAt = now + CHECK_INTERVALS * interval
+    const via = seeds[c.nextSeed++ % seeds.length]!
+    chordStep(state, now, { _tag: "CheckRequested", now, via }, store, out)
   }
   if (!c.started) {
     c.started = true

@@ -301,6 +301,11 @@ export class ChordSim {
     this.deliver(node, { _tag: "JoinRequested", now: this.now, via: viaPeer })
   }
 
+  /** The member looks its own position up through `via` (a seed) and merges rings if need be. */
+  check(node: number, via: number): void {
+    this.deliver(node, { _tag: "CheckRequested", now: this.now, via: this.peers[via]! })
+  }
+
   leave(node: number): void {
     this.deliver(node, { _tag: "LeaveRequested", now: this.now })
   }
