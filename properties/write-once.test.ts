@@ -378,24 +378,7 @@ const runSchedule = (
     for (const v of values) {
       if (!ever.get(k)!.has(v)) fail(new Error(`final read of ${k} returned ${v}, never written`))
     }
-    // At most once.
-    if (checks.twice && new Set(values).size !== values.length) {
-      fail(new TwiceWrite(`KV-9: a value is twice among the final siblings of ${k}: ${values}`))
-    }
     const ofKey = writes.filter((w) => w.key === k)
-    for (const w of ofKey) {
-      if (!checks.twice || w.seen?._tag !== "PutOk") continue
-      const { dot } = w.seen
-      const sibling = siblings.find((d) => d.sibling.value === w.value)
-      if (sibling !== undefined && (sibling.actor !== dot[0] || sibling.counter !== dot[1])) {
-        fail(
-          new TwiceWrite(
-            `KV-9: ${w.value} of ${k} was acknowledged as event ${dot} but is held as ` +
-              `${sibling.actor},${sibling.counter}: it took effect twice`,
-          ),
-        )
-      }
-    }
     // Never after a write invoked after it completed: every acknowledged write is there, or
     // something that may supersede it (a later write, or one not answered when it was invoked).
     ofKey.forEach((a, i) => {
@@ -410,6 +393,23 @@ const runSchedule = (
         fail(new LostWrite(k, a.value, values))
       }
     })
+    // At most once.
+    if (checks.twice && new Set(values).size !== values.length) {
+      fail(new TwiceWrite(`KV-9: a value is twice among the final siblings of ${k}: ${values}`))
+    }
+    for (const w of ofKey) {
+      if (!checks.twice || w.seen?._tag !== "PutOk") continue
+      const { dot } = w.seen
+      const sibling = siblings.find((d) => d.sibling.value === w.value)
+      if (sibling !== undefined && (sibling.actor !== dot[0] || sibling.counter !== dot[1])) {
+        fail(
+          new TwiceWrite(
+            `KV-9: ${w.value} of ${k} was acknowledged as event ${dot} but is held as ` +
+              `${sibling.actor},${sibling.counter}: it took effect twice`,
+          ),
+        )
+      }
+    }
     // The stricter reading, counted: unanswered writes may land any time, so they stay allowed.
     const unanswered = ofKey.filter((w) => w.seen === undefined).map((w) => w.value)
     const resolved = resolvedValue(op.result.obj)
