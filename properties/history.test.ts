@@ -18,6 +18,7 @@ import {
   checkLost,
   checkResurrection,
   checkSessions,
+  checkSuperseded,
   type FinalRead,
   type History,
   type Op,
@@ -62,6 +63,27 @@ class Builder {
     outcome: Outcome = "ok",
   ) {
     return this.add({ client, key, kind: "delete", invokedAt, completedAt, outcome })
+  }
+
+  /** DHT.DEL with the context of a read invoked at `readAt` that returned `seen`. */
+  causalDel(
+    client: string,
+    key: string,
+    seen: ReadonlyArray<string>,
+    readAt: number,
+    invokedAt: number,
+    completedAt: number,
+  ): Op {
+    return this.add({
+      client,
+      key,
+      kind: "delete",
+      context: seen,
+      contextReadAt: readAt,
+      invokedAt,
+      completedAt,
+      outcome: "ok",
+    })
   }
 
   read(
@@ -326,6 +348,56 @@ test("KV-9: the history checker flags a value written before an acknowledged del
   assert.equal(checkResurrection(ok.history).found, 0)
 })
 
+test("KV-9: the history checker judges a delete with a context by when its context was read: a put done after that read survives it legitimately", () => {
+  // causal7 reads k (nothing), causal4 puts x (acknowledged), causal7 deletes with the context
+  // of its read: the tombstone does not cover x, which stays (a sibling of the tombstone).
+  const stale = new Builder()
+  stale.read("causal7", "k", [], 0, 5)
+  stale.write("causal4", "k", "x", 10, 20, "ok", "put")
+  stale.causalDel("causal7", "k", [], 0, 30, 40)
+  stale.read("causal4", "k", ["x"], 50, 60)
+  stale.finalEverywhere("k", ["x"])
+  assert.equal(check(stale.history, { promises: strictPromises }).ok, true)
+  // Had the context been read after x was acknowledged, x coming back is a resurrection.
+  const late = new Builder()
+  late.write("causal4", "k", "x", 10, 20, "ok", "put")
+  late.read("causal7", "k", [], 25, 28)
+  late.causalDel("causal7", "k", [], 25, 30, 40)
+  late.finalEverywhere("k", ["x"])
+  const r = check(late.history, { promises: strictPromises })
+  assert.equal(r.counts.resurrected, NODES.length, "in every node's final read")
+  assert.match(r.checks.resurrection.violations[0]!.message, /its context was read at 25/)
+})
+
+test("KV-9: the history checker flags a value an acknowledged causal write superseded (it was in its context) that comes back: in a final read in any mode, in a later read where quorums are strict", () => {
+  const h = new Builder()
+  h.write("c1", "k", "a", 0, 10, "ok", "put")
+  h.read("c2", "k", ["a"], 20, 25)
+  const put: Op = {
+    id: h.ops.length,
+    client: "c2",
+    key: "k",
+    kind: "put",
+    value: "b",
+    context: ["a"],
+    contextReadAt: 20,
+    invokedAt: 30,
+    completedAt: 40,
+    outcome: "ok",
+  }
+  h.ops.push(put)
+  h.read("c3", "k", ["a", "b"], 50, 60)
+  h.finalEverywhere("k", ["b"], ["n0", "n1"]).finalEverywhere("k", ["a", "b"], ["n2"])
+  const strict = checkSuperseded(h.history, { promises: strictPromises })
+  assert.equal(strict.found, 2)
+  assert.equal(strict.violated, 2)
+  const sloppy = checkSuperseded(h.history, { promises: sloppyPromises })
+  assert.equal(sloppy.found, 2)
+  assert.equal(sloppy.violated, 1, "the final read at n2 is a violation in AP too")
+  assert.match(sloppy.violations[0]!.message, /superseded value in the final read at n2: "a"/)
+  assert.equal(check(h.history, { promises: sloppyPromises }).ok, false)
+})
+
 test("KV-9: the history checker refuses a malformed history: two writes of one value", () => {
   const h = new Builder()
   h.write("c1", "k", "a", 0, 10)
@@ -427,7 +499,7 @@ const runModel = (steps: ReadonlyArray<Step>, landLeftovers: boolean): History =
       completedAt,
       outcome: s.outcome,
       ...(value === undefined ? {} : { value }),
-      ...(s.kind === "put" || s.kind === "delete" ? { context } : {}),
+      ...(s.kind === "put" || s.kind === "delete" ? { context, contextReadAt: invokedAt } : {}),
     })
     if (s.outcome === "ok") apply(invokedAt)
     else if (s.outcome === "indeterminate") {
@@ -460,6 +532,7 @@ test("KV-9: the history checker passes every sequential history of the register 
       assert.equal(report.ok, true)
       assert.equal(report.counts.stale, 0)
       assert.equal(report.counts.resurrected, 0)
+      assert.equal(report.counts.superseded, 0)
     }),
     params(300),
   )
@@ -495,8 +568,8 @@ const appendRead = (h: History, client: string, key: string, values: Array<strin
   return { ops: [...h.ops, read], final: h.final }
 }
 
-test("KV-9: the history checker finds every mutation of a generated history: an older final value (lost), an unknown value (from nowhere), a diverging node, a stale read, a resurrection", () => {
-  const applied = { lost: 0, nowhere: 0, diverged: 0, stale: 0, resurrected: 0 }
+test("KV-9: the history checker finds every mutation of a generated history: an older final value (lost), an unknown value (from nowhere), a diverging node, a stale read, a resurrection, a superseded value back", () => {
+  const applied = { lost: 0, nowhere: 0, diverged: 0, stale: 0, resurrected: 0, superseded: 0 }
   fc.assert(
     fc.property(historyArb, fc.nat(), (history, pick) => {
       // Lost: every node ends with only the value of an acknowledged write b done before an
@@ -574,6 +647,23 @@ test("KV-9: the history checker finds every mutation of a generated history: an 
         assert.equal(check(back, { promises: strictPromises }).ok, false)
         applied.resurrected++
         break
+      }
+      // A superseded value (in an acknowledged causal write's context) back in a final read.
+      const superseding = history.ops.find(
+        (o) => o.outcome === "ok" && o.context !== undefined && o.context.length > 0,
+      )
+      if (superseding !== undefined) {
+        const back: History = {
+          ops: history.ops,
+          final: history.final.map((f) =>
+            f.key === superseding.key && f.node === "n2"
+              ? { ...f, values: [...(f.values ?? []), superseding.context![0]!] }
+              : f,
+          ),
+        }
+        assert.ok(checkSuperseded(back, { promises: sloppyPromises }).violated >= 1)
+        assert.equal(check(back, { promises: sloppyPromises }).ok, false)
+        applied.superseded++
       }
     }),
     params(300),

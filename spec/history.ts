@@ -24,7 +24,11 @@
  *  - sessions: read-your-writes and monotonic reads per client; stale reads are counted, and
  *    are violations only where the mode promises them (`Promises`).
  *  - resurrection: after an acknowledged delete, no read that began after it completed returns
- *    a value whose write completed before the delete was invoked.
+ *    a value whose write completed before the delete was invoked (for a delete with a context:
+ *    before the read that returned its context was invoked).
+ *  - superseded: a value named in the context of an acknowledged causal write or delete (which
+ *    therefore superseded it) is never in a final read, and with strict quorums never returned
+ *    by a read that began after that write completed (CAUSAL-3 on real nodes).
  *
  * Time rule used throughout: x "had not completed before" y was invoked when x is not failed and
  * is either indeterminate or acknowledged at or after y's invocation. Only such x can supersede y
@@ -48,6 +52,12 @@ export interface Op {
   readonly value?: string | undefined
   /** put/delete through the causal API: the sibling values the context was read with. */
   readonly context?: ReadonlyArray<string> | undefined
+  /**
+   * put/delete with a context: when the read that returned the context was invoked. Such a
+   * write supersedes only what its context covered, so it is "after" only what completed before
+   * that read began (a plain write reads when it is invoked).
+   */
+  readonly contextReadAt?: number | undefined
   readonly invokedAt: number
   /** When the answer (or the client's timeout) came; undefined if it never did. */
   readonly completedAt?: number | undefined
@@ -99,7 +109,13 @@ export const sloppyPromises: Promises = {
   noResurrection: false,
 }
 
-export type CheckName = "lost" | "fromNowhere" | "convergence" | "sessions" | "resurrection"
+export type CheckName =
+  | "lost"
+  | "fromNowhere"
+  | "convergence"
+  | "sessions"
+  | "resurrection"
+  | "superseded"
 
 export interface Violation {
   readonly check: CheckName
@@ -137,6 +153,7 @@ export interface Counts {
   readonly diverged: number
   readonly stale: number
   readonly resurrected: number
+  readonly superseded: number
 }
 
 export interface Report {
@@ -504,20 +521,30 @@ const sessions = (ix: Index, promises: Promises, max: number): CheckResult => {
 export const checkResurrection = (history: History, options: Options = {}): CheckResult =>
   resurrection(new Index(history), options.promises ?? strictPromises, options.maxListed ?? 50)
 
+/** The time before which a delete's effect covers every completed write (see contextReadAt). */
+const coversBefore = (d: Op): number | undefined =>
+  d.context === undefined ? d.invokedAt : d.contextReadAt
+
 const resurrection = (ix: Index, promises: Promises, max: number): CheckResult => {
   const findings = new Findings(max)
   let checked = 0
   for (const [key, ops] of ix.byKey) {
     const deletes = ops
-      .filter((d) => d.kind === "delete" && d.outcome === "ok" && d.completedAt !== undefined)
+      .filter(
+        (d) =>
+          d.kind === "delete" &&
+          d.outcome === "ok" &&
+          d.completedAt !== undefined &&
+          coversBefore(d) !== undefined,
+      )
       .sort((x, y) => x.completedAt! - y.completedAt!)
     if (deletes.length === 0) continue
-    // For a read invoked at t: of the deletes done before t, the one invoked last matters (a
-    // value written before it was invoked is one written before some acknowledged delete).
-    const latestInvoked: Array<Op> = []
+    // For a read invoked at t: of the deletes done before t, the one covering the most matters
+    // (a value written before it covers is one written before some acknowledged delete).
+    const widest: Array<Op> = []
     for (const d of deletes) {
-      const prev = latestInvoked[latestInvoked.length - 1]
-      latestInvoked.push(prev !== undefined && prev.invokedAt > d.invokedAt ? prev : d)
+      const prev = widest[widest.length - 1]
+      widest.push(prev !== undefined && coversBefore(prev)! > coversBefore(d)! ? prev : d)
     }
     const deleteBefore = (t: number): Op | undefined => {
       let lo = 0
@@ -527,7 +554,7 @@ const resurrection = (ix: Index, promises: Promises, max: number): CheckResult =
         if (deletes[mid]!.completedAt! < t) lo = mid + 1
         else hi = mid
       }
-      return lo === 0 ? undefined : latestInvoked[lo - 1]
+      return lo === 0 ? undefined : widest[lo - 1]
     }
     const judge = (
       values: ReadonlyArray<string>,
@@ -539,7 +566,7 @@ const resurrection = (ix: Index, promises: Promises, max: number): CheckResult =
       checked++
       for (const v of values) {
         const w = ix.byValue.get(v)
-        if (w === undefined || w.key !== key || !doneBefore(w, d.invokedAt)) continue
+        if (w === undefined || w.key !== key || !doneBefore(w, coversBefore(d)!)) continue
         findings.add({
           check: "resurrection",
           key,
@@ -547,7 +574,8 @@ const resurrection = (ix: Index, promises: Promises, max: number): CheckResult =
           nodes,
           message:
             `resurrected: ${where} returned ${show(v)} of ${describeOp(w)}, after ` +
-            `${describeOp(d)} had completed`,
+            `${describeOp(d)} had completed` +
+            (d.context === undefined ? "" : ` (its context was read at ${d.contextReadAt})`),
         })
         return
       }
@@ -565,6 +593,72 @@ const resurrection = (ix: Index, promises: Promises, max: number): CheckResult =
   return result("resurrection", checked, findings, promises.noResurrection)
 }
 
+/**
+ * A value in the context of an acknowledged causal write or delete was superseded by it: it is
+ * never in a final read (any mode: after recovery), and with strict quorums (`noResurrection`)
+ * no read that began after the superseding write completed returns it.
+ */
+export const checkSuperseded = (history: History, options: Options = {}): CheckResult =>
+  superseded(new Index(history), options.promises ?? strictPromises, options.maxListed ?? 50)
+
+const superseded = (ix: Index, promises: Promises, max: number): CheckResult => {
+  const always = new Findings(max)
+  const strictOnly = new Findings(max)
+  let checked = 0
+  for (const [key, ops] of ix.byKey) {
+    /** Superseded value -> the first acknowledged write or delete that superseded it. */
+    const by = new Map<string, Op>()
+    for (const s of ops) {
+      if (s.context === undefined || s.outcome !== "ok" || s.completedAt === undefined) continue
+      for (const v of s.context) {
+        const known = by.get(v)
+        if (known === undefined || known.completedAt! > s.completedAt) by.set(v, s)
+      }
+    }
+    if (by.size === 0) continue
+    for (const r of ops) {
+      if (r.kind !== "read" || r.outcome !== "ok") continue
+      checked++
+      for (const v of r.values ?? []) {
+        const s = by.get(v)
+        if (s === undefined || !(s.completedAt! < r.invokedAt)) continue
+        strictOnly.add({
+          check: "superseded",
+          key,
+          ops: [r.id, s.id],
+          message: `superseded value returned: ${describeOp(r)} returned ${show(v)}, which ${describeOp(s)} had superseded (it was in its context)`,
+        })
+        break
+      }
+    }
+    for (const f of ix.finalByKey.get(key) ?? []) {
+      checked++
+      for (const v of f.values ?? []) {
+        const s = by.get(v)
+        if (s === undefined) continue
+        always.add({
+          check: "superseded",
+          key,
+          ops: [s.id],
+          nodes: [f.node],
+          message: `superseded value in the final read at ${f.node}: ${show(v)} of ${key}, which ${describeOp(s)} had superseded (it was in its context)`,
+        })
+        break
+      }
+    }
+  }
+  const promisedStrict = promises.noResurrection
+  const violations = [...always.listed, ...(promisedStrict ? strictOnly.listed : [])].slice(0, max)
+  return {
+    name: "superseded",
+    checked,
+    found: always.found + strictOnly.found,
+    violated: always.found + (promisedStrict ? strictOnly.found : 0),
+    violations,
+    notPromised: promisedStrict ? [] : strictOnly.listed,
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Everything
 
@@ -579,6 +673,7 @@ export const check = (history: History, options: Options = {}): Report => {
     convergence: convergence(ix, max),
     sessions: sessions(ix, promises, max),
     resurrection: resurrection(ix, promises, max),
+    superseded: superseded(ix, promises, max),
   }
   let acknowledged = 0
   let failed = 0
@@ -609,6 +704,7 @@ export const check = (history: History, options: Options = {}): Report => {
       diverged: checks.convergence.found,
       stale: checks.sessions.found,
       resurrected: checks.resurrection.found,
+      superseded: checks.superseded.found,
     },
     checks,
     violations: all.flatMap((c) => c.violations),
