@@ -8,6 +8,7 @@ import * as Node from "./node.ts"
 import * as Ops from "./ops.ts"
 import * as Ring from "./ring.ts"
 import * as Status from "./status.ts"
+import * as Verify from "./verify.ts"
 
 /** Every subcommand, in the order `dht --help` lists them. */
 export const commands: Readonly<Record<string, Subcommand>> = {
@@ -18,6 +19,7 @@ export const commands: Readonly<Record<string, Subcommand>> = {
   join: Ops.joinCommand,
   leave: Ops.leaveCommand,
   remove: Ops.removeCommand,
+  verify: Verify.command,
 }
 
 const overview = (): string => {
