@@ -62,7 +62,24 @@ export interface Previous {
   readonly exp?: number | undefined
 }
 
-export type ClientOp = GetOp | PutOp
+/**
+ * One page of a cluster-wide key listing (SCAN, KEYS, DBSIZE; SCAN-1): up to `count` live keys
+ * after `after` in byte order (from the start when undefined) matching the glob `match`.
+ */
+export interface ScanOp {
+  readonly _tag: "Scan"
+  readonly after?: string | undefined
+  readonly count: number
+  readonly match?: string | undefined
+}
+
+/** The largest page a SCAN asks one node for (COUNT is capped to it). */
+export const SCAN_COUNT_MAX = 10_000
+
+/** The operations on one key (routed to the key's replicas). */
+export type KeyOp = GetOp | PutOp
+
+export type ClientOp = KeyOp | ScanOp
 
 export type FailureReason =
   | "QuorumNotMet"
@@ -97,6 +114,8 @@ export type ClientResult =
       /** A counter's total after this increment (INCR's reply). */
       readonly total?: string | undefined
     }
+  /** A page of keys in byte order; `next`: the cursor to continue after, null when done. */
+  | { readonly _tag: "ScanOk"; readonly keys: ReadonlyArray<string>; readonly next: string | null }
   /** A conditional write whose condition did not hold: nothing was written. */
   | { readonly _tag: "PutSkipped"; readonly previous?: Previous | undefined }
   | { readonly _tag: "Failed"; readonly reason: FailureReason; readonly message: string }
@@ -166,6 +185,24 @@ export type PeerMessage =
   | { readonly _tag: "CoordinateClaim"; readonly rid: number; readonly put: number }
   /** The forwarder's answer to a claim; `rid` is the coordinator's request id. */
   | { readonly _tag: "CoordinateGrant"; readonly rid: number; readonly granted: boolean }
+  /** SCAN: this node's next live keys after `after` (SCAN-1). */
+  | {
+      readonly _tag: "ScanRequest"
+      readonly rid: number
+      readonly after?: string | undefined
+      readonly count: number
+      readonly match?: string | undefined
+    }
+  /**
+   * `keys`: live matching keys after the request's `after`, in order; `upTo`: this node holds no
+   * other live matching key up to and including it (null: none at all after `after`).
+   */
+  | {
+      readonly _tag: "ScanResponse"
+      readonly rid: number
+      readonly keys: ReadonlyArray<string>
+      readonly upTo: string | null
+    }
 
 // ---------------------------------------------------------------------------------------------
 // Events and commands of the storage machine

@@ -11,7 +11,7 @@
  */
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
-import type { ClientOp, Command, OperatorOp, StoreView } from "./messages.ts"
+import type { Command, KeyOp, OperatorOp, StoreView } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Chord from "./chord.ts"
 import * as Merkle from "./merkle.ts"
@@ -87,7 +87,7 @@ export const lookupThen = (
   state: State,
   now: number,
   origin: Origin,
-  op: ClientOp,
+  op: KeyOp,
   store: StoreView,
   out: Array<Command>,
 ): void => {

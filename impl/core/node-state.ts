@@ -1,6 +1,6 @@
 import type { NodeId } from "./ids.ts"
 import type {
-  ClientOp,
+  KeyOp,
   ClientRef,
   ClientResult,
   Command,
@@ -59,6 +59,8 @@ export interface Config {
    * write runs it without the forwarder's grant (KV-9 must then fail). Never set in production.
    */
   readonly unsafeFailover: boolean
+  /** Objects a node examines for one SCAN page request at most (every loop is bounded). */
+  readonly scanExamineMax: number
   /** Direct heartbeats to every member, the evidence of the routing failure detector. */
   readonly heartbeatMs: number
   /** Phi-accrual threshold: above it a peer is believed down (routed around, never removed). */
@@ -127,6 +129,7 @@ export const defaults = {
   forwardTimeoutMs: 500,
   forwardDeadlineMs: 10_000,
   unsafeFailover: false,
+  scanExamineMax: 4096,
   heartbeatMs: 250,
   phiThreshold: Phi.DEFAULT_THRESHOLD,
   joining: false,
@@ -238,7 +241,20 @@ interface ForwardPending {
   granted: { readonly node: NodeId; readonly put: number } | undefined
 }
 
-type Pending = GetPending | PutPending | ForwardPending
+/** One page of a cluster-wide SCAN (SCAN-1): every member's next keys, merged in order. */
+export interface ScanPending {
+  readonly _tag: "Scan"
+  readonly origin: Origin
+  readonly count: number
+  /** The members asked (this node included) and, per member, its answer. */
+  readonly asked: ReadonlyArray<NodeId>
+  readonly answers: Map<
+    NodeId,
+    { readonly keys: ReadonlyArray<string>; readonly upTo: string | null }
+  >
+}
+
+type Pending = GetPending | PutPending | ForwardPending | ScanPending
 
 export interface Stats {
   gets: number
@@ -305,11 +321,11 @@ export interface ChordRouting {
   /** Requests whose lookup completed in this step, with their key's replicas, to be run. */
   readonly routed: Array<{
     readonly origin: Origin
-    readonly op: ClientOp
+    readonly op: KeyOp
     readonly replicas: ReadonlyArray<Chord.Peer>
   }>
   /** Client requests waiting for the lookup of their key, by lookup request id. */
-  readonly parked: Map<number, { readonly origin: Origin; readonly op: ClientOp }>
+  readonly parked: Map<number, { readonly origin: Origin; readonly op: KeyOp }>
   readonly random: Rng.Rng
   /** The first StabilizeTicked was delivered (every tick then schedules the next). */
   started: boolean

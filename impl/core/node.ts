@@ -37,17 +37,20 @@
 import { position } from "./hash.ts"
 import * as Hlc from "./hlc.ts"
 import type { NodeId } from "./ids.ts"
-import type {
-  ClientOp,
-  ClientRef,
-  ClientResult,
-  Command,
-  Event,
-  GetOp,
-  PeerMessage,
-  PutOp,
-  StoreView,
-  TimerKind,
+import {
+  type ClientOp,
+  type ClientRef,
+  type ClientResult,
+  type Command,
+  type Event,
+  type GetOp,
+  type KeyOp,
+  type PeerMessage,
+  type PutOp,
+  SCAN_COUNT_MAX,
+  type ScanOp,
+  type StoreView,
+  type TimerKind,
 } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Chord from "./chord.ts"
@@ -57,6 +60,7 @@ import * as Quorum from "./quorum.ts"
 import * as Ring from "./ring.ts"
 import * as Rng from "./rng.ts"
 import * as Version from "./version.ts"
+import * as Glob from "./glob.ts"
 import {
   believedUp,
   fail,
@@ -68,6 +72,7 @@ import {
   type Origin,
   type Placement,
   type PutPending,
+  type ScanPending,
   type State,
   type Target,
 } from "./node-state.ts"
@@ -307,7 +312,129 @@ const runRouted = (state: State, now: number, store: StoreView, out: Array<Comma
   }
 }
 
-const validate = (state: State, op: ClientOp): string | undefined => {
+// ---------------------------------------------------------------------------------------------
+// SCAN (SCAN-1)
+
+/**
+ * This node's answer to a page request: its next live keys after `after` matching `match`, up
+ * to `count`, examining at most `examineMax` objects. `upTo` is the last key examined (the
+ * node has nothing else up to it) or null when its store is exhausted.
+ */
+const scanLocal = (
+  examineMax: number,
+  store: StoreView,
+  op: {
+    readonly after?: string | undefined
+    readonly count: number
+    readonly match?: string | undefined
+  },
+  now: number,
+): { keys: Array<string>; upTo: string | null } => {
+  const keys: Array<string> = []
+  let cursor = op.after
+  let examined = 0
+  for (;;) {
+    const batch = store.scan(cursor, Math.min(256, examineMax - examined))
+    for (const [key, obj] of batch) {
+      examined++
+      cursor = key
+      if (Version.readAt(obj, now) === undefined) continue
+      if (op.match !== undefined && !Glob.matches(op.match, key)) continue
+      keys.push(key)
+      if (keys.length >= op.count) return { keys, upTo: key }
+    }
+    if (batch.length === 0) return { keys, upTo: null }
+    if (examined >= examineMax) return { keys, upTo: cursor ?? null }
+  }
+}
+
+/**
+ * A page of a cluster-wide SCAN: every member (joining and leaving ones included) lists its
+ * next live keys after the cursor; the page is the first `count` keys of the union that every
+ * answer covers. Keys come in byte order and the cursor is the last key returned, so a key
+ * present for the whole scan is returned exactly once, whatever joins, leaves or handoffs move
+ * it between nodes. Members believed down are not waited for while fewer than N are down:
+ * every key keeps a replica among the others.
+ */
+const startScan = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: ScanOp,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  if (state.chord !== undefined) {
+    return fail(
+      state,
+      origin,
+      "BadRequest",
+      "SCAN needs ring routing (Chord nodes keep no member list)",
+      out,
+    )
+  }
+  const count = Math.max(1, Math.min(op.count, SCAN_COUNT_MAX))
+  const members = [state.config.self, ...state.peers]
+  const down = members.filter((m) => m !== state.config.self && !believedUp(state, m, now))
+  if (down.length >= state.config.n) {
+    return fail(
+      state,
+      origin,
+      "QuorumNotMet",
+      `quorum not met: SCAN needs all but at most N-1=${state.config.n - 1} members, ` +
+        `${down.length} are down (${down.join(", ")})`,
+      out,
+    )
+  }
+  const rid = state.nextRid++
+  const asked = members.filter((m) => !down.includes(m))
+  const p: ScanPending = { _tag: "Scan", origin, count, asked, answers: new Map() }
+  state.pending.set(rid, p)
+  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  const request = { after: op.after, count, match: op.match }
+  for (const m of asked) {
+    if (m === state.config.self) continue
+    const message: PeerMessage = {
+      _tag: "ScanRequest",
+      rid,
+      count,
+      ...(op.after === undefined ? {} : { after: op.after }),
+      ...(op.match === undefined ? {} : { match: op.match }),
+    }
+    out.push({ _tag: "Send", to: m, message })
+  }
+  const local = scanLocal(state.config.scanExamineMax, store, request, now)
+  onScanResponse(state, rid, state.config.self, local, out)
+}
+
+const onScanResponse = (
+  state: State,
+  rid: number,
+  from: NodeId,
+  answer: { readonly keys: ReadonlyArray<string>; readonly upTo: string | null },
+  out: Array<Command>,
+): void => {
+  const p = state.pending.get(rid)
+  if (p?._tag !== "Scan" || !p.asked.includes(from) || p.answers.has(from)) return
+  p.answers.set(from, answer)
+  if (p.answers.size < p.asked.length) return
+  state.pending.delete(rid)
+  // Every answer covers the keys up to its `upTo`: the page may only hold keys up to the
+  // smallest of them (null: that member has nothing more at all).
+  let frontier: string | null = null
+  for (const a of p.answers.values()) {
+    if (a.upTo !== null && (frontier === null || a.upTo < frontier)) frontier = a.upTo
+  }
+  const union = new Set<string>()
+  for (const a of p.answers.values()) {
+    for (const k of a.keys) if (frontier === null || k <= frontier) union.add(k)
+  }
+  const keys = [...union].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).slice(0, p.count)
+  const next = keys.length >= p.count ? keys[keys.length - 1]! : frontier
+  respond(state, p.origin, { _tag: "ScanOk", keys, next }, out)
+}
+
+const validate = (state: State, op: KeyOp): string | undefined => {
   const n = state.config.n
   const q = op._tag === "Get" ? op.r : op.w
   if (q !== undefined && (!Number.isInteger(q) || q < 1 || q > n)) {
@@ -325,6 +452,7 @@ const onClientRequested = (
   out: Array<Command>,
 ): void => {
   const origin: Origin = { _tag: "Client", client }
+  if (op._tag === "Scan") return startScan(state, now, origin, op, store, out)
   const invalid = validate(state, op)
   if (invalid !== undefined) return fail(state, origin, "BadRequest", invalid, out)
   if (state.pending.size + (state.chord?.parked.size ?? 0) >= state.config.maxPending) {
@@ -850,6 +978,14 @@ const onMessage = (
       out.push({ _tag: "Reply", client: p.client, result: message.result })
       return
     }
+    case "ScanRequest": {
+      const answer = scanLocal(state.config.scanExamineMax, store, message, now)
+      const reply: PeerMessage = { _tag: "ScanResponse", rid: message.rid, ...answer }
+      out.push({ _tag: "Send", to: from, message: reply })
+      return
+    }
+    case "ScanResponse":
+      return onScanResponse(state, message.rid, from, message, out)
     case "CoordinateClaim": {
       // Grant a forwarded write to its first claimant only; refuse every other claim, and every
       // claim for a request this node no longer has (answered, timed out, or of an earlier
@@ -892,7 +1028,7 @@ const onReadResponse = (
   out: Array<Command>,
 ): void => {
   const p = state.pending.get(rid)
-  if (p === undefined || p._tag === "Forward") return
+  if (p === undefined || p._tag === "Forward" || p._tag === "Scan") return
   if (p._tag === "Put") {
     if (p.phase !== "Reading" || p.responses.has(from)) return
     p.responses.set(from, obj)
@@ -1041,6 +1177,18 @@ const onTimer = (
     return
   }
   switch (p._tag) {
+    case "Scan": {
+      state.pending.delete(rid)
+      const silent = p.asked.filter((m) => !p.answers.has(m))
+      return fail(
+        state,
+        p.origin,
+        "QuorumNotMet",
+        `quorum not met: SCAN heard from ${p.answers.size} of ${p.asked.length} members ` +
+          `(no answer from ${silent.join(", ")})`,
+        out,
+      )
+    }
     case "Forward":
       state.pending.delete(rid)
       state.stats.failures++

@@ -24,7 +24,13 @@
 import * as net from "node:net"
 import { Effect, type Scope } from "effect"
 import { NodeId } from "../core/ids.ts"
-import type { ClientOp, ClientResult, OperatorOp, PutOp } from "../core/messages.ts"
+import {
+  type ClientOp,
+  type ClientResult,
+  type OperatorOp,
+  type PutOp,
+  SCAN_COUNT_MAX,
+} from "../core/messages.ts"
 import * as Version from "../core/version.ts"
 import * as Context from "../client/context.ts"
 import * as Resp from "../client/resp.ts"
@@ -481,6 +487,22 @@ class RespServerImpl implements RespServer {
       strlen: { arity: 2, handle: (c, args, slot) => this.strlen(c, args, slot) },
       type: { arity: 2, handle: (c, args, slot) => this.type(c, args, slot) },
       unlink: { arity: -2, handle: (c, args, slot) => this.del(c, args, slot) },
+      scan: { arity: -2, handle: (c, args, slot) => this.scan(c, args, slot) },
+      keys: { arity: 2, handle: (c, args, slot) => this.listAll(c, slot, args[1]!, "keys") },
+      dbsize: { arity: 1, handle: (c, _args, slot) => this.listAll(c, slot, undefined, "count") },
+      multi: { arity: 1, handle: () => noTransactions("MULTI") },
+      exec: { arity: 1, handle: () => noTransactions("EXEC") },
+      discard: { arity: 1, handle: () => noTransactions("DISCARD") },
+      watch: { arity: -2, handle: () => noTransactions("WATCH") },
+      unwatch: { arity: 1, handle: () => noTransactions("UNWATCH") },
+      msetnx: {
+        arity: -3,
+        handle: () =>
+          Resp.error(
+            "ERR MSETNX is not supported: writes to several keys are not atomic across nodes " +
+              "(use SET … NX per key)",
+          ),
+      },
       incr: { arity: 2, handle: (c, args, slot) => this.incr(c, args[1]!, "1", slot) },
       decr: { arity: 2, handle: (c, args, slot) => this.incr(c, args[1]!, "-1", slot) },
       incrby: { arity: 3, handle: (c, args, slot) => this.incrBy(c, args, slot, false) },
@@ -620,6 +642,8 @@ class RespServerImpl implements RespServer {
     op: ClientOp,
     onResult: (result: ClientResult) => void,
   ): void {
+    // A SCAN page reads no one key: it is not ordered behind the connection's writes.
+    if (op._tag === "Scan") return this.submit(op, onResult)
     const key = op.key
     const run = () =>
       this.submit(op, (result) => {
@@ -702,6 +726,87 @@ class RespServerImpl implements RespServer {
       return Resp.error("ERR value is not a valid float")
     }
     return this.incr(conn, args[1]!, String(by), slot, true)
+  }
+
+  /**
+   * SCAN cursor [MATCH pattern] [COUNT n] [TYPE string] (SCAN-1): one page of the cluster-wide
+   * listing. The cursor encodes the last key returned (a decimal number, as clients expect), so
+   * every key present for the whole scan comes back exactly once.
+   */
+  private scan(conn: Connection, args: ReadonlyArray<string>, slot: Slot): Resp.Reply | undefined {
+    const after = decodeCursor(args[1]!)
+    if (after === null) return Resp.error("ERR invalid cursor")
+    let match: string | undefined
+    let count = 10
+    let type: string | undefined
+    for (let i = 2; i < args.length; i += 2) {
+      const option = args[i]!.toUpperCase()
+      const value = args[i + 1]
+      if (value === undefined) return Resp.error("ERR syntax error")
+      if (option === "MATCH") match = value
+      else if (option === "COUNT") {
+        const n = parseInteger(value)
+        if (n === undefined) return notInteger
+        if (n < 1) return Resp.error("ERR syntax error")
+        count = Math.min(n, SCAN_COUNT_MAX)
+      } else if (option === "TYPE") type = value.toLowerCase()
+      else return Resp.error("ERR syntax error")
+    }
+    if (type !== undefined && type !== "string") {
+      // Every value here is a string (counters included): another type lists nothing.
+      return Resp.array([Resp.bulkString("0"), Resp.array([])])
+    }
+    const op: ClientOp = {
+      _tag: "Scan",
+      count,
+      ...(after === undefined ? {} : { after }),
+      ...(match === undefined ? {} : { match }),
+    }
+    return this.runAll(conn, slot, [op], ([result]) => {
+      if (result?._tag !== "ScanOk") return Resp.error("ERR SCAN failed")
+      return Resp.array([
+        Resp.bulkString(result.next === null ? "0" : encodeCursor(result.next)),
+        Resp.array(result.keys.map((k) => Resp.bulkString(k))),
+      ])
+    })
+  }
+
+  /**
+   * KEYS pattern and DBSIZE: a whole SCAN run here, page after page, answered once complete.
+   * Both cost O(keys in the cluster); DBSIZE is exact (live keys; tombstones and expired values
+   * are not counted).
+   */
+  private listAll(
+    conn: Connection,
+    slot: Slot,
+    match: string | undefined,
+    what: "keys" | "count",
+  ): undefined {
+    const keys: Array<string> = []
+    let counted = 0
+    const page = (after: string | undefined) => {
+      const op: ClientOp = {
+        _tag: "Scan",
+        count: 1000,
+        ...(after === undefined ? {} : { after }),
+        ...(match === undefined ? {} : { match }),
+      }
+      this.submit(op, (result) => {
+        if (conn.gone) return
+        if (result._tag === "Failed") return this.fill(conn, slot, failureReply(result))
+        if (result._tag !== "ScanOk") return this.fill(conn, slot, Resp.error("ERR SCAN failed"))
+        if (what === "keys") keys.push(...result.keys)
+        counted += result.keys.length
+        if (result.next !== null) return page(result.next)
+        this.fill(
+          conn,
+          slot,
+          what === "keys" ? Resp.array(keys.map((k) => Resp.bulkString(k))) : Resp.integer(counted),
+        )
+      })
+    }
+    page(undefined)
+    return undefined
   }
 
   /** SETNX key value: 1 if written, 0 if a value was live. */
@@ -1093,6 +1198,28 @@ class RespServerImpl implements RespServer {
     return Resp.bulkString(text)
   }
 }
+
+const noTransactions = (command: string): Resp.Reply =>
+  Resp.error(
+    `ERR ${command} is not supported: keys live on different nodes and there are no ` +
+      "cross-key transactions; use SET … NX|XX|GET or DHT.PUT … IF-CONTEXT per key",
+  )
+
+/**
+ * SCAN cursors: "0" is the start; any other cursor is the last key returned, its bytes read as
+ * one big-endian number behind a 0x01 byte (so that leading zero bytes survive), in decimal.
+ * undefined: the start; null: not a cursor this server made.
+ */
+const decodeCursor = (cursor: string): string | undefined | null => {
+  if (cursor === "0") return undefined
+  if (!/^[1-9]\d*$/.test(cursor)) return null
+  const hex = BigInt(cursor).toString(16)
+  if (hex.length % 2 !== 1 || hex[0] !== "1") return null
+  return Buffer.from(hex.slice(1), "hex").toString("latin1")
+}
+
+const encodeCursor = (key: string): string =>
+  BigInt(`0x1${Buffer.from(key, "latin1").toString("hex")}`).toString()
 
 /** The live value a write replaced or skipped over, for SET … GET, GETDEL and GETEX. */
 const previousOf = (result: ClientResult | undefined): string | null =>

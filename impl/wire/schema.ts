@@ -19,7 +19,13 @@ import { Data, Either, Schema } from "effect"
 import type { NodeId as NodeIdType } from "../core/ids.ts"
 import type * as Chord from "../core/chord.ts"
 import type * as Membership from "../core/membership.ts"
-import type { ClientResult, GetOp, PeerMessage, PutOp } from "../core/messages.ts"
+import {
+  type ClientResult,
+  type GetOp,
+  type PeerMessage,
+  type PutOp,
+  SCAN_COUNT_MAX,
+} from "../core/messages.ts"
 import type { Clock, Entry, Obj, Sibling } from "../core/version.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -110,6 +116,11 @@ export const ClientResultSchema = Schema.Union(
     total: Schema.optional(Schema.String),
   }),
   Schema.Struct({ _tag: Schema.Literal("PutSkipped"), previous: Schema.optional(PreviousSchema) }),
+  Schema.Struct({
+    _tag: Schema.Literal("ScanOk"),
+    keys: Schema.Array(Schema.String),
+    next: Schema.NullOr(Schema.String),
+  }),
   Schema.Struct({
     _tag: Schema.Literal("Failed"),
     reason: FailureReasonSchema,
@@ -298,6 +309,19 @@ export const PeerMessageSchema = Schema.Union(
   }),
   Schema.Struct({ _tag: Schema.Literal("CoordinateClaim"), rid: Rid, put: Rid }),
   Schema.Struct({ _tag: Schema.Literal("CoordinateGrant"), rid: Rid, granted: Schema.Boolean }),
+  Schema.Struct({
+    _tag: Schema.Literal("ScanRequest"),
+    rid: Rid,
+    after: Schema.optional(Schema.String),
+    count: Schema.Int.pipe(Schema.between(1, SCAN_COUNT_MAX)),
+    match: Schema.optional(Schema.String),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("ScanResponse"),
+    rid: Rid,
+    keys: Schema.Array(Schema.String).pipe(Schema.maxItems(SCAN_COUNT_MAX)),
+    upTo: Schema.NullOr(Schema.String),
+  }),
 )
 
 /**
