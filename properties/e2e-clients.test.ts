@@ -154,6 +154,55 @@ const scenarios: ReadonlyArray<Scenario> = [
     },
   ],
   [
+    "SET … EX, TTL, PERSIST; SET NX and GET; expiry reads nil",
+    async (c, p) => {
+      assert.equal(await c.raw(["SET", `${p}t`, "v", "EX", "100"]), "OK")
+      const ttl = Number(await c.raw(["TTL", `${p}t`]))
+      assert.ok(ttl > 90 && ttl <= 100, `TTL ${ttl}`)
+      assert.equal(Number(await c.raw(["PERSIST", `${p}t`])), 1)
+      assert.equal(Number(await c.raw(["TTL", `${p}t`])), -1)
+      assert.equal(await c.raw(["SET", `${p}t`, "w", "NX"]), null)
+      assert.equal(await c.raw(["SET", `${p}t`, "w", "GET"]), "v")
+      assert.equal(await c.raw(["SET", `${p}short`, "v", "PX", "30"]), "OK")
+      await new Promise((resolve) => setTimeout(resolve, 60))
+      assert.equal(await c.get(`${p}short`), null)
+      assert.equal(Number(await c.raw(["TTL", `${p}short`])), -2)
+    },
+  ],
+  [
+    "INCR, INCRBY, DECR on a counter; INCR of a non-number fails like Redis",
+    async (c, p) => {
+      assert.equal(Number(await c.raw(["INCR", `${p}n`])), 1)
+      assert.equal(Number(await c.raw(["INCRBY", `${p}n`, "41"])), 42)
+      assert.equal(Number(await c.raw(["DECR", `${p}n`])), 41)
+      assert.equal(await c.get(`${p}n`), "41")
+      await c.set(`${p}s`, "abc")
+      await assert.rejects(c.raw(["INCR", `${p}s`]), /ERR value is not an integer or out of range/)
+    },
+  ],
+  [
+    "SCAN with MATCH walks the keys of this scenario",
+    async (c, p) => {
+      await c.mset({ [`${p}scan1`]: "1", [`${p}scan2`]: "2" })
+      const found: Array<string> = []
+      let cursor = "0"
+      for (let i = 0; i < 10_000; i++) {
+        const [next, keys] = (await c.raw([
+          "SCAN",
+          cursor,
+          "MATCH",
+          `${p}scan*`,
+          "COUNT",
+          "1000",
+        ])) as [string, Array<string>]
+        found.push(...keys)
+        cursor = String(next)
+        if (cursor === "0") break
+      }
+      assert.deepEqual(found.sort(), [`${p}scan1`, `${p}scan2`])
+    },
+  ],
+  [
     "errors read like Redis's",
     async (c) => {
       await assert.rejects(c.raw(["NOSUCHCOMMAND"]), /ERR unknown command 'NOSUCHCOMMAND'/)

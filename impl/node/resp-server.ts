@@ -1202,7 +1202,7 @@ class RespServerImpl implements RespServer {
 const noTransactions = (command: string): Resp.Reply =>
   Resp.error(
     `ERR ${command} is not supported: keys live on different nodes and there are no ` +
-      "cross-key transactions; use SET … NX|XX|GET or DHT.PUT … IF-CONTEXT per key",
+      "cross-key transactions; use SET ... NX|XX|GET or DHT.PUT ... IF-CONTEXT per key",
   )
 
 /**
