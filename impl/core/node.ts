@@ -8,7 +8,8 @@
  * view, and everything the node wants done leaves as a command. Like etcd-raft's `Step`, it
  * updates its own state in place (the per-message path is hot); a state belongs to one driver.
  *
- * The contract with the driver (impl/sim and impl/node obey it):
+ * The contract with the driver (impl/sim and impl/node both run it through one executor,
+ * impl/core/executor.ts):
  *  - commands are executed in order; every command after a `Persist` waits until that write
  *    is durable, so no acknowledgement ever leaves before the data it acknowledges (KV-1);
  *  - timers are never cancelled: a timer for a finished request is ignored;
