@@ -76,6 +76,11 @@ export const schedule = (
   const counts = new Map<FaultKind, number>(order.map((kind) => [kind, rng.int(6)]))
   // A healthy start (the baseline), and room at the end for the last fault to be undone.
   let t = Math.min(3000, Math.round(timeMs * 0.1))
+  // Short runs get shorter holds and gaps, so that every kind gets one window if it can.
+  const budget = (timeMs - 1000 - t) / order.length
+  const scale = Math.max(0.3, Math.min(1, budget / 12_000))
+  const scaled = (lo: number, hi: number, min: number) =>
+    Math.max(min, Math.round(between(lo, hi) * scale))
   for (let i = 0; ; i++) {
     const kind = order[i % order.length]!
     const variant = counts.get(kind) ?? 0
@@ -83,16 +88,16 @@ export const schedule = (
     const hold =
       kind === "kill"
         ? variant % 3 === 2
-          ? between(2000, 3500)
-          : between(3000, 6000)
+          ? scaled(2000, 3500, 1500)
+          : scaled(3000, 6000, 2000)
         : kind === "pause"
-          ? between(3000, 7000)
+          ? scaled(3000, 7000, 2000)
           : kind === "forward-pause"
             ? 9000
-            : between(4000, 8000)
+            : scaled(4000, 8000, 2500)
     if (t + hold > timeMs - 1000) break
     windows.push({ kind, at: t, holdMs: hold, variant })
-    t += hold + between(2000, 4000)
+    t += hold + scaled(2000, 4000, 1500)
   }
   return windows
 }

@@ -1,0 +1,157 @@
+/**
+ * `dht verify` end to end (KV-9): real node processes under a real nemesis, a recorded history
+ * and the history checker (spec/history.ts).
+ *
+ * 1. A short run of 5 nodes under kill -9 (one, several or all nodes), SIGSTOP pauses,
+ *    partitions when root (each node in its own network namespace) and the forward-pause
+ *    schedule (a key's first replica paused while a write of the key is forwarded to it) must
+ *    pass: exit 0, no lost write, enough acknowledged writes and reads to mean something, and at
+ *    least one fault of each kind injected.
+ * 2. The negative control: the same forward-pause schedule with --unsafe-failover (the nodes run
+ *    the old failover, which lets the paused replica run its stale copy of the write once it
+ *    resumes) must exit non-zero with lost writes of the probe keys.
+ *
+ * `dht verify` stops every node it started on success, failure and Ctrl-C; if a run outlives its
+ * bound, the test interrupts it twice (its abort path kills the nodes and removes the
+ * namespaces), then kills it.
+ */
+import assert from "node:assert/strict"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { after, test } from "node:test"
+import { fileURLToPath } from "node:url"
+import { tempDir, stopAll } from "./helpers/cluster.ts"
+
+const repoRoot = fileURLToPath(new URL("../", import.meta.url))
+const mainScript = join(repoRoot, "impl", "cli", "main.ts")
+
+/** Network namespaces (and so partitions) need root and iproute2. */
+const canPartition = ((): boolean => {
+  if (typeof process.getuid !== "function" || process.getuid() !== 0) return false
+  try {
+    execFileSync("ip", ["-V"], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+})()
+
+const running = new Set<ChildProcess>()
+
+after(async () => {
+  for (const child of running) child.kill("SIGKILL")
+  await stopAll([])
+})
+
+interface Run {
+  readonly code: number | null
+  readonly output: string
+  readonly summary: Summary
+}
+
+interface Summary {
+  readonly ok: boolean
+  readonly network: string
+  readonly unsafeFailover: boolean
+  readonly converged: boolean
+  readonly counts: Readonly<Record<string, number>>
+  readonly checks: Readonly<Record<string, { checked: number; found: number; violated: number }>>
+  readonly injected: Readonly<Record<string, number>>
+  readonly violations: ReadonlyArray<{ check: string; key: string; message: string }>
+}
+
+/** Run `dht verify` with `args`, within `boundMs`; read its summary.json. */
+const verify = (args: ReadonlyArray<string>, boundMs: number): Promise<Run> => {
+  const out = tempDir("dht-e2e-verify-")
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", mainScript, "verify", ...args, "--out", out],
+      { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] },
+    )
+    running.add(child)
+    let output = ""
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+    })
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+    })
+    const timer = setTimeout(() => {
+      child.kill("SIGINT")
+      setTimeout(() => child.kill("SIGINT"), 500)
+      setTimeout(() => child.kill("SIGKILL"), 15_000)
+    }, boundMs)
+    child.on("exit", (code) => {
+      clearTimeout(timer)
+      running.delete(child)
+      try {
+        const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8")) as Summary
+        resolve({ code, output, summary })
+      } catch (e) {
+        reject(new Error(`dht verify left no summary (exit ${code}): ${String(e)}\n${output}`))
+      }
+    })
+  })
+}
+
+const tail = (text: string): string => text.split("\n").slice(-60).join("\n")
+
+test("KV-9: dht verify passes a 5-node cluster under kill -9, pauses, partitions (when root) and the forward-pause schedule", {
+  timeout: 150_000,
+}, async () => {
+  const kinds = canPartition
+    ? ["kill", "pause", "partition", "forward-pause"]
+    : ["kill", "pause", "forward-pause"]
+  const run = await verify(
+    [
+      ...["--nodes", "5", "--time", "40s", "--seed", "1"],
+      ...["--nemesis", kinds.join(","), "--quiesce-timeout-ms", "40000"],
+    ],
+    120_000,
+  )
+  const { summary } = run
+  assert.equal(run.code, 0, `dht verify failed:\n${tail(run.output)}`)
+  assert.match(run.output, /dht verify: PASS — no violation/)
+  assert.equal(summary.ok, true)
+  assert.equal(summary.network, canPartition ? "netns" : "loopback")
+  assert.equal(summary.unsafeFailover, false)
+  assert.equal(summary.converged, true, "the final reads agreed")
+  for (const name of ["lost", "fromNowhere", "diverged"])
+    assert.equal(summary.counts[name], 0, name)
+  // Enough happened for the checks to mean something.
+  assert.ok(summary.counts.acknowledged! > 500, `acknowledged ${summary.counts.acknowledged}`)
+  assert.ok(summary.counts.reads! > 500, `reads ${summary.counts.reads}`)
+  assert.ok(summary.checks.lost!.checked > 500, `writes checked ${summary.checks.lost!.checked}`)
+  assert.ok(summary.checks.convergence!.checked >= 15, "keys read at every node")
+  for (const kind of kinds) {
+    assert.ok((summary.injected[kind] ?? 0) >= 1, `no ${kind} fault was injected`)
+  }
+})
+
+test("KV-9: negative control: dht verify --unsafe-failover under the forward-pause schedule exits non-zero and reports the lost writes", {
+  timeout: 120_000,
+}, async () => {
+  const run = await verify(
+    [
+      ...["--nodes", "5", "--time", "25s", "--seed", "2", "--clients", "4"],
+      ...["--nemesis", "forward-pause", "--unsafe-failover", "--quiesce-timeout-ms", "30000"],
+    ],
+    90_000,
+  )
+  const { summary } = run
+  assert.equal(run.code, 1, `expected exit 1:\n${tail(run.output)}`)
+  assert.match(run.output, /dht verify: FAIL — lost \d+/)
+  assert.equal(summary.ok, false)
+  assert.equal(summary.unsafeFailover, true)
+  assert.ok((summary.injected["forward-pause"] ?? 0) >= 1, "the schedule ran")
+  assert.ok(summary.counts.lost! > 0, `lost ${summary.counts.lost}`)
+  assert.equal(summary.checks.lost!.violated, summary.counts.lost)
+  const lost = summary.violations.filter((v) => v.check === "lost")
+  assert.ok(lost.length > 0)
+  for (const v of lost) {
+    assert.match(v.key, /^probe:/, "only the probe keys lose writes")
+    assert.match(v.message, /lost write: #\d+ write "probe\.\d+" by probe/)
+  }
+})
