@@ -69,7 +69,7 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     assert.equal(await connect(node(1).clientPort).get(keys[0]!), null)
   })
 
-  test("unknown commands, wrong arity and SET options get Redis-style errors", async () => {
+  test("unknown commands, wrong arity and bad SET options get Redis-style errors", async () => {
     const client = connect(node(1).clientPort)
     await rejects(
       client.call("FROBNICATE", "a", "b"),
@@ -77,7 +77,9 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     )
     await rejects(client.call("GET"), /^ERR wrong number of arguments for 'get' command$/)
     await rejects(client.call("GET", "a", "b"), /^ERR wrong number of arguments for 'get' command/)
-    await rejects(client.call("SET", "k", "v", "EX", "10"), /^ERR SET options are not supported/)
+    await rejects(client.call("SET", "k", "v", "EX", "ten"), /^ERR value is not an integer/)
+    await rejects(client.call("SET", "k", "v", "EX", "1", "PX", "1"), /^ERR syntax error$/)
+    await rejects(client.call("SET", "k", "v", "BOGUS"), /^ERR syntax error$/)
     await rejects(client.call("SELECT", "3"), /^ERR DB index is out of range/)
     assert.equal(await client.ping(), "PONG")
   })

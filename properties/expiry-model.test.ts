@@ -137,11 +137,19 @@ test("EXP-1, EXP-2, COND-1: SET with expiry, NX/XX, KEEPTTL, EXPIRE and PERSIST 
               // that window the model's answer is exact.
               const before = live(key, o.invokedAt)
               const after = live(key, o.completedAt!)
+              const result = o.result!
+              const previous =
+                result._tag === "PutOk" || result._tag === "PutSkipped"
+                  ? result.previous
+                  : undefined
               if ((before === undefined) !== (after === undefined)) {
+                // The value expired while the write ran: the coordinator's answer says which
+                // side of the expiry it decided on (what it found live, if anything).
                 seen.ambiguous++
-                if (o.result!._tag === "PutSkipped") break
-                const h = before ?? after
-                model.set(key, written(step, value, exp, h))
+                if (result._tag === "PutSkipped") break
+                const found =
+                  previous === undefined ? undefined : { value: previous.value, exp: previous.exp }
+                model.set(key, written(step, value, exp, found))
                 break
               }
               const h = before
@@ -155,6 +163,9 @@ test("EXP-1, EXP-2, COND-1: SET with expiry, NX/XX, KEEPTTL, EXPIRE and PERSIST 
                 skip ? "PutSkipped" : "PutOk",
                 `${JSON.stringify(step)} with ${JSON.stringify(h)} at ${o.invokedAt}`,
               )
+              // What the coordinator found live is what the model holds (SET … GET's answer).
+              assert.equal(previous?.value, h?.value, `previous of ${JSON.stringify(step)}`)
+              assert.equal(previous?.exp, h?.exp, `previous expiry of ${JSON.stringify(step)}`)
               if (skip) {
                 seen.skipped++
                 break
