@@ -3,8 +3,16 @@
  * nodes, every operation recorded as JSON lines (an `invoke` line when it is sent, a `complete`
  * line when it is answered or given up on) and kept in memory for the checker (spec/history.ts).
  *
- * Clients, each a sequential session with its own seeded generator:
- *  - owner:   sequential SETs of unique values to keys only it writes, and GETs of them;
+ * Clients, each a session with its own seeded generator, behaving like a careful client library:
+ * it waits for a step up to PATIENCE_MS, then starts the next one beside it (at most
+ * MAX_IN_FLIGHT at once), choosing among the nodes where none of its operations is stuck, so that
+ * work goes on during faults instead of every client hanging on a paused node. Writes of one
+ * owned key never overlap.
+ *  - owner:   sequential SETs of unique values to keys only it writes, and GETs of them; it
+ *             moves to fresh keys every few seconds, and right after a slow write (one that may
+ *             have been failed over or delayed) it writes that key once more and retires it, so
+ *             that retired keys keep their last acknowledged value as a witness: a late copy of
+ *             an earlier write landing afterwards shows as a lost write;
  *  - shared:  SETs, DELs and GETs of a few keys every shared client writes;
  *  - reader:  GETs of any key, DHT.GET of the causal keys;
  *  - causal:  DHT.GET, then DHT.PUT with the context read (or none: a new sibling), DHT.DEL
@@ -246,8 +254,18 @@ export class Runner {
     readonly connections: Connections,
   ) {}
 
-  /** Run one action at `node` for `client`, recording it. Never throws. */
-  async run(client: string, node: Endpoint, action: Action, timeoutMs?: number): Promise<Done> {
+  /**
+   * Run one action at `node` for `client`, recording it. Never throws. `connection` names the
+   * connection to use (default: the client's own), so that a client's parallel steps do not
+   * queue behind each other.
+   */
+  async run(
+    client: string,
+    node: Endpoint,
+    action: Action,
+    timeoutMs?: number,
+    connection: string = client,
+  ): Promise<Done> {
     const kind: Op["kind"] =
       action._tag === "Set"
         ? "write"
@@ -266,7 +284,7 @@ export class Runner {
         ? { context: action.context.values, contextReadAt: action.context.readAt }
         : {}),
     })
-    const conn = this.connections.get(client, node, timeoutMs)
+    const conn = this.connections.get(connection, node, timeoutMs)
     try {
       const redis = conn.redis
       const dht = new DhtClient(redis)
@@ -306,7 +324,7 @@ export class Runner {
       this.recorder.complete(op, outcome, { error: messageOf(e) })
       // A server's error reply leaves the connection fine; anything else, start afresh.
       if (!(e instanceof Error && e.name === "ReplyError")) {
-        this.connections.drop(client, node, conn)
+        this.connections.drop(connection, node, conn)
       }
       return { op }
     }
@@ -334,6 +352,10 @@ const ROLES: ReadonlyArray<Role> = [
 export const SHARED_KEYS = 4
 export const CAUSAL_KEYS = 3
 export const OWNED_KEYS = 3
+/** An owner writes a set of keys for this long, then moves on to fresh ones. */
+export const OWNED_KEY_LIFE_MS = 4000
+/** A write slower than this may have been failed over: write its key once more, then retire it. */
+export const SLOW_WRITE_MS = 1000
 
 export interface WorkloadOptions {
   readonly runner: Runner
@@ -346,90 +368,147 @@ export interface WorkloadOptions {
   readonly stopping: () => boolean
 }
 
-export interface WorkloadPlan {
-  readonly roles: ReadonlyArray<Role>
-  /** Every key the workload touches (final reads cover them, and the probe keys). */
-  readonly keys: ReadonlyArray<string>
+export const roles = (clients: number): Array<Role> =>
+  Array.from({ length: clients }, (_, i) => ROLES[i % ROLES.length]!)
+
+/** One of an owner's key slots: the key in use, since when, and whether a write is in flight. */
+interface Slot {
+  key: string
+  born: number
+  busy: boolean
 }
 
-export const plan = (clients: number): WorkloadPlan => {
-  const roles = Array.from({ length: clients }, (_, i) => ROLES[i % ROLES.length]!)
-  const keys: Array<string> = []
-  roles.forEach((role, c) => {
-    if (role === "owner") for (let j = 0; j < OWNED_KEYS; j++) keys.push(ownKey(c, j))
-  })
-  for (let j = 0; j < SHARED_KEYS; j++) keys.push(`shared:${j}`)
-  for (let j = 0; j < CAUSAL_KEYS; j++) keys.push(`causal:${j}`)
-  return { roles, keys }
-}
-
-const ownKey = (client: number, j: number): string => `own:${client}:${j}`
+/** A client waits this long for a step before starting the next one beside it. */
+export const PATIENCE_MS = 300
+/** Steps of one client in flight at once. */
+export const MAX_IN_FLIGHT = 3
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Run every client until `until` (or its operation bound, or `stopping`). */
 export const runWorkload = async (o: WorkloadOptions): Promise<void> => {
-  const { roles, keys } = plan(o.clients)
   const root = new Prng(o.seed)
   const shared = Array.from({ length: SHARED_KEYS }, (_, j) => `shared:${j}`)
   const causal = Array.from({ length: CAUSAL_KEYS }, (_, j) => `causal:${j}`)
-  const plainKeys = keys.filter((k) => !k.startsWith("causal:"))
+  const all = roles(o.clients)
+  const now = () => o.runner.recorder.now()
+  let generation = 0
+  const fresh = (c: number, j: number): Slot => ({
+    key: `own:${c}:${j}:${generation++}`,
+    born: now(),
+    busy: false,
+  })
+  /** Every owner's key slots (readers read them too). */
+  const slots = new Map<number, Array<Slot>>()
+  all.forEach((role, c) => {
+    if (role === "owner")
+      slots.set(
+        c,
+        Array.from({ length: OWNED_KEYS }, (_, j) => fresh(c, j)),
+      )
+  })
+  const owned = [...slots.values()].flat()
+  /** A reader's plain keys: the shared ones and the owners' current ones. */
+  const plainKey = (rng: Prng): string => {
+    const i = rng.int(shared.length + owned.length)
+    return i < shared.length ? shared[i]! : owned[i - shared.length]!.key
+  }
   await Promise.all(
-    roles.map(async (role, c) => {
+    all.map(async (role, c) => {
       const rng = root.fork()
       const name = `${role}${c}`
       let serial = 0
       const value = () => `${name}.${serial++}`
-      const node = () => o.endpoints[rng.int(o.endpoints.length)]!
       const pick = <A>(xs: ReadonlyArray<A>): A => xs[rng.int(xs.length)]!
-      let last: Done | undefined
-      const run = async (action: Action) => {
-        last = await o.runner.run(name, node(), action)
-        return last
+      const over = () => o.stopping() || now() >= o.until
+      /** Nodes where an operation of this client has waited longer than its patience. */
+      const stuck = new Map<string, number>()
+      const node = (): Endpoint => {
+        const fine = o.endpoints.filter((e) => (stuck.get(e.id) ?? 0) === 0)
+        const from = fine.length > 0 ? fine : o.endpoints
+        return from[rng.int(from.length)]!
       }
-      const refusedWrite = (key: string) =>
-        run({ _tag: "DhtPut", key, value: `${value()}.refused`, w: 99 })
-      for (let ops = 0; ops < o.maxOpsPerClient; ops++) {
-        if (o.stopping() || o.runner.recorder.now() >= o.until) return
+      let lastOk = true
+      /** Run one operation on lane `lane` (a connection of its own per lane and node). */
+      const run = async (lane: number, at: Endpoint, action: Action): Promise<Done> => {
+        let slow = false
+        const timer = setTimeout(() => {
+          slow = true
+          stuck.set(at.id, (stuck.get(at.id) ?? 0) + 1)
+        }, PATIENCE_MS)
+        try {
+          const done = await o.runner.run(name, at, action, undefined, `${name}/${lane}`)
+          lastOk = done.op.outcome === "ok"
+          return done
+        } finally {
+          clearTimeout(timer)
+          if (slow) stuck.set(at.id, (stuck.get(at.id) ?? 1) - 1)
+        }
+      }
+      const refusedWrite = (lane: number, key: string) =>
+        run(lane, node(), { _tag: "DhtPut", key, value: `${value()}.refused`, w: 99 })
+      /** One step of this client's role: one operation, or a short chain of them. */
+      const step = async (lane: number): Promise<void> => {
         const roll = rng.float()
         switch (role) {
           case "owner": {
-            const key = ownKey(c, rng.int(OWNED_KEYS))
-            if (roll < 0.01) await refusedWrite(key)
-            else if (roll < 0.75) await run({ _tag: "Set", key, value: value() })
-            else await run({ _tag: "Get", key })
-            break
+            const j = rng.int(OWNED_KEYS)
+            const slot = slots.get(c)![j]!
+            if (!slot.busy && now() - slot.born > OWNED_KEY_LIFE_MS) {
+              // Retire the key: its last acknowledged value is its witness from now on.
+              Object.assign(slot, fresh(c, j))
+            }
+            const key = slot.key
+            // Writes of one key never overlap: while one is in flight, read it instead.
+            if (slot.busy || roll >= 0.75) {
+              await run(lane, node(), { _tag: "Get", key })
+              return
+            }
+            slot.busy = true
+            try {
+              if (roll < 0.01) {
+                await refusedWrite(lane, key)
+                return
+              }
+              const done = await run(lane, node(), { _tag: "Set", key, value: value() })
+              const took = (done.op.completedAt ?? now()) - done.op.invokedAt
+              if (done.op.outcome === "ok" && took > SLOW_WRITE_MS && !over()) {
+                // Slow: perhaps failed over. Write once more after it, then leave the key alone.
+                await run(lane, node(), { _tag: "Set", key, value: value() })
+                slot.born = Number.NEGATIVE_INFINITY
+              }
+            } finally {
+              slot.busy = false
+            }
+            return
           }
           case "shared": {
             const key = pick(shared)
-            if (roll < 0.01) await refusedWrite(key)
-            else if (roll < 0.65) await run({ _tag: "Set", key, value: value() })
-            else if (roll < 0.8) await run({ _tag: "Del", key })
-            else await run({ _tag: "Get", key })
-            break
+            if (roll < 0.01) await refusedWrite(lane, key)
+            else if (roll < 0.65) await run(lane, node(), { _tag: "Set", key, value: value() })
+            else if (roll < 0.8) await run(lane, node(), { _tag: "Del", key })
+            else await run(lane, node(), { _tag: "Get", key })
+            return
           }
           case "reader":
-            if (roll < 0.75) await run({ _tag: "Get", key: pick(plainKeys) })
-            else await run({ _tag: "DhtGet", key: pick(causal) })
-            break
+            if (roll < 0.75) await run(lane, node(), { _tag: "Get", key: plainKey(rng) })
+            else await run(lane, node(), { _tag: "DhtGet", key: pick(causal) })
+            return
           case "causal": {
             const key = pick(causal)
             if (roll < 0.01) {
-              await refusedWrite(key)
-              break
+              await refusedWrite(lane, key)
+              return
             }
             const at = node()
-            const read = await o.runner.run(name, at, { _tag: "DhtGet", key })
-            last = read
-            if (o.stopping() || o.runner.recorder.now() >= o.until) return
+            const read = await run(lane, at, { _tag: "DhtGet", key })
+            if (over()) return
             const choice = rng.float()
             // Write through the same node or another one, as clients do.
             const target = rng.chance(0.5) ? at : node()
             if (read.context === undefined || read.op.outcome !== "ok") {
-              if (choice < 0.3) {
-                await o.runner.run(name, target, { _tag: "DhtPut", key, value: value() })
-              }
-              break
+              if (choice < 0.3) await run(lane, target, { _tag: "DhtPut", key, value: value() })
+              return
             }
             const context = {
               token: read.context,
@@ -437,18 +516,35 @@ export const runWorkload = async (o: WorkloadOptions): Promise<void> => {
               readAt: read.op.invokedAt,
             }
             if (choice < 0.55) {
-              await o.runner.run(name, target, { _tag: "DhtPut", key, value: value(), context })
+              await run(lane, target, { _tag: "DhtPut", key, value: value(), context })
             } else if (choice < 0.7) {
-              await o.runner.run(name, target, { _tag: "DhtPut", key, value: value() })
+              await run(lane, target, { _tag: "DhtPut", key, value: value() })
             } else if (choice < 0.85) {
-              await o.runner.run(name, target, { _tag: "DhtDel", key, context })
+              await run(lane, target, { _tag: "DhtDel", key, context })
             }
-            break
+            return
           }
         }
-        // Back off a little after a failure (a dead node refuses at once: no tight loop).
-        await sleep(last?.op.outcome === "ok" ? rng.int(10) : 20 + rng.int(80))
       }
+      // Wait for each step, but only up to the patience: then start the next one beside it
+      // (at most MAX_IN_FLIGHT at once), on a node where nothing of this client is stuck.
+      const lanes = new Array<boolean>(MAX_IN_FLIGHT).fill(false)
+      const inflight = new Set<Promise<void>>()
+      for (let ops = 0; ops < o.maxOpsPerClient && !over(); ops++) {
+        while (inflight.size >= MAX_IN_FLIGHT) await Promise.race(inflight)
+        if (over()) break
+        const lane = lanes.indexOf(false)
+        lanes[lane] = true
+        const task: Promise<void> = step(lane).finally(() => {
+          lanes[lane] = false
+          inflight.delete(task)
+        })
+        inflight.add(task)
+        await Promise.race([task, sleep(PATIENCE_MS)])
+        // Back off a little after a failure (a dead node refuses at once: no tight loop).
+        await sleep(lastOk ? rng.int(10) : 20 + rng.int(80))
+      }
+      await Promise.all(inflight)
     }),
   )
 }

@@ -37,7 +37,7 @@ import {
 } from "./verify-nemesis.ts"
 import { type Endpoint, Nodes } from "./verify-nodes.ts"
 import { byKind, phases, timelineSvg, verdictText } from "./verify-report.ts"
-import { Connections, plan, Recorder, Runner, runWorkload } from "./verify-workload.ts"
+import { Connections, Recorder, Runner, runWorkload } from "./verify-workload.ts"
 
 const spec: Args.CommandSpec = {
   name: "verify",
@@ -405,7 +405,6 @@ const verify = async (o: Options): Promise<number> => {
         now,
       )
     }, 250)
-    const workloadPlan = plan(o.clients)
     try {
       await Promise.all([
         runWorkload({
@@ -432,7 +431,8 @@ const verify = async (o: Options): Promise<number> => {
     // ---- Heal, quiesce, final reads
     if (nemesis !== undefined) await nemesis.healAll()
     const healedAt = recorder.now()
-    const keys = [...workloadPlan.keys, ...(nemesis?.probeKeys ?? [])]
+    // Every key the workload touched (owners move on to fresh keys), and the probe keys.
+    const keys = [...new Set(recorder.ops.map((op) => op.key))].sort()
     const deadline = Date.now() + o.quiesceMs
     let final: Array<FinalRead> = []
     let agreeing = 0
@@ -465,7 +465,7 @@ const verify = async (o: Options): Promise<number> => {
 
     // ---- Check and report
     const ops = recorder.history()
-    const report = check({ ops, final }, { promises })
+    const report = check({ ops, final }, { promises, maxListed: 1000 })
     const ps = phases(nemesis?.events ?? [], ops, workloadEnd)
     const injected = new Map<string, number>(nemesis?.injected ?? [])
     const files = [
