@@ -329,7 +329,10 @@ export interface ChordRouting {
   readonly random: Rng.Rng
   /** The first StabilizeTicked was delivered (every tick then schedules the next). */
   started: boolean
-  /** When to try to join again (while Idle), and which seed next. */
+  /**
+   * While Idle: when to try to join again, and which seed next. Once Active: when to look this
+   * node's own position up through the next seed (the ring-merge check, CHORD-10), and which.
+   */
   nextJoinAt: number
   nextSeed: number
   /** Signature of (predecessor, successors): heartbeats and anti-entropy follow it. */
