@@ -334,7 +334,7 @@ const verify = async (o: Options): Promise<number> => {
       const networkText =
         nodes.network === "netns"
           ? "each node in its own network namespace"
-          : `loopback only${nodes.networkNote === undefined ? "" : ` (${nodes.networkNote})`}`
+          : `loopback only${nodes.networkNote === undefined ? "" : `, ${nodes.networkNote}`}`
       say(`cluster ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${networkText}`)
       clusterText = `${o.k} local nodes (${networkText}), mode ${o.mode}, ${o.routing} routing, N=${o.n} R=${o.r} W=${o.w}${o.unsafeFailover ? ", UNSAFE FAILOVER (negative control)" : ""}`
       if (!nodes.canPartition) {
@@ -475,7 +475,7 @@ const verify = async (o: Options): Promise<number> => {
       "summary.json",
       "verdict.txt",
       "report.svg",
-      "nodes/",
+      ...(nodes === undefined ? [] : ["nodes/"]),
     ]
     const text = verdictText(
       report,
