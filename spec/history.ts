@@ -203,7 +203,10 @@ class Index {
       if (ids.has(op.id)) this.malformed.push(`operation id ${op.id} appears twice`)
       ids.add(op.id)
       let list = this.byKey.get(op.key)
-      if (list === undefined) this.byKey.set(op.key, (list = []))
+      if (list === undefined) {
+        list = []
+        this.byKey.set(op.key, list)
+      }
       list.push(op)
       if (isWrite(op)) {
         if (op.value === undefined) {
@@ -228,7 +231,10 @@ class Index {
     }
     for (const f of history.final) {
       let list = this.finalByKey.get(f.key)
-      if (list === undefined) this.finalByKey.set(f.key, (list = []))
+      if (list === undefined) {
+        list = []
+        this.finalByKey.set(f.key, list)
+      }
       list.push(f)
     }
   }
