@@ -54,6 +54,8 @@ export interface PutOp {
    * the live integer value (0 when none) if the key holds no counter yet. `value` is ignored.
    */
   readonly incr?: { readonly by: string; readonly float: boolean } | undefined
+  /** APPEND: write the current live value (empty when none) followed by `value`. */
+  readonly append?: boolean | undefined
 }
 
 /** The live value a write found (`previous` of a result); absent when none was live. */

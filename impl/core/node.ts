@@ -629,7 +629,11 @@ const startPut = (
   // A plain write learns the context it supersedes; a conditional or read-modify-write one
   // learns what it is conditioned on. Both read a quorum first.
   const reads =
-    op.context === null || op.cond !== undefined || op.keep !== undefined || op.incr !== undefined
+    op.context === null ||
+    op.cond !== undefined ||
+    op.keep !== undefined ||
+    op.incr !== undefined ||
+    op.append === true
   if (reads && !Quorum.enough(p.tally)) {
     for (const replica of asked) {
       if (replica === state.config.self) continue
@@ -724,8 +728,14 @@ const beginWrite = (
     }
   } else {
     state.hlc = Hlc.tick(state.hlc, now)
-    const value = p.op.keep === "value" ? p.previous!.value : p.op.value
-    const exp = p.op.keep === "ttl" ? p.previous?.exp : p.op.exp
+    const value =
+      p.op.keep === "value"
+        ? p.previous!.value
+        : p.op.append === true
+          ? (p.previous?.value ?? "") + (p.op.value ?? "")
+          : p.op.value
+    // KEEPTTL and APPEND keep the live value's expiry, as Redis does.
+    const exp = p.op.keep === "ttl" || p.op.append === true ? p.previous?.exp : p.op.exp
     sibling =
       exp === undefined || value === null ? { value, ts: state.hlc } : { value, ts: state.hlc, exp }
   }

@@ -485,6 +485,7 @@ class RespServerImpl implements RespServer {
       ttl: { arity: 2, handle: (c, args, slot) => this.ttl(c, args, slot, 1000) },
       pttl: { arity: 2, handle: (c, args, slot) => this.ttl(c, args, slot, 1) },
       strlen: { arity: 2, handle: (c, args, slot) => this.strlen(c, args, slot) },
+      append: { arity: 3, handle: (c, args, slot) => this.append(c, args, slot) },
       type: { arity: 2, handle: (c, args, slot) => this.type(c, args, slot) },
       unlink: { arity: -2, handle: (c, args, slot) => this.del(c, args, slot) },
       scan: { arity: -2, handle: (c, args, slot) => this.scan(c, args, slot) },
@@ -918,6 +919,26 @@ class RespServerImpl implements RespServer {
       if (exp === undefined) return Resp.integer(-1)
       return Resp.integer(Math.floor((exp - now + (unitMs === 1 ? 0 : 500)) / unitMs))
     })
+  }
+
+  /**
+   * APPEND key value: the coordinator writes its live value followed by `value` (EXP-2's rule:
+   * decided over what it knows when it writes); the reply is the new length. The key keeps its
+   * expiry, as in Redis.
+   */
+  private append(
+    conn: Connection,
+    args: ReadonlyArray<string>,
+    slot: Slot,
+  ): Resp.Reply | undefined {
+    const tooLarge = this.tooLarge(args[2]!)
+    if (tooLarge !== undefined) return tooLarge
+    const op: PutOp = { ...(put(args[1]!, args[2]!) as PutOp), append: true }
+    return this.runAll(conn, slot, [op], ([result]) =>
+      Resp.integer(
+        (result?._tag === "PutOk" ? (result.previous?.value.length ?? 0) : 0) + args[2]!.length,
+      ),
+    )
   }
 
   private strlen(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {

@@ -89,6 +89,7 @@ export const PutOpSchema = Schema.Struct({
   keep: Schema.optional(Schema.Literal("ttl", "value")),
   cond: Schema.optional(Schema.Literal("nx", "xx", "context")),
   incr: Schema.optional(Schema.Struct({ by: Decimal, float: Schema.Boolean })),
+  append: Schema.optional(Schema.Boolean),
 })
 
 const PreviousSchema = Schema.Struct({
