@@ -5,7 +5,7 @@
  * carry for the same history.
  * Run: npx tsx bench/causal-metadata.ts [--writes 1000] [--value-bytes 100]
  */
-import { encode } from "../impl/client/context.ts"
+import { encode } from "../impl/wire/context.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { arg } from "./lib.ts"

@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark, printed as tables (ops/s and latency percentiles).
  * Benchmarks measure; tests never assert on time. Figures go to docs/performance.md.
  */
-import { RespParser } from "../impl/client/resp.ts"
+import { RespParser } from "../impl/wire/resp.ts"
 import { position, utf8Bytes } from "../impl/core/hash.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import * as Ring from "../impl/core/ring.ts"

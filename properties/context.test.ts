@@ -4,7 +4,7 @@
 import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
-import { ContextError, decode, encode } from "../impl/client/context.ts"
+import { ContextError, decode, encode } from "../impl/wire/context.ts"
 import type { Clock } from "../impl/core/version.ts"
 import { params } from "./helpers/fc.ts"
 

@@ -1,5 +1,5 @@
 /**
- * Properties of the RESP2 codec (impl/client/resp.ts): requests survive any chunking, arbitrary
+ * Properties of the RESP2 codec (impl/wire/resp.ts): requests survive any chunking, arbitrary
  * bytes never throw, limits fail early with Redis-style text, replies encode to exact bytes.
  *
  * Requests are encoded here by hand rather than with the module's reply encoder, so that the
@@ -8,7 +8,7 @@
 import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
-import * as Resp from "../impl/client/resp.ts"
+import * as Resp from "../impl/wire/resp.ts"
 import { params, replaying } from "./helpers/fc.ts"
 import { splitAt } from "./helpers/bytes.ts"
 

@@ -1,5 +1,5 @@
 /**
- * The client-facing server: RESP2 over TCP (impl/client/resp.ts), so redis-cli,
+ * The client-facing server: RESP2 and RESP3 over TCP (impl/wire/resp.ts), so redis-cli,
  * redis-benchmark and any Redis client library work against a node.
  *
  * Each command becomes zero or more client operations for the driver (GET, SET, DEL, EXISTS,
@@ -32,8 +32,8 @@ import {
   SCAN_COUNT_MAX,
 } from "../core/messages.ts"
 import * as Version from "../core/version.ts"
-import * as Context from "../client/context.ts"
-import * as Resp from "../client/resp.ts"
+import * as Context from "../wire/context.ts"
+import * as Resp from "../wire/resp.ts"
 import { type Address, type Config, MiB, showAddress } from "./config.ts"
 import type { Log } from "./log.ts"
 

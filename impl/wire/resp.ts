@@ -21,7 +21,7 @@
  * split on whitespace only); a cap on total buffered bytes beyond the per-element limits (the
  * caller can watch `bufferedBytes`).
  */
-import * as ReadBuffer from "../wire/buffer.ts"
+import * as ReadBuffer from "./buffer.ts"
 import { Data } from "effect"
 
 // ---------------------------------------------------------------------------------------------
