@@ -10,84 +10,20 @@
  * connecting with ioredis without endless reconnects, decoding DHT.STATUS with effect/Schema,
  * and the error text for "no node answers".
  */
-import { Either, ParseResult, Schema } from "effect"
+import { Either } from "effect"
 import { Redis } from "ioredis"
 import { parseAddress } from "../node/config.ts"
 import * as Args from "./args.ts"
 import { table } from "./table.ts"
 
 // ---------------------------------------------------------------------------------------------
-// DHT.STATUS, decoded
+// DHT.STATUS, decoded (its one schema: impl/wire/status.ts)
 
-const Member = Schema.Struct({
-  id: Schema.String,
-  status: Schema.String,
-  reachable: Schema.Boolean,
-  peerAddress: Schema.String,
-  clientAddress: Schema.String,
-  weight: Schema.Number,
-  tokens: Schema.Number,
-  owned: Schema.Number,
-  replicated: Schema.Number,
-})
+import type { MemberStatus, StatusReport, StreamingStatus } from "../wire/status.ts"
+import { parseStatus } from "../wire/status.ts"
 
-const Streaming = Schema.Struct({
-  pass: Schema.Number,
-  settled: Schema.Boolean,
-  pending: Schema.Number,
-  scanning: Schema.Boolean,
-  streamed: Schema.Number,
-  dropped: Schema.Number,
-})
-
-/** A node's Chord routing state (routing "chord"). */
-const ChordView = Schema.Struct({
-  status: Schema.String,
-  position: Schema.Number,
-  predecessor: Schema.NullOr(Schema.String),
-  successors: Schema.Array(Schema.String),
-  next: Schema.NullOr(Schema.String),
-  distinctFingers: Schema.Number,
-  tablePeers: Schema.Number,
-  lookups: Schema.Number,
-  lookupFailures: Schema.Number,
-  meanHops: Schema.Number,
-  maxHops: Schema.Number,
-})
-
-const Report = Schema.Struct({
-  self: Schema.String,
-  mode: Schema.optionalWith(Schema.String, { default: () => "ap" }),
-  routing: Schema.optionalWith(Schema.String, { default: () => "ring" }),
-  chord: Schema.optional(Schema.NullOr(ChordView)),
-  n: Schema.Number,
-  r: Schema.Number,
-  w: Schema.Number,
-  keys: Schema.Number,
-  hints: Schema.Number,
-  members: Schema.Array(Member),
-  streaming: Streaming,
-  stats: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Unknown }), {
-    default: () => ({}),
-  }),
-})
-
-export type MemberStatus = typeof Member.Type
-export type StreamingStatus = typeof Streaming.Type
-export type StatusReport = typeof Report.Type
-export type ChordStatus = typeof ChordView.Type
-
-const decodeReport = Schema.decodeUnknownEither(Schema.parseJson(Report))
-
-/** Decode the DHT.STATUS reply, or say what is wrong with it. */
-export const parseStatus = (reply: unknown): Either.Either<StatusReport, string> => {
-  const text = Buffer.isBuffer(reply) ? reply.toString("utf8") : reply
-  if (typeof text !== "string") return Either.left("DHT.STATUS did not return a string")
-  return Either.mapLeft(
-    decodeReport(text),
-    (e) => `DHT.STATUS returned unexpected JSON: ${ParseResult.TreeFormatter.formatErrorSync(e)}`,
-  )
-}
+export type { ChordStatus, MemberStatus, StatusReport, StreamingStatus } from "../wire/status.ts"
+export { parseStatus }
 
 // ---------------------------------------------------------------------------------------------
 // Talking to nodes
