@@ -87,6 +87,8 @@ export interface SimConfig {
   readonly onMachineError?: "throw" | "crash-stop"
   /** Sees every event a node is about to step, with the node's id (traces, tests). */
   readonly onEvent?: (node: NodeId, event: Event) => void
+  /** Sees every step's commands, as the machine returned them (transcripts). */
+  readonly onCommands?: (node: NodeId, event: Event, commands: ReadonlyArray<Command>) => void
 }
 
 /** A machine exception, thrown out of the simulation (onMachineError "throw"). */
@@ -652,6 +654,7 @@ export class Simulation {
       if ((this.config.onMachineError ?? "throw") === "throw") throw new MachineError(report)
       return
     }
+    this.config.onCommands?.(node.id, event, commands)
     node.executor.execute(commands)
   }
 
