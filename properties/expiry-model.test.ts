@@ -14,7 +14,7 @@ import fc from "fast-check"
 import type { ClientOp, PutOp } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { params, replaying } from "./helpers/fc.ts"
+import { assertFloors, params } from "./helpers/fc.ts"
 
 const KEYS = ["x", "y"]
 
@@ -208,11 +208,7 @@ test("EXP-1, EXP-2, COND-1: SET with expiry, NX/XX, KEEPTTL, EXPIRE and PERSIST 
     ),
     params(25),
   )
-  if (replaying) return
-  const floors = { reads: 200, expiredReads: 20, skipped: 20, conditionals: 50, keptTtl: 3 }
-  for (const [k, floor] of Object.entries(floors)) {
-    assert.ok(seen[k as keyof typeof seen] >= floor, `${k} below ${floor}: ${JSON.stringify(seen)}`)
-  }
+  assertFloors(seen, { reads: 200, expiredReads: 20, skipped: 20, conditionals: 50, keptTtl: 3 })
 })
 
 /** The model's entry after a write that was not skipped. */

@@ -9,7 +9,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
-import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { createInterface } from "node:readline"
@@ -18,6 +17,7 @@ import { Deferred, Effect, Either } from "effect"
 import { awaitSignal, holdSignals } from "../node/main.ts"
 import * as Args from "./args.ts"
 import * as Flags from "./flags.ts"
+import { pingOnce } from "./net.ts"
 import * as Progress from "./progress.ts"
 import * as Status from "./status.ts"
 import { table } from "./table.ts"
@@ -121,24 +121,6 @@ const spawnChild = (plan: Plan, index: number, width: number): Effect.Effect<Chi
       Deferred.unsafeDone(exited, Effect.succeed(exitText(code, signal))),
     )
     return { plan, process: child, exited }
-  })
-
-/** Ask for PING over RESP; true if +PONG came back. */
-const pingOnce = (host: string, port: number): Promise<boolean> =>
-  new Promise((done) => {
-    const socket = net.connect({ host, port })
-    let reply = ""
-    const finish = (ok: boolean) => {
-      socket.destroy()
-      done(ok)
-    }
-    socket.setTimeout(1000, () => finish(false))
-    socket.on("connect", () => socket.write("*1\r\n$4\r\nPING\r\n"))
-    socket.on("data", (chunk) => {
-      reply += chunk.toString("latin1")
-      if (reply.includes("\r\n")) finish(reply.startsWith("+PONG"))
-    })
-    socket.on("error", () => finish(false))
   })
 
 /** Poll PING until it answers, the child exits, or the deadline passes. */

@@ -13,6 +13,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Redis } from "ioredis"
+import { freePorts } from "../../impl/cli/net.ts"
+
+export { freePorts }
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
 const mainScript = join(repoRoot, "impl", "cli", "main.ts")
@@ -20,26 +23,6 @@ const host = "127.0.0.1"
 
 // ---------------------------------------------------------------------------------------------
 // Ports, directories, polling
-
-/** `count` distinct ports that were free a moment ago (bound to port 0, read, closed). */
-export const freePorts = async (count: number): Promise<Array<number>> => {
-  const servers: Array<net.Server> = []
-  const ports: Array<number> = []
-  try {
-    for (let i = 0; i < count; i++) {
-      const server = net.createServer()
-      servers.push(server)
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject)
-        server.listen(0, host, () => resolve())
-      })
-      ports.push((server.address() as net.AddressInfo).port)
-    }
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
-  }
-  return ports
-}
 
 const tempDirs: Array<string> = []
 

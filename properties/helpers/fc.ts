@@ -30,3 +30,21 @@ export const commandOptions = (
 
 /** Replaying one case (FC_SEED set): batch-level coverage assertions do not apply. */
 export const replaying = process.env.FC_SEED !== undefined
+
+/**
+ * Coverage floors of a property (no vacuous pass): each counter in `floors` must have reached
+ * its floor over the whole run. Skipped on a one-case replay, where no batch-level count holds.
+ */
+export const assertFloors = <K extends string>(
+  seen: Readonly<Record<K, number>>,
+  floors: Readonly<Partial<Record<K, number>>>,
+): void => {
+  if (replaying) return
+  for (const [k, floor] of Object.entries(floors) as Array<[K, number]>) {
+    if (!(seen[k] >= floor)) {
+      throw new Error(
+        `coverage floor: ${k} = ${seen[k]} is below ${floor} (${JSON.stringify(seen)})`,
+      )
+    }
+  }
+}
