@@ -208,7 +208,7 @@ test("EXP-1, EXP-2, COND-1: SET with expiry, NX/XX, KEEPTTL, EXPIRE and PERSIST 
     ),
     params(25),
   )
-  assertFloors(seen, { reads: 200, expiredReads: 20, skipped: 20, conditionals: 50, keptTtl: 3 })
+  assertFloors(seen, { reads: 100, expiredReads: 10, skipped: 10, conditionals: 40, keptTtl: 2 })
 })
 
 /** The model's entry after a write that was not skipped. */

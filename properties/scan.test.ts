@@ -179,7 +179,7 @@ test("SCAN-2: the glob matcher agrees with a regular-expression reference on *, 
     ),
     params(2000),
   )
-  if (!replaying) assert.ok(positives > 100, `only ${positives} matches exercised`)
+  if (!replaying) assert.ok(positives > 40, `only ${positives} matches exercised`)
   const cases: ReadonlyArray<readonly [string, string, boolean]> = [
     ["h[ae]llo", "hello", true],
     ["h[ae]llo", "hillo", false],

@@ -1,12 +1,19 @@
 /**
  * fast-check parameters shared by every property suite.
+ *  - Every array or structure with a declared maximum size is generated up to that maximum.
  *  - DHT_DEEP=1 multiplies every property's runs by 10 (`npm run test:deep`).
  *  - FC_SEED and FC_PATH replay one failing case: fast-check prints both when a property fails;
  *    fast-check also prints a replayPath for command sequences: pass it as FC_REPLAY_PATH. Run e.g. `FC_SEED=123 FC_PATH="4:1:0" node --import tsx --test properties/kv-model.test.ts`.
  */
-import type fc from "fast-check"
+import fc from "fast-check"
 
 export const deep = process.env.DHT_DEEP === "1"
+
+// Full-length schedules: an array (or a recursive structure) with a declared maximum is
+// generated up to that maximum, not to fast-check's small default size (an `fc.array` with
+// `maxLength: 120` otherwise stops near 10 + 2·minLength, whatever the maximum says). Set
+// here, before any suite builds an arbitrary, so that it holds for every property.
+fc.configureGlobal({ ...fc.readConfigureGlobal(), defaultSizeToMaxWhenMaxSpecified: true })
 
 export const params = <T>(numRuns: number, extra: fc.Parameters<T> = {}): fc.Parameters<T> => {
   const seed = process.env.FC_SEED
