@@ -15,7 +15,7 @@ import type { ClientOp } from "../impl/core/messages.ts"
 import type * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
 import { type Operation, Simulation } from "../impl/sim/sim.ts"
-import { params, replaying } from "./helpers/fc.ts"
+import { Lengths, params, replaying, scheduleMax } from "./helpers/fc.ts"
 
 const KEYS = ["k0", "k1", "k2"]
 const CLIENTS = 3
@@ -115,10 +115,8 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
   },
 )
 
-const scheduleArb = fc.array(actionArb, { minLength: 10, maxLength: deepLength() })
-function deepLength(): number {
-  return process.env.DHT_DEEP === "1" ? 300 : 120
-}
+const scheduleArb = fc.array(actionArb, { minLength: 10, maxLength: scheduleMax(120) })
+const causalLengths = new Lengths("CAUSAL schedules", scheduleMax(120))
 
 /** What the checker knows of one invoked write. */
 interface WriteRecord {
@@ -416,12 +414,14 @@ test("CAUSAL-1, CAUSAL-2, CAUSAL-3, CAUSAL-4, CAUSAL-5, CAUSAL-6: strict quorums
   const coverage = newCoverage()
   fc.assert(
     fc.property(fc.integer(), scheduleArb, (seed, schedule) => {
+      causalLengths.add(schedule.length)
       const run = runSchedule(seed, schedule, CP, coverage)
       checkNoLostWrite(run)
       checkConvergence(run)
     }),
     params(40),
   )
+  causalLengths.print()
   assertCoverage(coverage)
 })
 

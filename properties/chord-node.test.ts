@@ -16,7 +16,7 @@ import type { ClientOp } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { params, replaying } from "./helpers/fc.ts"
+import { Lengths, params, replaying, scheduleMax } from "./helpers/fc.ts"
 import { type Action, actionArb, KEYS, ScheduleRun } from "./helpers/schedule.ts"
 
 /** Stabilization every second, anti-entropy every second per node, trees at most 5 s old. */
@@ -78,17 +78,20 @@ const cycles = (sim: Simulation, live: ReadonlyArray<NodeId>): Set<string> => {
   return found
 }
 
+const chordLengths = new Lengths("CHORD-7", scheduleMax(50))
+
 test("CHORD-7: under Chord routing no acknowledged write is lost through joins, leaves and crashes, and reads never return a value from nowhere", () => {
   const seen = { joins: 0, leaves: 0, crashes: 0, aeRepairs: 0, lookups: 0, forwarded: 0 }
   fc.assert(
     fc.property(
       fc.integer(),
-      fc.array(actions, { minLength: 5, maxLength: 50 }),
+      fc.array(actions, { minLength: 5, maxLength: scheduleMax(50) }),
       fc.record({
         lossRate: fc.constantFrom(0, 0, 0.01, 0.05),
         duplicateRate: fc.constantFrom(0, 0.02),
       }),
       (seed, schedule, faults) => {
+        chordLengths.add(schedule.length)
         const sim = new Simulation({
           seed,
           nodes: 5,
@@ -164,6 +167,7 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
     ),
     params(15, { examples: [restartedCreator] }),
   )
+  chordLengths.print()
   if (replaying) return
   assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.crashes > 0, JSON.stringify(seen))
   assert.ok(seen.aeRepairs > 0, `anti-entropy never repaired a key: ${JSON.stringify(seen)}`)

@@ -9,7 +9,7 @@ import fc from "fast-check"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { KvModel } from "../models/kv.ts"
-import { params } from "./helpers/fc.ts"
+import { Lengths, params, scheduleMax } from "./helpers/fc.ts"
 
 const KEYS = ["a", "b", "c", "d"]
 
@@ -22,14 +22,17 @@ const stepArb = fc.record({
   restart: fc.boolean(),
 })
 
+const durLengths = new Lengths("DUR-1", scheduleMax(40))
+
 test("DUR-1: a crash at any point loses nothing that was acknowledged", () => {
   let crashesInFlight = 0
   fc.assert(
     fc.property(
       fc.integer(),
       fc.integer({ min: 1, max: 20 }),
-      fc.array(stepArb, { minLength: 1, maxLength: 40 }),
+      fc.array(stepArb, { minLength: 1, maxLength: scheduleMax(40) }),
       (seed, persistDelayMs, steps) => {
+        durLengths.add(steps.length)
         const sim = new Simulation({ seed, nodes: 5, network: defaultNetwork, persistDelayMs })
         const model = new KvModel()
         const live = () => sim.ids.filter((id) => sim.isUp(id))
@@ -72,5 +75,6 @@ test("DUR-1: a crash at any point loses nothing that was acknowledged", () => {
     ),
     params(150),
   )
+  durLengths.print()
   assert.ok(crashesInFlight > 0, "no crash ever hit an operation in flight")
 })

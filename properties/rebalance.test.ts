@@ -10,7 +10,7 @@ import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { params, replaying } from "./helpers/fc.ts"
+import { Lengths, params, replaying, scheduleMax } from "./helpers/fc.ts"
 import { type Action, actionArb, KEYS, resolvedValue, ScheduleRun } from "./helpers/schedule.ts"
 
 const actions = actionArb({ removals: true })
@@ -41,13 +41,16 @@ const coveringSchedule: ReadonlyArray<Action> = [
   { _tag: "Read", key: 1, node: 2 },
 ]
 
+const rebalLengths = new Lengths("REBAL-1", scheduleMax(60))
+
 test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and crashes that leave a quorum of each key's replicas", () => {
   const seen = { joins: 0, leaves: 0, removals: 0, streamed: 0 }
   fc.assert(
     fc.property(
       fc.integer(),
-      fc.array(actions, { minLength: 5, maxLength: 60 }),
+      fc.array(actions, { minLength: 5, maxLength: scheduleMax(60) }),
       (seed, schedule) => {
+        rebalLengths.add(schedule.length)
         const sim = new Simulation({
           seed,
           nodes: 4,
@@ -128,6 +131,7 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
     // 25 schedules had no removal in about 3 of 20 runs).
     params(25, { examples: [[7, coveringSchedule]] }),
   )
+  rebalLengths.print()
   if (replaying) return
   assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.removals > 0, JSON.stringify(seen))
   assert.ok(seen.streamed > 0, "nothing was ever streamed")

@@ -55,3 +55,32 @@ export const assertFloors = <K extends string>(
     }
   }
 }
+
+/** A generated schedule's declared maximum length: three times longer under DHT_DEEP. */
+export const scheduleMax = (n: number): number => (deep ? 3 * n : n)
+
+/**
+ * The lengths of the schedules one property actually ran (shrinking excluded: call `add` from
+ * the property's body and `print` once after `fc.assert`), printed as a distribution against
+ * the declared maximum, so that a schedule that never reaches its length shows.
+ */
+export class Lengths {
+  private readonly seen: Array<number> = []
+  constructor(
+    readonly name: string,
+    readonly declared: number,
+  ) {}
+
+  add(n: number): void {
+    this.seen.push(n)
+  }
+
+  print(): void {
+    const s = [...this.seen].sort((a, b) => a - b)
+    if (s.length === 0) return
+    const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]
+    console.log(
+      `${this.name}: ${s.length} schedules, length min ${s[0]} / median ${at(0.5)} / p90 ${at(0.9)} / max ${s[s.length - 1]} of declared ${this.declared}`,
+    )
+  }
+}
