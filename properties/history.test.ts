@@ -358,6 +358,10 @@ test("KV-9: the history checker judges a delete with a context by when its conte
   stale.read("causal4", "k", ["x"], 50, 60)
   stale.finalEverywhere("k", ["x"])
   assert.equal(check(stale.history, { promises: strictPromises }).ok, true)
+  // The same for read-your-writes: causal7 reading x after its own delete is not stale (the
+  // case dht verify met in CP mode: a put acknowledged between the context read and the delete).
+  stale.read("causal7", "k", ["x"], 45, 48)
+  assert.equal(check(stale.history, { promises: strictPromises }).ok, true)
   // Had the context been read after x was acknowledged, x coming back is a resurrection.
   const late = new Builder()
   late.write("causal4", "k", "x", 10, 20, "ok", "put")

@@ -254,9 +254,12 @@ class Index {
    */
   admits(values: ReadonlyArray<string>, u: Op): boolean {
     if (u.value !== undefined && values.includes(u.value)) return true
+    // A delete with a context covers only what completed before its context was read: a write
+    // still open then may stand beside its tombstone (as the resurrection check judges it).
+    const since = u.kind === "delete" ? (coversBefore(u) ?? u.invokedAt) : u.invokedAt
     for (const v of values) {
       const w = this.byValue.get(v)
-      if (w !== undefined && w !== u && openAt(w, u.invokedAt)) return true
+      if (w !== undefined && w !== u && openAt(w, since)) return true
     }
     if (u.kind === "delete") return values.length === 0
     // A delete that had not completed before u was invoked may have removed u's value. Its
