@@ -356,17 +356,9 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
   if (basePeerPort <= clientPorts[1]! && basePeerPort + k - 1 >= clientPorts[0]!) {
     return Args.usageError(spec, "client and peer port ranges overlap")
   }
-  const n = Args.num(v, "n") ?? Math.min(3, k)
-  if (n < 1 || n > k)
-    return Args.usageError(spec, `--n must be from 1 to the node count ${k}, got ${n}`)
-  const r = Args.num(v, "r") ?? Math.min(2, n)
-  const w = Args.num(v, "w") ?? Math.min(2, n)
-  for (const [name, q] of [
-    ["r", r],
-    ["w", w],
-  ] as const) {
-    if (q < 1 || q > n) return Args.usageError(spec, `--${name} must be from 1 to n=${n}, got ${q}`)
-  }
+  const replication = Flags.replicationOf(spec, v, k)
+  if (typeof replication === "number") return replication
+  const { n, r, w } = replication
   const routing = Args.str(v, "routing") ?? "ring"
   if (routing !== "ring" && routing !== "chord") {
     return Args.usageError(spec, `--routing must be ring or chord, got "${routing}"`)

@@ -10,6 +10,30 @@ export const replication: ReadonlyArray<Args.Flag> = [
   Args.flag("w", "int", "W", "write quorum", "min(2, n)"),
 ]
 
+/**
+ * N, R and W of a local cluster of `k` nodes, with their defaults, checked against each other;
+ * a number is a usage error already reported (its exit status), as `Args.usageError` returns.
+ */
+export const replicationOf = (
+  spec: Args.CommandSpec,
+  v: Args.Values,
+  k: number,
+): { readonly n: number; readonly r: number; readonly w: number } | number => {
+  const n = Args.num(v, "n") ?? Math.min(3, k)
+  if (n < 1 || n > k) {
+    return Args.usageError(spec, `--n must be from 1 to the node count ${k}, got ${n}`)
+  }
+  const r = Args.num(v, "r") ?? Math.min(2, n)
+  const w = Args.num(v, "w") ?? Math.min(2, n)
+  for (const [name, q] of [
+    ["r", r],
+    ["w", w],
+  ] as const) {
+    if (q < 1 || q > n) return Args.usageError(spec, `--${name} must be from 1 to n=${n}, got ${q}`)
+  }
+  return { n, r, w }
+}
+
 /** Node behaviour, passed on verbatim by `dht cluster`. */
 export const behaviour: ReadonlyArray<Args.Flag> = [
   Args.flag("store", "string", "lmdb|memory", "storage engine", "lmdb"),

@@ -584,17 +584,9 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
   if (routing === "chord" && mode === "cp") {
     return Args.usageError(spec, "--mode cp needs ring routing")
   }
-  const n = Args.num(v, "n") ?? Math.min(3, k)
-  if (n < 1 || n > k)
-    return Args.usageError(spec, `--n must be from 1 to the node count ${k}, got ${n}`)
-  const r = Args.num(v, "r") ?? Math.min(2, n)
-  const w = Args.num(v, "w") ?? Math.min(2, n)
-  for (const [name, q] of [
-    ["r", r],
-    ["w", w],
-  ] as const) {
-    if (q < 1 || q > n) return Args.usageError(spec, `--${name} must be from 1 to n=${n}, got ${q}`)
-  }
+  const replication = Flags.replicationOf(spec, v, k)
+  if (typeof replication === "number") return replication
+  const { n, r, w } = replication
   const words = (Args.str(v, "nemesis") ?? "all")
     .split(",")
     .map((s) => s.trim())
