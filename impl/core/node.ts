@@ -690,11 +690,13 @@ const beginWrite = (
   // Conditions and read-modify-writes are decided here, over everything this coordinator
   // knows at the moment it mints (EXP-2, COND-1).
   const current = Version.readAt(seen, now)
+  // The value a plain GET would read here: for a counter, the join of every live counter
+  // sibling, not the resolved sibling's own total.
   p.previous =
     current === undefined
       ? undefined
       : {
-          value: current.sibling.value!,
+          value: Version.readValueAt(seen, now)!,
           ...(current.sibling.exp === undefined ? {} : { exp: current.sibling.exp }),
         }
   if (skips(p.op, seen, current !== undefined)) {
