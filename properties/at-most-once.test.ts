@@ -13,31 +13,18 @@
 import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
-import { NodeId } from "../impl/core/ids.ts"
+import type { NodeId } from "../impl/core/ids.ts"
 import type { ClientResult, Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
-import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { params, replaying } from "./helpers/fc.ts"
+import { config, ids, keysWhere } from "./helpers/machine.ts"
 
-const ids = ["n0", "n1", "n2", "n3"].map(NodeId)
-const self = ids[0]!
 const peers = ids.slice(1)
-const config: Node.Config = {
-  ...Node.defaults,
-  self,
-  members: ids.map((id) => ({ id, weight: 1 })),
-  tokensPerNode: 8,
-}
-const ring = Ring.make(config.members, config.tokensPerNode)
 /** A key `self` does not replicate (it forwards writes of it) and one it does (it coordinates). */
-const foreignKey = Array.from({ length: 500 }, (_, i) => `f${i}`).find(
-  (k) => !Ring.preferenceList(ring, k, 3).includes(self),
-)!
-const ownKey = Array.from({ length: 500 }, (_, i) => `o${i}`).find((k) =>
-  Ring.preferenceList(ring, k, 3).includes(self),
-)!
+const foreignKey = keysWhere("f", false, 1)[0]!
+const ownKey = keysWhere("o", true, 1)[0]!
 
 const ok: ClientResult = { _tag: "PutOk", context: [], dot: ["n1", 1], existed: false }
 const failed: ClientResult = { _tag: "Failed", reason: "Timeout", message: "x" }

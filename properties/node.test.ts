@@ -6,28 +6,16 @@
 import assert from "node:assert/strict"
 import { test } from "node:test"
 import fc from "fast-check"
-import { NodeId } from "../impl/core/ids.ts"
 import type { Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
-import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { params } from "./helpers/fc.ts"
+import { config, ids, keysWhere } from "./helpers/machine.ts"
 
-const ids = ["n0", "n1", "n2", "n3"].map(NodeId)
-const self = ids[0]!
-const config: Node.Config = {
-  ...Node.defaults,
-  self,
-  members: ids.map((id) => ({ id, weight: 1 })),
-  tokensPerNode: 8,
-}
-const ring = Ring.make(config.members, config.tokensPerNode)
 // Keys this node replicates, so that it coordinates writes and accepts replicas for them.
-const keys = Array.from({ length: 200 }, (_, i) => `k${i}`)
-  .filter((k) => Ring.preferenceList(ring, k, 3).includes(self))
-  .slice(0, 4)
+const keys = keysWhere("k", true, 4)
 
 const objArb = fc
   .array(fc.tuple(fc.constantFrom("n1", "n2", "n3"), fc.string({ maxLength: 2 })), { maxLength: 4 })
@@ -145,9 +133,7 @@ test("KV-6: request ids never repeat across restarts of a node", () => {
 
 test("KV-7: a forwarded write goes to one coordinator at a time while that one is believed up", () => {
   // A key this node does not replicate, so it forwards.
-  const key = Array.from({ length: 500 }, (_, i) => `f${i}`).find(
-    (k) => !Ring.preferenceList(ring, k, 3).includes(self),
-  )!
+  const key = keysWhere("f", false, 1)[0]!
   const store = new MemoryStore()
   const state = Node.init(config, 0)
   const sent: Array<string> = []
