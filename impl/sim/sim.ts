@@ -18,7 +18,8 @@
  *    here every Send leaves at once), so a dead incarnation's messages can arrive long after.
  *
  * Nodes: `stop` crashes a node (volatile state, timers and held commands are lost; its store
- * survives, minus what was not durable yet) and `restart` boots a fresh machine over the store.
+ * survives, minus what was not durable yet) and `restart` boots a fresh machine over the store
+ * and the membership view it had, as the real driver keeps that view in its store.
  * `pause` is SIGSTOP: the node keeps its state but processes nothing; everything that falls due
  * meanwhile (messages to it, its timers and ticks, its persists becoming durable, client
  * requests sent to it) waits, and after `resume` it is processed in the order it fell due (so
@@ -50,6 +51,7 @@ import type {
 } from "../core/messages.ts"
 import * as Chord from "../core/chord.ts"
 import * as Executor from "../core/executor.ts"
+import * as Membership from "../core/membership.ts"
 import * as Node from "../core/node.ts"
 import * as Ring from "../core/ring.ts"
 import type * as Version from "../core/version.ts"
@@ -185,6 +187,11 @@ interface SimNode {
   executor: Executor.Executor
   /** SIGSTOPped: processes nothing until resumed. */
   paused: boolean
+  /**
+   * The membership view the node had when it stopped: what the real driver keeps in its store
+   * (saveMembership) and boots with, so that a restarted node knows the members that joined.
+   */
+  savedMembers: ReadonlyArray<Membership.Entry> | undefined
   /** What fell due while paused (or since resumed, until processed), in order. */
   readonly backlog: Array<Scheduled>
 }
@@ -264,6 +271,9 @@ export class Simulation {
    */
   stop(id: NodeId): void {
     const node = this.node(id)
+    if (node.state !== undefined) {
+      node.savedMembers = [...Membership.view(node.state.membership).values()]
+    }
     node.state = undefined
     node.incarnation++
     node.executor.stop()
@@ -608,6 +618,7 @@ export class Simulation {
       durable: new MemoryStore(),
       executor: undefined as unknown as Executor.Executor,
       paused: false,
+      savedMembers: undefined,
       backlog: [],
     }
     return node
@@ -622,6 +633,7 @@ export class Simulation {
         // A joiner restarts as a joiner (as `dht node --join` would): it streams again.
         joining: node.joining,
         generation: node.incarnation + 1,
+        savedMembers: node.savedMembers,
         // Chord routing: every node gets the boot cluster as seeds (its first node creates the
         // ring); nodes added later join through them.
         ...(this.nodeConfig.routing === "chord"
