@@ -34,7 +34,8 @@ test("LWW-1: with clock skew up to the bound, a causally later write never loses
           nodes: 5,
           network: defaultNetwork,
           clockSkewMs: skews,
-          node: { namespaces: [{ prefix: "", policy: "lww" }] },
+          // Two nodes' clocks differ by up to twice the bound.
+          node: { namespaces: [{ prefix: "", policy: "lww" }], maxClockSkewMs: 2 * SKEW_BOUND_MS },
         })
         let context: Version.Clock | null = null
         steps.forEach(([node, blind, pauseMs], i) => {

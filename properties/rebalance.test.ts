@@ -48,11 +48,7 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
   fc.assert(
     fc.property(
       fc.integer(),
-      // Short schedules (fast-check's small size, about 20 actions) until the open liveness bug
-      // is fixed: at full length, a joiner or owner restarted with its saved membership view can
-      // leave membership unsettled for good (FC_SEED=-656439224 with size "max"; see
-      // docs/verification.md, "Open").
-      fc.array(actions, { minLength: 5, maxLength: scheduleMax(60), size: "small" }),
+      fc.array(actions, { minLength: 5, maxLength: scheduleMax(60) }),
       (seed, schedule) => {
         rebalLengths.add(schedule.length)
         const sim = new Simulation({

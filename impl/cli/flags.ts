@@ -73,6 +73,27 @@ export const behaviour: ReadonlyArray<Args.Flag> = [
     "key of the MAC on causal context tokens (same on every node)",
     "derived from --cluster",
   ),
+  Args.flag(
+    "tombstone-grace-ms",
+    "int",
+    "MS",
+    "a deleted or expired key is reclaimed (removed on every replica) no sooner than this after it died",
+    "600000",
+  ),
+  Args.flag(
+    "max-message-age-ms",
+    "int",
+    "MS",
+    "a peer message carrying data older than this is dropped; reclamation waits this long (must exceed --request-timeout-ms)",
+    "30000",
+  ),
+  Args.flag(
+    "max-clock-skew-ms",
+    "int",
+    "MS",
+    "assumed bound on the clock difference between two nodes (a margin of reclamation)",
+    "1000",
+  ),
 ]
 
 /** The `--name value` arguments that repeat, for a node, the behaviour flags given here. */

@@ -47,13 +47,6 @@ const spec: Args.CommandSpec = {
     ...Flags.replication,
     Args.flag("data-dir", "string", "DIR", "lmdb data directory", "$TMPDIR/dht/<cluster>/<id>"),
     ...Flags.behaviour,
-    Args.flag(
-      "tombstone-grace-ms",
-      "int",
-      "MS",
-      "purge a fully replicated tombstone after this long",
-      "600000",
-    ),
     Args.flag("stream-rate", "int", "KEYS/S", "budget for streaming on join/leave/remove", "2560"),
     Args.flag("handoff-rate", "int", "HINTS/S", "budget for hinted handoff", "64"),
     Args.flag("ae-rate", "int", "KEYS/S", "budget for anti-entropy repair", "1024"),
@@ -155,6 +148,8 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
   }
   const secret = Args.str(values, "secret")
   const tombstoneGraceMs = Args.num(values, "tombstone-grace-ms")
+  const maxMessageAgeMs = Args.num(values, "max-message-age-ms")
+  const maxClockSkewMs = Args.num(values, "max-clock-skew-ms")
   const budgets: Array<
     readonly [string, "streamKeysPerSec" | "handoffHintsPerSec" | "aeKeysPerSec"]
   > = [
@@ -189,6 +184,8 @@ export const configFromFlags = (values: Args.Values): Either.Either<Config.Confi
     ...(mode === undefined ? {} : { mode }),
     ...(secret === undefined ? {} : { secret }),
     ...(tombstoneGraceMs === undefined ? {} : { tombstoneGraceMs }),
+    ...(maxMessageAgeMs === undefined ? {} : { maxMessageAgeMs }),
+    ...(maxClockSkewMs === undefined ? {} : { maxClockSkewMs }),
     ...rates,
   })
   return Either.mapLeft(made, (e) => e.message)

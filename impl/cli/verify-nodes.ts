@@ -244,6 +244,8 @@ export class Nodes {
       ...["--data-dir", join(options.dir, "data", id), "--store", "lmdb"],
       ...["--n", String(options.n), "--r", String(options.r), "--w", String(options.w)],
       ...["--mode", options.mode, "--routing", options.routing],
+      // The skew nemesis moves clocks up to 30 s either way: two nodes may differ by 60 s.
+      ...["--max-clock-skew-ms", "60000"],
     ])
     this.skewFiles = this.ids.map((id) => join(options.dir, "nodes", `${id}.faketime`))
     if (faketime !== undefined) for (const f of this.skewFiles) writeFileSync(f, "+0\n")

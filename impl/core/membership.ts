@@ -74,6 +74,13 @@ export interface Entry {
   readonly version: number
   /** Bumped by the member on every gossip tick of this generation: the liveness evidence. */
   readonly heartbeat: number
+  /**
+   * Reclamation (RECLAIM-1, impl/core/node-reap.ts): since when (the member's clock, ms) the
+   * member has held no hint and no key it must still hand over; absent while it holds some.
+   */
+  readonly calm?: number | undefined
+  /** The member's clock (ms) at the tick that produced this heartbeat. */
+  readonly at?: number | undefined
 }
 
 /** What a digest says about one entry: enough to order it, not its content. */
@@ -231,6 +238,8 @@ export interface State {
   /** Generator state (mulberry32). */
   rng: number
   readonly stats: Stats
+  /** What the owner of this machine reports as its `calm` on the next heartbeat. */
+  calmSince: number | undefined
 }
 
 export const init = (config: Config, now: number): State => {
@@ -243,6 +252,7 @@ export const init = (config: Config, now: number): State => {
     staleSelf: undefined,
     rng: config.randomSeed | 0,
     stats: { ticks: 0, sent: 0, received: 0, learned: 0 },
+    calmSince: undefined,
   }
   // A loaded view is evidence as of now: every loaded peer is monitored from boot, so one that
   // never heartbeats again (it crashed while we were down) is still suspected in bounded time.
@@ -405,7 +415,9 @@ const onTick = (state: State, now: number, out: Array<Command>): void => {
   state.stats.ticks++
   const own = selfEntry(state)
   if (own !== undefined && own.status !== "removed") {
-    state.entries.set(own.id, { ...own, heartbeat: own.heartbeat + 1 })
+    const { calm: _calm, ...rest } = own
+    const calm = state.calmSince === undefined ? {} : { calm: state.calmSince }
+    state.entries.set(own.id, { ...rest, ...calm, heartbeat: own.heartbeat + 1, at: now })
   }
   const live: Array<Entry> = []
   const unreachable: Array<Entry> = []

@@ -131,8 +131,21 @@ export type PeerMessage =
   /** Ask a replica for its object of `key`. */
   | { readonly _tag: "ReadRequest"; readonly rid: number; readonly key: string }
   | { readonly _tag: "ReadResponse"; readonly rid: number; readonly obj: Obj }
-  /** Replicate `obj`: the replica syncs it into its own, persists, then acks. */
-  | { readonly _tag: "WriteRequest"; readonly rid: number; readonly key: string; readonly obj: Obj }
+  /**
+   * Replicate `obj`: the replica syncs it into its own, persists, then acks.
+   *
+   * `at` on every message that carries an object to be stored: the sender's clock when the
+   * object was last known to be held (the send, or for read repair the start of the read). A
+   * receiver drops such a message once older than `maxMessageAgeMs` (RECLAIM-1): a stale copy
+   * of a reclaimed key can then never land after the reclamation. Absent: an old sender; kept.
+   */
+  | {
+      readonly _tag: "WriteRequest"
+      readonly rid: number
+      readonly key: string
+      readonly obj: Obj
+      readonly at?: number | undefined
+    }
   | { readonly _tag: "WriteAck"; readonly rid: number }
   /**
    * Sloppy quorum: store `obj` as a hint for `owner` (a preferred replica believed down), then
@@ -144,28 +157,39 @@ export type PeerMessage =
       readonly key: string
       readonly obj: Obj
       readonly owner: NodeId
+      readonly at?: number | undefined
     }
   /** Hinted handoff: the hint holder delivers a hinted object to its owner. */
-  | { readonly _tag: "Handoff"; readonly key: string; readonly obj: Obj }
+  | { readonly _tag: "Handoff"; readonly key: string; readonly obj: Obj; readonly at?: number }
   /** The owner has `obj` durably; the holder may drop its hint if it has not changed. */
   | { readonly _tag: "HandoffAck"; readonly key: string; readonly obj: Obj }
   /** Merkle anti-entropy (impl/core/anti-entropy.ts) between two replicas. */
-  | { readonly _tag: "AntiEntropy"; readonly message: AntiEntropy.Message }
+  | {
+      readonly _tag: "AntiEntropy"
+      readonly message: AntiEntropy.Message
+      readonly at?: number | undefined
+    }
   /** Membership gossip (impl/core/membership.ts), carried between storage nodes. */
   | { readonly _tag: "Gossip"; readonly message: Membership.Message }
   /** Rebalancing: a key's object for its new owner, which syncs, persists and acks. */
-  | { readonly _tag: "StreamPush"; readonly key: string; readonly obj: Obj }
+  | { readonly _tag: "StreamPush"; readonly key: string; readonly obj: Obj; readonly at?: number }
   | { readonly _tag: "StreamAck"; readonly key: string }
   /** The sender has pushed everything it holds for the placement with this signature. */
   | { readonly _tag: "StreamDone"; readonly signature: string }
   /** Read repair: like WriteRequest but nobody waits for an ack. */
-  | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
+  | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj; readonly at?: number }
   /**
    * Purge a fully replicated tombstone: the replica drops the tombstone value (keeping only the
    * version vector) if its stored object still equals `obj`, i.e. nothing newer arrived since
    * every replica was seen holding it.
    */
   | { readonly _tag: "Purge"; readonly key: string; readonly obj: Obj }
+  /**
+   * Reclaim a key (RECLAIM-1): every replica held this dead object, twice, with the cluster
+   * calm in between (impl/core/node-reap.ts). The replica deletes the key, clock and all, if
+   * its stored object still equals `obj`; anything newer stays.
+   */
+  | { readonly _tag: "Reap"; readonly key: string; readonly obj: Obj; readonly at: number }
   /** Chord routing (impl/core/chord.ts): lookups and ring maintenance between storage nodes. */
   | { readonly _tag: "Chord"; readonly message: Chord.ChordMessage }
   /**

@@ -130,7 +130,11 @@ export const stepAntiEntropy = (
   for (const c of commands) {
     switch (c._tag) {
       case "Send":
-        out.push({ _tag: "Send", to: c.to, message: { _tag: "AntiEntropy", message: c.message } })
+        out.push({
+          _tag: "Send",
+          to: c.to,
+          message: { _tag: "AntiEntropy", message: c.message, at: event.now },
+        })
         break
       case "SetTimer":
         out.push({ _tag: "SetTimer", rid: c.xid, kind: "AntiEntropy", at: c.at })

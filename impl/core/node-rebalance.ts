@@ -32,11 +32,17 @@ export const maybeRebalance = (
   if (r.nextAt !== undefined && now < r.nextAt) return
   r.nextAt = now + state.config.streamIntervalMs
   if (state.ring.tokens.length === 0 && state.futureRing.tokens.length === 0) return
+  if (r.strays > 0 && r.settled === state.ringSignature && now >= (r.retryAt ?? 0)) {
+    // Keys kept for a new owner that was down: push them again.
+    r.settled = undefined
+    r.passSignature = undefined
+  }
   if (r.passSignature !== state.ringSignature) {
     if (r.settled === state.ringSignature) return
     r.passSignature = state.ringSignature
     r.cursor = undefined
     r.passes++
+    r.strays = 0
     // The new pass re-pushes whatever the new placement needs; pushes of the old one may wait
     // on owners that no longer are (a removed node) and must not hold this pass back.
     r.pushes.clear()
@@ -50,9 +56,11 @@ export const maybeRebalance = (
     push.sentAt = now
     for (const to of push.waiting) {
       if (believedUp(state, to, now)) {
-        out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj: push.obj } })
+        const message = { _tag: "StreamPush", key, obj: push.obj, at: now } as const
+        out.push({ _tag: "Send", to, message })
       } else if (now - push.since >= PUSH_GIVE_UP_REQUESTS * state.config.requestTimeoutMs) {
         push.waiting.delete(to)
+        if (push.drop) r.strays++
         push.drop = false
       }
     }
@@ -82,17 +90,17 @@ const pushKey = (
   const had = before === undefined ? [] : Ring.preferenceList(before, key, n)
   const targets = desired.filter((d) => d !== self && (!owned || !had.includes(d)))
   if (targets.length === 0) return
-  // Keys this node coordinated stay: forgetting its own events would let it reuse a dot.
-  const coordinated = obj.entries.some((e) => e.actor === self)
   state.rebalance.pushes.set(key, {
     obj,
     waiting: new Set(targets),
     since: now,
     sentAt: now,
-    drop: !owned && !coordinated,
+    // A key this node no longer owns goes once every new owner has it. Its own events need
+    // not stay: a later write coordinated here mints dots above them (RECLAIM-2).
+    drop: !owned,
   })
   for (const to of targets)
-    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj } })
+    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj, at: now } })
   state.stats.streamed++
 }
 
@@ -100,6 +108,7 @@ const finishPass = (state: State, now: number, out: Array<Command>): void => {
   const r = state.rebalance
   r.settled = r.passSignature
   r.settledRing = state.futureRing
+  if (r.strays > 0) r.retryAt = now + PUSH_GIVE_UP_REQUESTS * state.config.requestTimeoutMs
   const signature = r.passSignature!
   for (const e of Membership.view(state.membership).values()) {
     if (e.status === "joining" && e.id !== state.config.self) {

@@ -73,10 +73,23 @@ export interface Config {
    */
   readonly namespaces: ReadonlyArray<Namespace>
   /**
-   * A tombstone is purged only when every replica was seen holding it and its timestamp is
-   * older than this (hybrid-clock milliseconds). Must exceed the hint window (hinted handoff).
+   * A dead key (tombstone or expired value) is reclaimed no sooner than this after it died
+   * (hybrid-clock milliseconds), and only once every replica holds it (RECLAIM-1,
+   * impl/core/node-reap.ts). A read that finds every replica holding it drops its value sooner.
    */
   readonly tombstoneGraceMs: number
+  /**
+   * A message carrying an object to store is dropped once older than this (by the receiver's
+   * clock against the sender's stamp). Reclamation waits this long (plus `maxClockSkewMs`)
+   * after every replica was seen holding the dead object, so that no copy sent before can
+   * still land. Must exceed `requestTimeoutMs`: no request outlives it.
+   */
+  readonly maxMessageAgeMs: number
+  /** The assumed bound on the difference between two nodes' clocks (reclamation's margin). */
+  readonly maxClockSkewMs: number
+  /** The reaper examines up to `reapBatch` stored keys every `reapIntervalMs`. */
+  readonly reapIntervalMs: number
+  readonly reapBatch: number
   /**
    * "ap" (default): sloppy quorum — a write whose preferred replica is down goes to the next
    * healthy node with a hint. "cp": strict quorums only, and a node that cannot see a majority
@@ -146,6 +159,10 @@ export const defaults = {
   maxPending: 100_000,
   namespaces: [] as ReadonlyArray<Namespace>,
   tombstoneGraceMs: 600_000,
+  maxMessageAgeMs: 30_000,
+  maxClockSkewMs: 1000,
+  reapIntervalMs: 1000,
+  reapBatch: 1024,
   mode: "ap" as "ap" | "cp",
   handoffBatch: 64,
   handoffIntervalMs: 1000,
@@ -183,6 +200,8 @@ export interface GetPending {
   replied: boolean
   /** Sloppy substitutes asked: they answer from their hints and are never read-repaired. */
   readonly substitutes: ReadonlySet<NodeId>
+  /** When the read began (its read repairs carry it as their age, RECLAIM-1). */
+  readonly since: number
 }
 
 /**
@@ -254,7 +273,17 @@ export interface ScanPending {
   >
 }
 
-type Pending = GetPending | PutPending | ForwardPending | ScanPending
+/** A reaper's round (impl/core/node-reap.ts): every replica's object of one dead key. */
+export interface ReapPending {
+  readonly _tag: "Reap"
+  readonly key: string
+  readonly asked: ReadonlyArray<NodeId>
+  readonly answers: Map<NodeId, Version.Obj>
+  /** The second round, which reclaims if nothing changed since the first. */
+  readonly confirm: boolean
+}
+
+type Pending = GetPending | PutPending | ForwardPending | ScanPending | ReapPending
 
 export interface Stats {
   gets: number
@@ -272,6 +301,27 @@ export interface Stats {
   failures: number
   /** Claims to run a forwarded write that this forwarder refused (late or duplicate copies). */
   claimsRefused: number
+  /** Keys this node reclaimed (deleted with their clock, RECLAIM-1). */
+  reaped: number
+  /** Messages dropped because their object was older than `maxMessageAgeMs`. */
+  stale: number
+}
+
+/** The reaper (impl/core/node-reap.ts). */
+export interface Reap {
+  /** The last key examined in the current pass (undefined: from the start). */
+  cursor: string | undefined
+  nextAt: number
+  /**
+   * Keys whose first round found every replica holding the same dead object: the object, and
+   * when that round completed. Bounded by `reapBatch * 8`.
+   */
+  readonly candidates: Map<string, { readonly obj: Version.Obj; readonly since: number }>
+  /** Rounds in flight. */
+  rounds: number
+  /** Counts of the pass in progress, and of the last complete pass (INFO, dht status). */
+  pass: { keys: number; dead: number }
+  last: { readonly keys: number; readonly dead: number; readonly at: number } | undefined
 }
 
 export interface State {
@@ -310,6 +360,12 @@ export interface State {
   /** Hints sent to their owners and not yet acknowledged: "owner\0key" -> time sent. */
   readonly handoffInFlight: Map<string, number>
   nextHandoffAt: number
+  readonly reap: Reap
+  /**
+   * Since when this node has held no hint and no key it must still hand over (RECLAIM-1);
+   * undefined while it holds some. Gossiped as its membership entry's `calm`.
+   */
+  calmSince: number | undefined
   /** Chord routing only: the node's Chord state and what drives it. */
   readonly chord: ChordRouting | undefined
 }
@@ -413,6 +469,13 @@ interface Rebalance {
   readonly doneFrom: Map<string, Set<NodeId>> | Set<NodeId>
   passes: number
   nextAt?: number
+  /**
+   * Keys the current pass kept although this node no longer owns them (a new owner was given
+   * up on). While any remain the node is not calm (RECLAIM-1), and a new pass retries them
+   * at `retryAt`.
+   */
+  strays: number
+  retryAt?: number
 }
 
 /** Where to reach a member (its advertised peer address), if known. */

@@ -86,6 +86,7 @@ import {
   stepMembership,
 } from "./node-membership.ts"
 import { maybeRebalance, onStreamAck, onStreamDone, onStreamPush } from "./node-rebalance.ts"
+import { endReapRound, maybeReap, onReap, onReapAnswer, stale, updateCalm } from "./node-reap.ts"
 import {
   chordReport,
   chordStep,
@@ -224,6 +225,7 @@ export const init = (config: Config, now: number): State => {
       pushes: new Map(),
       doneFrom: new Set(),
       passes: 0,
+      strays: 0,
     },
     ae: AntiEntropy.init(
       {
@@ -252,14 +254,30 @@ export const init = (config: Config, now: number): State => {
       aeRepairs: 0,
       failures: 0,
       claimsRefused: 0,
+      reaped: 0,
+      stale: 0,
     },
     handoffInFlight: new Map(),
     nextHandoffAt: now,
+    reap: {
+      cursor: undefined,
+      nextAt: now,
+      candidates: new Map(),
+      rounds: 0,
+      pass: { keys: 0, dead: 0 },
+      last: undefined,
+    },
+    calmSince: undefined,
     chord: config.routing === "chord" ? initChord(config) : undefined,
   }
   refreshRing(state, now)
-  // The placement this node boots with is settled: no streaming until membership changes.
-  state.rebalance.settled = state.ringSignature
+  // The placement this node boots with is settled (no streaming until membership changes),
+  // unless a change is pending in it: a member joining or leaving waits for a pass of every
+  // owner (StreamDone), and this node may be one it has not heard from yet (it crashed during
+  // the change). Then a pass runs, pushing only to the owners gained since the current ring.
+  state.rebalance.settledRing = state.ring
+  const pending = state.ring.nodes.join() !== state.futureRing.nodes.join()
+  if (!pending) state.rebalance.settled = state.ringSignature
   // Monitor every peer from boot: one that never heartbeats is suspected in bounded time.
   for (const peer of state.peers) Phi.heartbeat(state.detector, peer, now)
   return state
@@ -568,6 +586,7 @@ const startGet = (
     responses: new Map(),
     replied: false,
     substitutes,
+    since: now,
   }
   state.pending.set(rid, p)
   out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
@@ -741,7 +760,9 @@ const beginWrite = (
     sibling =
       exp === undefined || value === null ? { value, ts: state.hlc } : { value, ts: state.hlc, exp }
   }
-  p.written = reconcile(state, p.op.key, Version.update(seen, clock, sibling, state.config.self))
+  // The dot's counter follows the write's hybrid timestamp whenever it may (RECLAIM-2).
+  const minted = Version.update(seen, clock, sibling, state.config.self, sibling.ts)
+  p.written = reconcile(state, p.op.key, minted)
   p.phase = "Writing"
   // Pending owners (joining nodes, or the heirs of a leaving one) get every write too, and
   // must acknowledge it on top of W (Cassandra's pending ranges): once they own the key, no
@@ -765,8 +786,8 @@ const beginWrite = (
     if (t.node === state.config.self) continue
     const message: PeerMessage =
       t.hintFor === undefined
-        ? { _tag: "WriteRequest", rid, key: p.op.key, obj: p.written }
-        : { _tag: "HintedWrite", rid, key: p.op.key, obj: p.written, owner: t.hintFor }
+        ? { _tag: "WriteRequest", rid, key: p.op.key, obj: p.written, at: now }
+        : { _tag: "HintedWrite", rid, key: p.op.key, obj: p.written, owner: t.hintFor, at: now }
     out.push({ _tag: "Send", to: t.node, message })
   }
   maybeFinishPut(state, rid, p, out)
@@ -867,6 +888,10 @@ const onMessage = (
   store: StoreView,
   out: Array<Command>,
 ): void => {
+  if (stale(state, now, from, message)) {
+    state.stats.stale++
+    return
+  }
   switch (message._tag) {
     case "Heartbeat":
       Phi.heartbeat(state.detector, from, now)
@@ -945,6 +970,8 @@ const onMessage = (
       }
       return
     }
+    case "Reap":
+      return onReap(state, message.key, message.obj, store, out)
     case "WriteAck": {
       const p = state.pending.get(message.rid)
       if (p?._tag !== "Put" || p.phase !== "Writing") return
@@ -1042,6 +1069,7 @@ const onReadResponse = (
 ): void => {
   const p = state.pending.get(rid)
   if (p === undefined || p._tag === "Forward" || p._tag === "Scan") return
+  if (p._tag === "Reap") return onReapAnswer(state, now, rid, p, from, obj, store, out)
   if (p._tag === "Put") {
     if (p.phase !== "Reading" || p.responses.has(from)) return
     p.responses.set(from, obj)
@@ -1108,7 +1136,9 @@ const finishGet = (
       const repaired = reconcile(state, p.key, Version.sync(local, merged))
       if (!Version.equals(repaired, local)) out.push({ _tag: "Persist", key: p.key, obj: repaired })
     } else {
-      out.push({ _tag: "Send", to: node, message: { _tag: "Repair", key: p.key, obj: merged } })
+      // Stamped with the read's start: the answers it merged were held no earlier (RECLAIM-1).
+      const message: PeerMessage = { _tag: "Repair", key: p.key, obj: merged, at: p.since }
+      out.push({ _tag: "Send", to: node, message })
     }
   }
 }
@@ -1190,6 +1220,9 @@ const onTimer = (
     return
   }
   switch (p._tag) {
+    case "Reap":
+      // A replica did not answer: no verdict; the next pass asks again.
+      return endReapRound(state, rid)
     case "Scan": {
       state.pending.delete(rid)
       const silent = p.asked.filter((m) => !p.answers.has(m))
@@ -1242,8 +1275,10 @@ const onTick = (state: State, now: number, store: StoreView, out: Array<Command>
   maybeStop(state, now, out)
   if (state.chord === undefined) {
     maybeHandoff(state, now, store, out)
+    updateCalm(state, now, store)
     maybeGossip(state, now, out)
     maybeRebalance(state, now, store, out)
+    maybeReap(state, now, store, out)
   } else {
     maybeJoinChord(state, now, store, out)
   }
@@ -1272,7 +1307,8 @@ const maybeHandoff = (state: State, now: number, store: StoreView, out: Array<Co
     const since = state.handoffInFlight.get(id)
     if (since !== undefined && now - since < state.config.requestTimeoutMs) continue
     state.handoffInFlight.set(id, now)
-    out.push({ _tag: "Send", to: h.owner, message: { _tag: "Handoff", key: h.key, obj: h.obj } })
+    const message: PeerMessage = { _tag: "Handoff", key: h.key, obj: h.obj, at: now }
+    out.push({ _tag: "Send", to: h.owner, message })
     sent++
   }
 }

@@ -179,14 +179,35 @@ const discard = (obj: Obj, clock: Clock): Obj => {
  * the client read) and nothing else, so values written concurrently stay as siblings. `local` is
  * the coordinator's stored object for the key, which supplies the actor's last counter so that
  * dots are never reused.
+ *
+ * `floor`: the counter the new dot must reach at least, when the actor holds no sibling of its
+ * own in the object. Coordinators pass the write's hybrid timestamp, which strictly increases on
+ * a node: a key that was reclaimed (removed everywhere, its clock forgotten) and written again
+ * then gets dots above every dot the actor minted for it before (RECLAIM-2), with no per-key
+ * memory. 0: plain DVV counting (1, 2, 3, …), as the reference model counts.
  */
-export const update = (local: Obj, clock: Clock, sibling: Sibling, actor: string): Obj => {
+export const update = (
+  local: Obj,
+  clock: Clock,
+  sibling: Sibling,
+  actor: string,
+  floor = 0,
+): Obj => {
   const base = discard(local, clock)
   const entries = base.entries.map((e) =>
-    e.actor === actor ? { actor, counter: e.counter + 1, values: [sibling, ...e.values] } : e,
+    e.actor === actor
+      ? {
+          actor,
+          // With no value of its own left, the entry may skip ahead: the skipped dots carry no
+          // value anywhere, so counting them as seen changes nothing but makes the counter
+          // follow the floor (RECLAIM-2). With values, dots must stay contiguous.
+          counter: e.values.length === 0 ? Math.max(e.counter + 1, floor) : e.counter + 1,
+          values: [sibling, ...e.values],
+        }
+      : e,
   )
   if (!entries.some((e) => e.actor === actor)) {
-    entries.push({ actor, counter: 1, values: [sibling] })
+    entries.push({ actor, counter: Math.max(1, floor), values: [sibling] })
     entries.sort((x, y) => cmp(x.actor, y.actor))
   }
   return { entries }
@@ -250,6 +271,25 @@ export const readAt = (obj: Obj, now: number): Dotted | undefined => {
 export const isDeletedAt = (obj: Obj, now: number): boolean => {
   const all = siblings(obj)
   return all.length > 0 && all.every((d) => dead(d.sibling, now))
+}
+
+/**
+ * When the key's last live value died, if no live value remains at `now` (RECLAIM-1): the
+ * latest `diedAt` of its siblings, or 0 for a clock with no sibling left (a purged tombstone).
+ * Undefined while a sibling is live, and for the empty object (nothing to reclaim).
+ */
+export const deadSince = (
+  obj: Obj,
+  now: number,
+  wallMs: (ts: number) => number,
+): number | undefined => {
+  if (obj.entries.length === 0) return undefined
+  let died = 0
+  for (const d of siblings(obj)) {
+    if (!dead(d.sibling, now)) return undefined
+    died = Math.max(died, diedAt(d.sibling, wallMs))
+  }
+  return died
 }
 
 /** True when the object has siblings and every one is a tombstone. */

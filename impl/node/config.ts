@@ -65,8 +65,12 @@ export interface Config {
   readonly routing: Node.Routing
   /** Key of the MAC on causal context tokens; every node of a cluster must share it. */
   readonly secret: string
-  /** A fully replicated tombstone older than this is purged (its version vector stays). */
+  /** A dead key is reclaimed on every replica no sooner than this after it died (RECLAIM-1). */
   readonly tombstoneGraceMs: number
+  /** Object-carrying peer messages older than this are dropped (RECLAIM-1). */
+  readonly maxMessageAgeMs: number
+  /** Assumed bound on the clock difference between two nodes. */
+  readonly maxClockSkewMs: number
   /** Budgets of background work: keys streamed, hints handed off, keys anti-entropy moves, per s. */
   readonly streamKeysPerSec: number
   readonly handoffHintsPerSec: number
@@ -214,6 +218,17 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
       return fail(`${name} must be positive, got ${v}`)
     }
   }
+  const requestTimeoutMs = input.requestTimeoutMs ?? Node.defaults.requestTimeoutMs
+  const maxMessageAgeMs = input.maxMessageAgeMs ?? Node.defaults.maxMessageAgeMs
+  if (!(maxMessageAgeMs > requestTimeoutMs)) {
+    return fail(
+      `maxMessageAgeMs (${maxMessageAgeMs}) must exceed requestTimeoutMs (${requestTimeoutMs}): ` +
+        "no request may outlive the age at which its messages are dropped",
+    )
+  }
+  if (input.maxClockSkewMs !== undefined && !(input.maxClockSkewMs >= 0)) {
+    return fail(`maxClockSkewMs must be 0 or more, got ${input.maxClockSkewMs}`)
+  }
   return Either.right({
     id: NodeId(input.id),
     cluster: input.cluster ?? defaults.cluster,
@@ -241,6 +256,8 @@ export const make = (input: Input): Either.Either<Config, ConfigError> => {
     // set --secret in production so that clients cannot mint contexts.
     secret: input.secret ?? `dht-context:${input.cluster ?? defaults.cluster}`,
     tombstoneGraceMs: input.tombstoneGraceMs ?? Node.defaults.tombstoneGraceMs,
+    maxMessageAgeMs,
+    maxClockSkewMs: input.maxClockSkewMs ?? Node.defaults.maxClockSkewMs,
     streamKeysPerSec:
       input.streamKeysPerSec ?? (Node.defaults.streamBatch * 1000) / Node.defaults.streamIntervalMs,
     handoffHintsPerSec:
@@ -284,6 +301,8 @@ export const machineConfig = (config: Config, generation: number): Node.Config =
   namespaces: config.namespaces,
   mode: config.mode,
   tombstoneGraceMs: config.tombstoneGraceMs,
+  maxMessageAgeMs: config.maxMessageAgeMs,
+  maxClockSkewMs: config.maxClockSkewMs,
   // Budgets: a batch per interval, so that a join or a heal never floods a node.
   streamBatch: Math.max(
     1,

@@ -35,6 +35,8 @@ export const NodeId = Schema.String.pipe(Schema.minLength(1), Schema.brand("Node
 
 /** Request ids, counters: non-negative integers that fit a double exactly. */
 const Count = Schema.NonNegativeInt
+/** A node's clock reading in ms (a simulated clock may start below zero when skewed). */
+const Time = Schema.Number.pipe(Schema.finite())
 /** Hybrid logical timestamps (impl/core/hlc.ts): non-negative integers. */
 const Timestamp = Schema.NonNegativeInt
 
@@ -141,6 +143,8 @@ export const MemberEntrySchema = Schema.Struct({
   generation: Count,
   version: Count,
   heartbeat: Count,
+  calm: Schema.optional(Time),
+  at: Schema.optional(Time),
 })
 
 export const DigestSchema = Schema.Struct({
@@ -278,6 +282,7 @@ export const PeerMessageSchema = Schema.Union(
     rid: Rid,
     key: Schema.String,
     obj: ObjSchema,
+    at: Schema.optional(Time),
   }),
   Schema.Struct({ _tag: Schema.Literal("WriteAck"), rid: Rid }),
   Schema.Struct({
@@ -286,16 +291,37 @@ export const PeerMessageSchema = Schema.Union(
     key: Schema.String,
     obj: ObjSchema,
     owner: NodeId,
+    at: Schema.optional(Time),
   }),
-  Schema.Struct({ _tag: Schema.Literal("Handoff"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({
+    _tag: Schema.Literal("Handoff"),
+    key: Schema.String,
+    obj: ObjSchema,
+    at: Schema.optional(Time),
+  }),
   Schema.Struct({ _tag: Schema.Literal("HandoffAck"), key: Schema.String, obj: ObjSchema }),
   Schema.Struct({ _tag: Schema.Literal("Gossip"), message: GossipMessageSchema }),
-  Schema.Struct({ _tag: Schema.Literal("AntiEntropy"), message: AntiEntropyMessageSchema }),
-  Schema.Struct({ _tag: Schema.Literal("StreamPush"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({
+    _tag: Schema.Literal("AntiEntropy"),
+    message: AntiEntropyMessageSchema,
+    at: Schema.optional(Time),
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("StreamPush"),
+    key: Schema.String,
+    obj: ObjSchema,
+    at: Schema.optional(Time),
+  }),
   Schema.Struct({ _tag: Schema.Literal("StreamAck"), key: Schema.String }),
   Schema.Struct({ _tag: Schema.Literal("StreamDone"), signature: Schema.String }),
-  Schema.Struct({ _tag: Schema.Literal("Repair"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({
+    _tag: Schema.Literal("Repair"),
+    key: Schema.String,
+    obj: ObjSchema,
+    at: Schema.optional(Time),
+  }),
   Schema.Struct({ _tag: Schema.Literal("Purge"), key: Schema.String, obj: ObjSchema }),
+  Schema.Struct({ _tag: Schema.Literal("Reap"), key: Schema.String, obj: ObjSchema, at: Time }),
   Schema.Struct({ _tag: Schema.Literal("Chord"), message: ChordMessageSchema }),
   Schema.Struct({
     _tag: Schema.Literal("CoordinateRequest"),
