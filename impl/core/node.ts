@@ -1372,9 +1372,25 @@ export const statusReport = (state: State, now: number) => {
       streamed: state.stats.streamed,
       dropped: state.stats.dropped,
     },
+    reclaim: reclaimReport(state),
     stats: { ...state.stats },
   }
 }
+
+/**
+ * Reclamation (RECLAIM-1), for INFO and `dht status`: keys reclaimed here, the reaper's last
+ * complete pass over the store (keys it saw, of which dead: tombstones and expired values not
+ * yet reclaimed), candidates waiting for their second round, and whether this node is calm.
+ */
+export const reclaimReport = (state: State) => ({
+  reaped: state.stats.reaped,
+  lastPass:
+    state.reap.last === undefined
+      ? null
+      : { keys: state.reap.last.keys, dead: state.reap.last.dead, at: state.reap.last.at },
+  candidates: state.reap.candidates.size,
+  calm: state.calmSince !== undefined,
+})
 
 /** Progress of rebalancing, for `dht status`. */
 export const streamingProgress = (state: State) => ({
