@@ -1,0 +1,357 @@
+/**
+ * Reclamation of dead keys in the simulator (RECLAIM-*): SETs (some expiring), DELs and reads on
+ * a 5-node cluster under crashes (a replica down for longer than the grace), SIGSTOP pauses with
+ * a backlog worked through late, partitions that drop or hold messages and deliver them late,
+ * loss, duplication and one-way cuts, with a grace short enough that keys are reclaimed during
+ * the run. After the heal and a quiet period:
+ *  - RECLAIM-1: no value an acknowledged delete superseded is held anywhere or read back;
+ *  - no acknowledged write is lost: the last write to a key, when every write to the key was
+ *    acknowledged, is what the cluster holds (a SET's value, or nothing after a DEL);
+ *  - RECLAIM-2: no two acknowledged writes of a key share a dot, reclamations in between;
+ *  - RECLAIM-3: every object every node stores is live, and no hint is left.
+ * Each run counts what it checked; the suite fails below its floors (skipped on a replay).
+ *
+ * A failing case prints its seed and path; replay with FC_SEED and FC_PATH (and
+ * --test-name-pattern to pick the mode).
+ */
+import assert from "node:assert/strict"
+import { test } from "node:test"
+import fc from "fast-check"
+import * as Hlc from "../impl/core/hlc.ts"
+import type { NodeId } from "../impl/core/ids.ts"
+import type { ClientResult, PutOp } from "../impl/core/messages.ts"
+import type * as Node from "../impl/core/node.ts"
+import * as Version from "../impl/core/version.ts"
+import { type Operation, Simulation } from "../impl/sim/sim.ts"
+import { assertFloors, Lengths, params, scheduleMax } from "./helpers/fc.ts"
+
+const KEYS = ["k0", "k1", "k2", "k3"]
+const NODES = 5
+
+const GRACE_MS = 300
+const MAX_AGE_MS = 2500
+const SKEW_MS = 50
+
+type Action =
+  | { _tag: "Set"; node: number; key: number; ttlMs: number }
+  | { _tag: "Del"; node: number; key: number }
+  | { _tag: "Read"; node: number; key: number }
+  | { _tag: "Crash"; node: number }
+  | { _tag: "Restart"; node: number }
+  | { _tag: "Pause"; node: number }
+  | { _tag: "Resume"; node: number }
+  | { _tag: "Partition"; mask: number; hold: boolean }
+  | { _tag: "Heal" }
+  | { _tag: "OneWay"; from: number; to: number }
+  | { _tag: "Network"; loss: number; dup: number }
+  | { _tag: "Wait"; ms: number }
+
+const node = fc.nat(NODES - 1)
+const key = fc.nat(KEYS.length - 1)
+
+const actionArb: fc.Arbitrary<Action> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      _tag: fc.constant("Set" as const),
+      node,
+      key,
+      // 0: no expiry.
+      ttlMs: fc.constantFrom(0, 0, 0, 100, 600),
+    }),
+  },
+  { weight: 5, arbitrary: fc.record({ _tag: fc.constant("Del" as const), node, key }) },
+  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Read" as const), node, key }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Crash" as const), node }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Restart" as const), node }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Pause" as const), node }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Resume" as const), node }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("Partition" as const),
+      mask: fc.integer({ min: 1, max: 30 }),
+      hold: fc.boolean(),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Heal" as const) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ _tag: fc.constant("OneWay" as const), from: node, to: node }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("Network" as const),
+      loss: fc.constantFrom(0, 0.05, 0.2),
+      dup: fc.constantFrom(0, 0.1),
+    }),
+  },
+  {
+    weight: 3,
+    // Long waits let keys die, pass their grace and be reclaimed inside the run, and keep a
+    // crashed replica down for longer than the grace.
+    arbitrary: fc.record({ _tag: fc.constant("Wait" as const), ms: fc.constantFrom(50, 400, 3000) }),
+  },
+)
+
+const scheduleArb = fc.array(actionArb, { minLength: 10, maxLength: scheduleMax(80) })
+
+interface Write {
+  readonly key: string
+  readonly value: string | null
+  readonly ttlMs: number
+  readonly op: Operation
+}
+
+interface Seen {
+  runs: number
+  writesAcked: number
+  deletesAcked: number
+  /** Keys whose final state was compared with their last write. */
+  lastWritesChecked: number
+  /** Stored and read objects searched for a sibling an acknowledged delete superseded. */
+  zombieChecks: number
+  /** Keys reclaimed (Reap messages sent) during the runs, before the final quiet period. */
+  reapsDuringRun: number
+  reaps: number
+  staleDropped: number
+}
+
+const newSeen = (): Seen => ({
+  runs: 0,
+  writesAcked: 0,
+  deletesAcked: 0,
+  lastWritesChecked: 0,
+  zombieChecks: 0,
+  reapsDuringRun: 0,
+  reaps: 0,
+  staleDropped: 0,
+})
+
+const isAck = (r: ClientResult | undefined): r is Extract<ClientResult, { _tag: "PutOk" }> =>
+  r?._tag === "PutOk"
+
+/** Live siblings of `obj` that an acknowledged delete of the key superseded. */
+const zombies = (obj: Version.Obj, deletes: ReadonlyArray<Write>, now: number): Array<string> =>
+  Version.siblings(obj)
+    .filter((d) => !Version.dead(d.sibling, now))
+    .filter((d) =>
+      deletes.some((w) => {
+        const r = w.op.result
+        return isAck(r) && Version.descends(r.context, [[d.actor, d.counter]])
+      }),
+    )
+    .map((d) => `${d.sibling.value} (${d.actor}:${d.counter})`)
+
+const run = (
+  seed: number,
+  schedule: ReadonlyArray<Action>,
+  mode: Partial<Node.Config>,
+  seen: Seen,
+): void => {
+  let reapMessages = 0
+  const sim = new Simulation({
+    seed,
+    nodes: NODES,
+    network: { latencyMinMs: 1, latencyMaxMs: 10, lossRate: 0, duplicateRate: 0 },
+    node: {
+      ...mode,
+      tombstoneGraceMs: GRACE_MS,
+      maxMessageAgeMs: MAX_AGE_MS,
+      maxClockSkewMs: SKEW_MS,
+      reapIntervalMs: 200,
+    },
+    onCommands: (_id, _event, commands) => {
+      for (const c of commands) if (c._tag === "Send" && c.message._tag === "Reap") reapMessages++
+    },
+  })
+  const ids = sim.ids
+  const writes: Array<Write> = []
+  const reads: Array<Operation> = []
+  let n = 0
+  const up = (i: number): NodeId | undefined => {
+    for (let k = 0; k < NODES; k++) {
+      const id = ids[(i + k) % NODES]!
+      if (sim.isUp(id)) return id
+    }
+    return undefined
+  }
+  for (const action of schedule) {
+    switch (action._tag) {
+      case "Set":
+      case "Del": {
+        const at = up(action.node)
+        if (at === undefined) break
+        const k = KEYS[action.key]!
+        const ttlMs = action._tag === "Set" ? action.ttlMs : 0
+        const value = action._tag === "Set" ? `v${n++}` : null
+        const now = sim.now
+        const op: PutOp = {
+          _tag: "Put",
+          key: k,
+          value,
+          context: null,
+          ...(ttlMs > 0 ? { exp: now + ttlMs } : {}),
+        }
+        writes.push({ key: k, value, ttlMs, op: sim.call(at, op, 5000) })
+        break
+      }
+      case "Read": {
+        const at = up(action.node)
+        if (at !== undefined) reads.push(sim.call(at, { _tag: "Get", key: KEYS[action.key]! }, 5000))
+        break
+      }
+      case "Crash":
+        // Keep a majority of nodes running, so that quorums remain possible.
+        if (ids.filter((id) => sim.isUp(id)).length > 3) sim.stop(ids[action.node]!)
+        break
+      case "Restart":
+        sim.restart(ids[action.node]!)
+        break
+      case "Pause":
+        if (ids.filter((id) => sim.isUp(id) && !sim.isPaused(id)).length > 3) {
+          sim.pause(ids[action.node]!)
+        }
+        break
+      case "Resume":
+        sim.resume(ids[action.node]!)
+        break
+      case "Partition": {
+        const a = ids.filter((_, i) => (action.mask >> i) & 1)
+        const b = ids.filter((_, i) => !((action.mask >> i) & 1))
+        if (a.length > 0 && b.length > 0) sim.partition([a, b], { hold: action.hold })
+        break
+      }
+      case "Heal":
+        sim.heal()
+        break
+      case "OneWay":
+        if (action.from !== action.to) {
+          sim.block(ids[action.from]!, ids[action.to]!, { hold: true })
+        }
+        break
+      case "Network":
+        sim.network = { ...sim.network, lossRate: action.loss, duplicateRate: action.dup }
+        break
+      case "Wait":
+        sim.runFor(action.ms)
+        break
+    }
+  }
+  seen.reapsDuringRun += reapMessages
+  // Heal everything and let the cluster go quiet: every dead key must then be reclaimed.
+  sim.heal()
+  sim.network = { ...sim.network, lossRate: 0, duplicateRate: 0 }
+  for (const id of ids) {
+    sim.resume(id)
+    sim.restart(id)
+  }
+  const deadLeft = (): number => {
+    let dead = 0
+    for (const id of ids) {
+      const store = sim.storeOf(id)
+      for (const [, obj] of store.scan(undefined, 10_000)) {
+        if (Version.deadSince(obj, sim.now, Hlc.wallMs) !== undefined) dead++
+      }
+      dead += store.hints(10_000).length
+    }
+    return dead
+  }
+  const quiet = sim.runUntil(() => deadLeft() === 0, 120_000)
+  sim.runFor(2000)
+  seen.reaps += reapMessages
+  for (const id of ids) seen.staleDropped += sim.stateOf(id)?.stats.stale ?? 0
+  seen.runs++
+
+  // RECLAIM-3: nothing dead and no hint is left anywhere.
+  assert.ok(quiet, `RECLAIM-3: ${deadLeft()} dead objects or hints still stored after 120 s quiet`)
+
+  const deletes = writes.filter((w) => w.value === null && isAck(w.op.result))
+  seen.deletesAcked += deletes.length
+  const acked = writes.filter((w) => isAck(w.op.result))
+  seen.writesAcked += acked.length
+
+  // RECLAIM-2: no two acknowledged writes of a key share a dot.
+  const dots = new Map<string, Write>()
+  for (const w of acked) {
+    const r = w.op.result as Extract<ClientResult, { _tag: "PutOk" }>
+    const id = `${w.key}\u0000${r.dot[0]}\u0000${r.dot[1]}`
+    const other = dots.get(id)
+    assert.ok(
+      other === undefined,
+      `RECLAIM-2: ${w.key}: writes ${other?.value} and ${w.value} share the dot ${r.dot}`,
+    )
+    dots.set(id, w)
+  }
+
+  for (const k of KEYS) {
+    const mine = writes.filter((w) => w.key === k)
+    const dels = deletes.filter((w) => w.key === k)
+    let merged = Version.empty
+    // RECLAIM-1: no node holds a value an acknowledged delete superseded.
+    for (const id of ids) {
+      const obj = sim.stored(id, k) ?? Version.empty
+      merged = Version.sync(merged, obj)
+      const z = zombies(obj, dels, sim.now)
+      seen.zombieChecks++
+      assert.deepEqual(z, [], `RECLAIM-1: ${id} holds ${k} = ${z.join(", ")} after a delete`)
+    }
+    // … nor does any read return one, once its delete was acknowledged.
+    for (const read of reads) {
+      if (read.op._tag !== "Get" || read.op.key !== k || read.result?._tag !== "GetOk") continue
+      const before = dels.filter((d) => d.op.completedAt! <= read.invokedAt)
+      if (before.length === 0) continue
+      seen.zombieChecks++
+      const z = zombies(read.result.obj, before, read.completedAt!)
+      // AP reads may be stale while faults last; a value once reclaimed never comes back.
+      if (mode.mode === "cp") {
+        assert.deepEqual(z, [], `RECLAIM-1: a read of ${k} at ${read.invokedAt} returned ${z}`)
+      }
+    }
+    // No acknowledged write is lost: when every earlier write of the key was acknowledged
+    // before the last one was invoked (so none can take effect after it), and the last one was
+    // acknowledged too, the last one decides what the cluster holds.
+    const last = mine[mine.length - 1]
+    if (last === undefined || !isAck(last.op.result)) continue
+    const earlier = mine.slice(0, -1)
+    if (!earlier.every((w) => isAck(w.op.result) && w.op.completedAt! <= last.op.invokedAt)) {
+      continue
+    }
+    seen.lastWritesChecked++
+    const live = Version.valuesAt(merged, sim.now)
+    if (last.value === null || last.ttlMs > 0) {
+      assert.deepEqual(live, [], `${k}: last write ${last.value} (ttl ${last.ttlMs}) but holds ${live}`)
+    } else {
+      assert.deepEqual(live, [last.value], `${k}: the acknowledged last write ${last.value} is lost`)
+    }
+  }
+}
+
+const lengths = new Lengths("RECLAIM schedules", scheduleMax(80))
+
+for (const [name, mode] of [
+  ["CP (strict quorums)", { mode: "cp" }],
+  ["AP (sloppy quorums, hints)", { mode: "ap" }],
+] as const) {
+  test(`RECLAIM-1, RECLAIM-2, RECLAIM-3: ${name}: reclaimed keys never come back, no acknowledged write is lost, and only live keys remain`, () => {
+    const seen = newSeen()
+    fc.assert(
+      fc.property(fc.integer(), scheduleArb, (seed, schedule) => {
+        lengths.add(schedule.length)
+        run(seed, schedule, mode, seen)
+      }),
+      params(30),
+    )
+    console.log(`# RECLAIM ${name}: ${JSON.stringify(seen)}`)
+    lengths.print()
+    assertFloors(seen, {
+      writesAcked: 100,
+      deletesAcked: 30,
+      lastWritesChecked: 10,
+      zombieChecks: 100,
+      reapsDuringRun: 1,
+      reaps: 10,
+    })
+  })
+}
