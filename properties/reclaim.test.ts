@@ -5,8 +5,8 @@
  * loss, duplication and one-way cuts, with a grace short enough that keys are reclaimed during
  * the run. After the heal and a quiet period:
  *  - RECLAIM-1: no value an acknowledged delete superseded is held anywhere or read back;
- *  - no acknowledged write is lost: the last write to a key, when every write to the key was
- *    acknowledged, is what the cluster holds (a SET's value, or nothing after a DEL);
+ *  - no acknowledged write is lost: an acknowledged SET that no later write superseded (every
+ *    later write acknowledged, none covering its dot) is live in what the cluster holds;
  *  - RECLAIM-2: no two acknowledged writes of a key share a dot, reclamations in between;
  *  - RECLAIM-3: every object every node stores is live, and no hint is left.
  * Each run counts what it checked; the suite fails below its floors (skipped on a replay).
@@ -91,7 +91,10 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
     weight: 3,
     // Long waits let keys die, pass their grace and be reclaimed inside the run, and keep a
     // crashed replica down for longer than the grace.
-    arbitrary: fc.record({ _tag: fc.constant("Wait" as const), ms: fc.constantFrom(50, 400, 3000) }),
+    arbitrary: fc.record({
+      _tag: fc.constant("Wait" as const),
+      ms: fc.constantFrom(50, 400, 3000),
+    }),
   },
 )
 
@@ -108,8 +111,8 @@ interface Seen {
   runs: number
   writesAcked: number
   deletesAcked: number
-  /** Keys whose final state was compared with their last write. */
-  lastWritesChecked: number
+  /** Acknowledged SETs nothing superseded, each checked live in the final state. */
+  mustSurvive: number
   /** Stored and read objects searched for a sibling an acknowledged delete superseded. */
   zombieChecks: number
   /** Keys reclaimed (Reap messages sent) during the runs, before the final quiet period. */
@@ -122,7 +125,7 @@ const newSeen = (): Seen => ({
   runs: 0,
   writesAcked: 0,
   deletesAcked: 0,
-  lastWritesChecked: 0,
+  mustSurvive: 0,
   zombieChecks: 0,
   reapsDuringRun: 0,
   reaps: 0,
@@ -199,7 +202,8 @@ const run = (
       }
       case "Read": {
         const at = up(action.node)
-        if (at !== undefined) reads.push(sim.call(at, { _tag: "Get", key: KEYS[action.key]! }, 5000))
+        if (at !== undefined)
+          reads.push(sim.call(at, { _tag: "Get", key: KEYS[action.key]! }, 5000))
         break
       }
       case "Crash":
@@ -309,21 +313,28 @@ const run = (
         assert.deepEqual(z, [], `RECLAIM-1: a read of ${k} at ${read.invokedAt} returned ${z}`)
       }
     }
-    // No acknowledged write is lost: when every earlier write of the key was acknowledged
-    // before the last one was invoked (so none can take effect after it), and the last one was
-    // acknowledged too, the last one decides what the cluster holds.
-    const last = mine[mine.length - 1]
-    if (last === undefined || !isAck(last.op.result)) continue
-    const earlier = mine.slice(0, -1)
-    if (!earlier.every((w) => isAck(w.op.result) && w.op.completedAt! <= last.op.invokedAt)) {
-      continue
-    }
-    seen.lastWritesChecked++
-    const live = Version.valuesAt(merged, sim.now)
-    if (last.value === null || last.ttlMs > 0) {
-      assert.deepEqual(live, [], `${k}: last write ${last.value} (ttl ${last.ttlMs}) but holds ${live}`)
-    } else {
-      assert.deepEqual(live, [last.value], `${k}: the acknowledged last write ${last.value} is lost`)
+    // No acknowledged write is lost (the must set of CAUSAL-1): an acknowledged SET with no
+    // expiry, when every write that may have been minted after it was acknowledged and none of
+    // them superseded it (their contexts do not cover its dot), is live in what the cluster
+    // holds.
+    const live = Version.siblings(merged).filter((d) => !Version.dead(d.sibling, sim.now))
+    for (const w of mine) {
+      const r = w.op.result
+      if (!isAck(r) || w.value === null || w.ttlMs > 0) continue
+      // Any write that had not completed when w was invoked may have been minted after it.
+      const later = mine.filter(
+        (x) => x !== w && !(x.op.completedAt !== undefined && x.op.completedAt <= w.op.invokedAt),
+      )
+      const superseded = later.some((x) => {
+        const rx = x.op.result
+        return !isAck(rx) || Version.descends(rx.context, [r.dot])
+      })
+      if (superseded) continue
+      seen.mustSurvive++
+      assert.ok(
+        live.some((d) => d.actor === r.dot[0] && d.counter === r.dot[1]),
+        `${k}: the acknowledged write ${w.value} (${r.dot}) that nothing superseded is lost`,
+      )
     }
   }
 }
@@ -348,10 +359,118 @@ for (const [name, mode] of [
     assertFloors(seen, {
       writesAcked: 100,
       deletesAcked: 30,
-      lastWritesChecked: 10,
+      mustSurvive: 10,
       zombieChecks: 100,
       reapsDuringRun: 1,
       reaps: 10,
     })
   })
 }
+
+// ---------------------------------------------------------------------------------------------
+// The two ways an old copy could come back, each forced by a fixed schedule, with the negative
+// control (the rule switched off) asserting the resurrection it then lets through.
+
+const scenarioConfig = (
+  mode: "ap" | "cp",
+  unsafe?: "no-message-age" | "no-calm",
+): Partial<Node.Config> => ({
+  mode,
+  tombstoneGraceMs: GRACE_MS,
+  maxMessageAgeMs: MAX_AGE_MS,
+  maxClockSkewMs: SKEW_MS,
+  reapIntervalMs: 200,
+  ...(unsafe === undefined ? {} : { unsafeReclaim: unsafe }),
+})
+
+/** Nodes holding a live `value` for `key`, and whether every copy of the key is gone. */
+const holders = (sim: Simulation, key: string, value: string) => ({
+  live: sim.ids.filter((id) =>
+    Version.valuesAt(sim.stored(id, key) ?? Version.empty, sim.now).includes(value),
+  ),
+  gone: sim.ids.every((id) => sim.stored(id, key) === undefined),
+})
+
+/**
+ * A replication message held on a cut link (b → c) is delivered after the key was deleted and
+ * reclaimed: the age rule drops it; without it, c stores the deleted value again.
+ */
+const lateWrite = (unsafe?: "no-message-age") => {
+  const sim = new Simulation({
+    seed: 7,
+    nodes: NODES,
+    network: { latencyMinMs: 1, latencyMaxMs: 10, lossRate: 0, duplicateRate: 0 },
+    node: scenarioConfig("cp", unsafe),
+  })
+  const key = "late"
+  const [a, b, c] = sim.replicasOf(key) as [NodeId, NodeId, NodeId]
+  sim.block(b, c, { hold: true })
+  const set = sim.call(b, { _tag: "Put", key, value: "zombie", context: null })
+  assert.equal(set.result?._tag, "PutOk", "the SET through b is acknowledged (b and a)")
+  const del = sim.call(a, { _tag: "Put", key, value: null, context: null })
+  assert.equal(del.result?._tag, "PutOk", "the DEL through a is acknowledged")
+  sim.runFor(10_000)
+  const reclaimed = holders(sim, key, "zombie").gone
+  assert.ok(sim.heldCount(b, c) > 0, "the SET's copy to c is still held on the cut link")
+  sim.heal()
+  sim.runFor(5000)
+  return { reclaimed, after: holders(sim, key, "zombie"), stale: sim.stateOf(c)!.stats.stale }
+}
+
+test("RECLAIM-1: a copy held on a cut link and delivered after the key was reclaimed is dropped as too old (negative control: kept, it brings the deleted value back)", () => {
+  const safe = lateWrite()
+  assert.ok(safe.reclaimed, "the deleted key was reclaimed on every node while the link was cut")
+  assert.ok(safe.stale > 0, "c dropped the late copy as stale")
+  assert.deepEqual(safe.after.live, [], "no node holds the deleted value after the heal")
+  const unsafe = lateWrite("no-message-age")
+  assert.ok(unsafe.reclaimed, "negative control: the key was reclaimed as before")
+  assert.ok(
+    unsafe.after.live.length > 0,
+    "negative control: without the age rule the late copy resurrects the deleted value",
+  )
+})
+
+/**
+ * A hint for c (down when the value was written) sits on a substitute that cannot reach c when
+ * the value is deleted: the substitute is not calm, so the key waits; without that rule it is
+ * reclaimed, and the hint handed off later brings the value back.
+ */
+const lateHint = (unsafe?: "no-calm") => {
+  const sim = new Simulation({
+    seed: 11,
+    nodes: NODES,
+    network: { latencyMinMs: 1, latencyMaxMs: 10, lossRate: 0, duplicateRate: 0 },
+    node: scenarioConfig("ap", unsafe),
+  })
+  const key = "hinted"
+  const [a, , c] = sim.replicasOf(key) as [NodeId, NodeId, NodeId]
+  sim.stop(c)
+  sim.runFor(5000)
+  const set = sim.call(a, { _tag: "Put", key, value: "zombie", context: null })
+  assert.equal(set.result?._tag, "PutOk", "the SET is acknowledged with c down")
+  const holder = sim.ids.find((id) => sim.isUp(id) && sim.storeOf(id).hintsFor(key).length > 0)
+  assert.ok(holder !== undefined, "a substitute holds a hint for c")
+  sim.block(holder, c)
+  sim.restart(c)
+  sim.runFor(3000)
+  const del = sim.call(a, { _tag: "Put", key, value: null, context: null })
+  assert.equal(del.result?._tag, "PutOk", "the DEL is acknowledged by the three replicas")
+  sim.runFor(10_000)
+  const early = holders(sim, key, "zombie").gone
+  sim.heal()
+  sim.runFor(15_000)
+  return { early, after: holders(sim, key, "zombie") }
+}
+
+test("RECLAIM-1: a key is not reclaimed while a substitute still holds a hint for it (negative control: reclaimed, the hint brings the deleted value back)", () => {
+  const safe = lateHint()
+  assert.ok(!safe.early, "the key waits while the hint holder is not calm")
+  assert.deepEqual(safe.after.live, [], "no node holds the deleted value after the handoff")
+  assert.ok(safe.after.gone, "once the hint was handed off, the key was reclaimed everywhere")
+  const unsafe = lateHint("no-calm")
+  assert.ok(unsafe.early, "negative control: the key was reclaimed at once")
+  assert.ok(
+    unsafe.after.live.length > 0,
+    "negative control: the hint handed off after the reclamation resurrects the deleted value",
+  )
+})

@@ -58,7 +58,8 @@ export const stale = (state: State, now: number, from: NodeId, message: PeerMess
   if (!CARRIES_OBJECTS.has(message._tag)) return false
   const at = (message as { readonly at?: number | undefined }).at
   const bound = state.config.maxMessageAgeMs + state.config.maxClockSkewMs
-  if (at !== undefined && now - at > bound) return true
+  const checked = state.config.unsafeReclaim !== "no-message-age"
+  if (checked && at !== undefined && now - at > bound) return true
   return Membership.view(state.membership).get(from)?.status === "removed"
 }
 
@@ -80,6 +81,7 @@ export const updateCalm = (state: State, now: number, store: StoreView): void =>
  * (removed ones excepted) is calm and has said so at or after H, and H has passed here.
  */
 export const calmAfter = (state: State, now: number, since: number): boolean => {
+  if (state.config.unsafeReclaim === "no-calm") return true
   const margin = state.config.maxMessageAgeMs + 3 * state.config.maxClockSkewMs
   const members = [...Membership.view(state.membership).values()].filter(
     (e) => e.status !== "removed",
@@ -226,7 +228,11 @@ export const onReapAnswer = (
     if (node === state.config.self) {
       out.push({ _tag: "Drop", key: p.key, obj: merged })
     } else {
-      out.push({ _tag: "Send", to: node, message: { _tag: "Reap", key: p.key, obj: merged, at: now } })
+      out.push({
+        _tag: "Send",
+        to: node,
+        message: { _tag: "Reap", key: p.key, obj: merged, at: now },
+      })
     }
   }
 }

@@ -59,6 +59,12 @@ export interface Config {
    * write runs it without the forwarder's grant (KV-9 must then fail). Never set in production.
    */
   readonly unsafeFailover: boolean
+  /**
+   * Test-only negative controls of reclamation (RECLAIM-1): "no-message-age" keeps stale
+   * object-carrying messages; "no-calm" reclaims without waiting for every member to be calm.
+   * Each must make the reclamation scenarios bring a deleted value back. Never set in production.
+   */
+  readonly unsafeReclaim?: "no-message-age" | "no-calm" | undefined
   /** Objects a node examines for one SCAN page request at most (every loop is bounded). */
   readonly scanExamineMax: number
   /** Direct heartbeats to every member, the evidence of the routing failure detector. */
