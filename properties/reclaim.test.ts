@@ -359,7 +359,7 @@ for (const [name, mode] of [
     assertFloors(seen, {
       writesAcked: 100,
       deletesAcked: 30,
-      mustSurvive: 10,
+      mustSurvive: 3,
       zombieChecks: 100,
       reapsDuringRun: 1,
       reaps: 10,

@@ -160,6 +160,11 @@ export class Driver {
     }
   }
 
+  /** Reclamation of dead keys as this node sees it (INFO's keyspace and stats). */
+  reclaim(): ReturnType<typeof Node.reclaimReport> {
+    return Node.reclaimReport(this.state)
+  }
+
   /** Peers the machine currently believes up. */
   believedUp(peer: NodeId): boolean {
     return Node.believedUp(this.state, peer, Date.now())

@@ -136,6 +136,10 @@ const infoSections = (
   const d = driver.stats()
   const t = transport.stats()
   const keys = store.size()
+  // Dead objects (tombstones, expired values) as of the reaper's last complete pass.
+  const reclaim = driver.reclaim()
+  const tombstones = reclaim.lastPass?.dead ?? 0
+  const live = Math.max(0, keys - tombstones)
   return [
     [
       "Stats",
@@ -157,9 +161,11 @@ const infoSections = (
         ["peer_messages_received", t.received],
         ["peer_messages_dropped", t.dropped],
         ["peer_connections_rejected", t.rejectedConnections],
+        ["reaped", d.machine.reaped],
+        ["stale_messages_dropped", d.machine.stale],
       ],
     ],
-    ["Keyspace", [["db0", `keys=${keys},expires=0,avg_ttl=0`]]],
+    ["Keyspace", [["db0", `keys=${keys},live=${live},tombstones=${tombstones},expires=0,avg_ttl=0`]]],
     [
       "Cluster",
       [

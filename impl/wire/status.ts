@@ -42,6 +42,21 @@ const ChordView = Schema.Struct({
   maxHops: Schema.Number,
 })
 
+/**
+ * Reclamation of dead keys (impl/core/node.ts `reclaimReport`): keys reclaimed here, the
+ * reaper's last complete pass over the local store (keys seen, of which dead: tombstones and
+ * expired values not yet reclaimed; null before the first pass), candidates awaiting their
+ * second round, and whether this node is calm (no hint, nothing to hand over).
+ */
+const Reclaim = Schema.Struct({
+  reaped: Schema.Number,
+  lastPass: Schema.NullOr(
+    Schema.Struct({ keys: Schema.Number, dead: Schema.Number, at: Schema.Number }),
+  ),
+  candidates: Schema.Number,
+  calm: Schema.Boolean,
+})
+
 const Report = Schema.Struct({
   self: Schema.String,
   mode: Schema.optionalWith(Schema.String, { default: () => "ap" }),
@@ -54,6 +69,8 @@ const Report = Schema.Struct({
   hints: Schema.Number,
   members: Schema.Array(Member),
   streaming: Streaming,
+  /** Absent from nodes older than reclamation. */
+  reclaim: Schema.optional(Reclaim),
   stats: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Unknown }), {
     default: () => ({}),
   }),
@@ -61,6 +78,7 @@ const Report = Schema.Struct({
 
 export type MemberStatus = typeof Member.Type
 export type StreamingStatus = typeof Streaming.Type
+export type ReclaimStatus = typeof Reclaim.Type
 export type StatusReport = typeof Report.Type
 export type ChordStatus = typeof ChordView.Type
 
