@@ -373,7 +373,7 @@ for (const [name, mode] of [
 
 const scenarioConfig = (
   mode: "ap" | "cp",
-  unsafe?: "no-message-age" | "no-calm",
+  unsafe?: Node.Config["unsafeReclaim"],
 ): Partial<Node.Config> => ({
   mode,
   tombstoneGraceMs: GRACE_MS,
@@ -472,5 +472,64 @@ test("RECLAIM-1: a key is not reclaimed while a substitute still holds a hint fo
   assert.ok(
     unsafe.after.live.length > 0,
     "negative control: the hint handed off after the reclamation resurrects the deleted value",
+  )
+})
+
+/**
+ * A node's data directory is put back to a copy taken before a key was deleted and reclaimed
+ * (with a restart of the node in between, as any backup older than the last restart): the node
+ * notices its generation went back and stops; without that check, anti-entropy spreads the
+ * deleted value from the old copy.
+ */
+const restoredStore = (unsafe?: "no-stale-store") => {
+  const sim = new Simulation({
+    seed: 13,
+    nodes: NODES,
+    network: { latencyMinMs: 1, latencyMaxMs: 10, lossRate: 0, duplicateRate: 0 },
+    node: scenarioConfig("cp", unsafe),
+    onMachineError: "crash-stop",
+  })
+  const key = "restored"
+  const [a, , c] = sim.replicasOf(key) as [NodeId, NodeId, NodeId]
+  const set = sim.call(a, { _tag: "Put", key, value: "zombie", context: null })
+  assert.equal(set.result?._tag, "PutOk", "the SET is acknowledged")
+  sim.runFor(2000)
+  assert.ok(holders(sim, key, "zombie").live.includes(c), "c holds the value")
+  const copy = sim.snapshot(c)
+  sim.stop(c)
+  sim.restart(c)
+  sim.runFor(3000)
+  const del = sim.call(a, { _tag: "Put", key, value: null, context: null })
+  assert.equal(del.result?._tag, "PutOk", "the DEL is acknowledged")
+  sim.runFor(10_000)
+  const reclaimed = holders(sim, key, "zombie").gone
+  sim.stop(c)
+  sim.restoreFrom(c, copy)
+  sim.restart(c)
+  sim.runFor(15_000)
+  const running = sim.ids.filter((id) => sim.isUp(id))
+  return {
+    reclaimed,
+    cRunning: sim.isUp(c),
+    errors: sim.stepErrors,
+    live: holders(sim, key, "zombie").live.filter((id) => running.includes(id)),
+  }
+}
+
+test("RECLAIM-1: a node whose store was restored from a copy older than its last run stops instead of serving it (negative control: served, it brings a reclaimed value back)", () => {
+  const safe = restoredStore()
+  assert.ok(safe.reclaimed, "the key was reclaimed before the restore")
+  assert.ok(!safe.cRunning, "the restored node stopped")
+  assert.ok(
+    safe.errors.some((e) => e.includes("restored from a copy")),
+    `it said why: ${safe.errors.join("; ")}`,
+  )
+  assert.deepEqual(safe.live, [], "no running node holds the deleted value")
+  const unsafe = restoredStore("no-stale-store")
+  assert.ok(unsafe.reclaimed, "negative control: the key was reclaimed as before")
+  assert.ok(unsafe.cRunning, "negative control: the restored node keeps running")
+  assert.ok(
+    unsafe.live.length > 1,
+    `negative control: the old copy spreads the deleted value (held by ${unsafe.live})`,
   )
 })

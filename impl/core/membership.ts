@@ -207,6 +207,12 @@ export interface Config {
   readonly status?: "joining" | "up" | "leaving" | undefined
   /** The last view this node had (persisted by the driver); absent: seeds only. */
   readonly knownMembers?: ReadonlyArray<Entry> | undefined
+  /**
+   * This node restarted on a store that held its earlier state (the driver loaded a saved
+   * view from it). Then a peer holding an entry of this node with a generation at least this
+   * incarnation's proves the store older than an earlier run: `StaleStore` is thrown.
+   */
+  readonly restarted?: boolean | undefined
   /** Seed of the peer-selection generator. */
   readonly randomSeed: number
   readonly phi?: Partial<Phi.Config> | undefined
@@ -566,6 +572,27 @@ const learn = (state: State, incoming: ReadonlyArray<Entry>, now: number): void 
 }
 
 /**
+ * The store this node restarted on is older than one of its earlier runs (restored from a
+ * copy): its generation counter went back. Serving from it could bring back keys reclaimed
+ * since the copy was taken (RECLAIM-1) and reuse request ids (KV-6), so the node stops.
+ */
+export class StaleStore extends Error {
+  constructor(
+    readonly node: NodeId,
+    readonly generation: number,
+    readonly known: number,
+  ) {
+    super(
+      `node ${node}: its data directory is older than an earlier run of this node (it started ` +
+        `as generation ${generation}, the cluster knows generation ${known}): it was restored ` +
+        "from a copy. Serving it could bring deleted keys back; start the node with an empty " +
+        "data directory and it is refilled from its replicas.",
+    )
+    this.name = "StaleStore"
+  }
+}
+
+/**
  * News about ourselves. A tombstone is final: adopt it. Anything else newer than our own entry
  * was written by an earlier incarnation (or is an older one we must outgrow): remember it and,
  * if we are a member, re-assert our entry above it.
@@ -580,6 +607,9 @@ const learnAboutSelf = (state: State, e: Entry): void => {
     return
   }
   if (own !== undefined && compare(e, own) <= 0) return
+  if (state.config.restarted === true && e.generation >= state.config.generation) {
+    throw new StaleStore(selfId(state), state.config.generation, e.generation)
+  }
   if (state.staleSelf === undefined || compare(e, state.staleSelf) > 0) state.staleSelf = e
   if (own !== undefined && own.status !== "removed") becomeStatus(state, own.status)
 }

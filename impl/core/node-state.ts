@@ -61,10 +61,11 @@ export interface Config {
   readonly unsafeFailover: boolean
   /**
    * Test-only negative controls of reclamation (RECLAIM-1): "no-message-age" keeps stale
-   * object-carrying messages; "no-calm" reclaims without waiting for every member to be calm.
+   * object-carrying messages; "no-calm" reclaims without waiting for every member to be calm;
+   * "no-stale-store" serves a store restored from an older copy of itself.
    * Each must make the reclamation scenarios bring a deleted value back. Never set in production.
    */
-  readonly unsafeReclaim?: "no-message-age" | "no-calm" | undefined
+  readonly unsafeReclaim?: "no-message-age" | "no-calm" | "no-stale-store" | undefined
   /** Objects a node examines for one SCAN page request at most (every loop is bounded). */
   readonly scanExamineMax: number
   /** Direct heartbeats to every member, the evidence of the routing failure detector. */

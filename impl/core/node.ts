@@ -180,6 +180,7 @@ export const init = (config: Config, now: number): State => {
         .filter((e) => e.id !== config.self)
         .map((e) => ({ id: e.id, peerAddress: e.peerAddress })),
       generation: config.generation,
+      restarted: config.savedMembers !== undefined && config.unsafeReclaim !== "no-stale-store",
       status:
         savedSelf !== undefined && savedSelf.status !== "removed"
           ? savedSelf.status

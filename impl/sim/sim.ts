@@ -93,6 +93,12 @@ export interface SimConfig {
   readonly onCommands?: (node: NodeId, event: Event, commands: ReadonlyArray<Command>) => void
 }
 
+export interface StoreSnapshot {
+  readonly store: MemoryStore
+  readonly savedMembers: ReadonlyArray<Membership.Entry> | undefined
+  readonly incarnation: number
+}
+
 /** A machine exception, thrown out of the simulation (onMachineError "throw"). */
 export class MachineError extends Error {}
 
@@ -182,7 +188,7 @@ interface SimNode {
   /** What the node sees: durable data plus writes not yet durable (lost on a crash). */
   store: MemoryStore
   /** What survives a crash. */
-  readonly durable: MemoryStore
+  durable: MemoryStore
   /** Runs this incarnation's commands (replaced at every boot). */
   executor: Executor.Executor
   /** SIGSTOPped: processes nothing until resumed. */
@@ -286,6 +292,29 @@ export class Simulation {
     }
     // Writes that were not durable yet are gone.
     if ((this.config.persistDelayMs ?? 0) > 0) node.store = node.durable.clone()
+  }
+
+  /** A copy of a node's durable state, as a backup of its data directory would hold it. */
+  snapshot(id: NodeId): StoreSnapshot {
+    const node = this.node(id)
+    const members =
+      node.state === undefined
+        ? node.savedMembers
+        : [...Membership.view(node.state.membership).values()]
+    return { store: node.durable.clone(), savedMembers: members, incarnation: node.incarnation }
+  }
+
+  /**
+   * Put a stopped node's data directory back to an earlier copy (its store, saved view and
+   * generation counter); `restart` then boots it from there.
+   */
+  restoreFrom(id: NodeId, copy: StoreSnapshot): void {
+    const node = this.node(id)
+    if (node.state !== undefined) throw new Error(`restoreFrom: ${id} is running`)
+    node.store = copy.store.clone()
+    node.durable = copy.store.clone()
+    node.savedMembers = copy.savedMembers
+    node.incarnation = copy.incarnation
   }
 
   restart(id: NodeId): void {
