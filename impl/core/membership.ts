@@ -246,6 +246,11 @@ export interface State {
   readonly stats: Stats
   /** What the owner of this machine reports as its `calm` on the next heartbeat. */
   calmSince: number | undefined
+  /**
+   * A restarted node has heard from a peer what it knows of this node, and it was not newer
+   * than this incarnation (see `StaleStore`). Until then the node serves no data.
+   */
+  confirmed: boolean
 }
 
 export const init = (config: Config, now: number): State => {
@@ -259,6 +264,7 @@ export const init = (config: Config, now: number): State => {
     rng: config.randomSeed | 0,
     stats: { ticks: 0, sent: 0, received: 0, learned: 0 },
     calmSince: undefined,
+    confirmed: config.restarted !== true,
   }
   // A loaded view is evidence as of now: every loaded peer is monitored from boot, so one that
   // never heartbeats again (it crashed while we were down) is still suspected in bounded time.
@@ -511,6 +517,7 @@ const onDigest = (
   const entries: Array<Entry> = []
   const requests: Array<NodeId> = []
   for (const d of theirs.values()) {
+    if (d.id === selfId(state)) checkSelf(state, d)
     const mine = state.entries.get(d.id)
     const order = mine === undefined ? -1 : compareDigests(digestOf(mine), d)
     if (order > 0) entries.push(mine!)
@@ -593,6 +600,23 @@ export class StaleStore extends Error {
 }
 
 /**
+ * What a peer knows of this node: after a restart on a saved store, anything of a generation at
+ * least this incarnation's that this incarnation did not write proves the store older than an
+ * earlier run (StaleStore). Anything else confirms the store.
+ */
+const checkSelf = (state: State, d: Digest): void => {
+  const own = selfEntry(state)
+  const foreign = own === undefined || compareDigests(d, digestOf(own)) > 0
+  if (state.config.restarted === true && foreign && d.generation >= state.config.generation) {
+    throw new StaleStore(selfId(state), state.config.generation, d.generation)
+  }
+  state.confirmed = true
+}
+
+/** This node may serve its store: it did not restart on one, or a peer confirmed it. */
+export const confirmed = (state: State): boolean => state.confirmed
+
+/**
  * News about ourselves. A tombstone is final: adopt it. Anything else newer than our own entry
  * was written by an earlier incarnation (or is an older one we must outgrow): remember it and,
  * if we are a member, re-assert our entry above it.
@@ -606,10 +630,8 @@ const learnAboutSelf = (state: State, e: Entry): void => {
     }
     return
   }
+  checkSelf(state, digestOf(e))
   if (own !== undefined && compare(e, own) <= 0) return
-  if (state.config.restarted === true && e.generation >= state.config.generation) {
-    throw new StaleStore(selfId(state), state.config.generation, e.generation)
-  }
   if (state.staleSelf === undefined || compare(e, state.staleSelf) > 0) state.staleSelf = e
   if (own !== undefined && own.status !== "removed") becomeStatus(state, own.status)
 }

@@ -454,6 +454,25 @@ const onScanResponse = (
   respond(state, p.origin, { _tag: "ScanOk", keys, next }, out)
 }
 
+/**
+ * A node restarted on a saved store serves nothing from it (answers no read, sends no data)
+ * until a peer told it what it knows of this node and that was not newer than this run: a
+ * store restored from an older copy is found out first (StaleStore) and never spreads.
+ */
+const serving = (state: State): boolean =>
+  state.chord !== undefined ||
+  state.peers.length === 0 ||
+  Membership.confirmed(state.membership)
+
+const failStarting = (state: State, origin: Origin, out: Array<Command>): void =>
+  fail(
+    state,
+    origin,
+    "Unavailable",
+    "this node restarted and waits to hear from a peer before it serves its store; retry",
+    out,
+  )
+
 const validate = (state: State, op: KeyOp): string | undefined => {
   const n = state.config.n
   const q = op._tag === "Get" ? op.r : op.w
@@ -472,6 +491,7 @@ const onClientRequested = (
   out: Array<Command>,
 ): void => {
   const origin: Origin = { _tag: "Client", client }
+  if (!serving(state)) return failStarting(state, origin, out)
   if (op._tag === "Scan") return startScan(state, now, origin, op, store, out)
   const invalid = validate(state, op)
   if (invalid !== undefined) return fail(state, origin, "BadRequest", invalid, out)
@@ -898,6 +918,7 @@ const onMessage = (
       Phi.heartbeat(state.detector, from, now)
       return
     case "AntiEntropy":
+      if (!serving(state)) return
       return stepAntiEntropy(
         state,
         { _tag: "MessageReceived", now, from, message: message.message },
@@ -918,6 +939,7 @@ const onMessage = (
     case "StreamDone":
       return onStreamDone(state, now, from, message.signature, out)
     case "ReadRequest": {
+      if (!serving(state)) return
       const obj = localWithHints(store, message.key)
       out.push({ _tag: "Send", to: from, message: { _tag: "ReadResponse", rid: message.rid, obj } })
       return
@@ -991,6 +1013,7 @@ const onMessage = (
       )
     case "CoordinateRequest": {
       const origin: Origin = { _tag: "Peer", node: from, rid: message.rid }
+      if (!serving(state)) return failStarting(state, origin, out)
       if (state.chord !== undefined) {
         if (message.replicas === undefined) {
           return fail(state, origin, "BadRequest", "Chord routing: no replicas named", out)
@@ -1020,6 +1043,7 @@ const onMessage = (
       return
     }
     case "ScanRequest": {
+      if (!serving(state)) return
       const answer = scanLocal(state.config.scanExamineMax, store, message, now)
       const reply: PeerMessage = { _tag: "ScanResponse", rid: message.rid, ...answer }
       out.push({ _tag: "Send", to: from, message: reply })
@@ -1275,15 +1299,16 @@ const onTimer = (
 const onTick = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
   maybeStop(state, now, out)
   if (state.chord === undefined) {
-    maybeHandoff(state, now, store, out)
+    const ok = serving(state)
+    if (ok) maybeHandoff(state, now, store, out)
     updateCalm(state, now, store)
     maybeGossip(state, now, out)
-    maybeRebalance(state, now, store, out)
-    maybeReap(state, now, store, out)
+    if (ok) maybeRebalance(state, now, store, out)
+    if (ok) maybeReap(state, now, store, out)
   } else {
     maybeJoinChord(state, now, store, out)
   }
-  stepAntiEntropy(state, { _tag: "TickElapsed", now }, store, out)
+  if (serving(state)) stepAntiEntropy(state, { _tag: "TickElapsed", now }, store, out)
   if (now < state.nextHeartbeatAt) return
   state.nextHeartbeatAt = now + state.config.heartbeatMs
   for (const peer of state.peers) {
