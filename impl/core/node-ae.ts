@@ -9,7 +9,7 @@ import * as AntiEntropy from "./anti-entropy.ts"
 import * as Merkle from "./merkle.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import { reconcile, type State } from "./node-state.ts"
+import { mergeLocal, type State } from "./node-state.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Anti-entropy (Dynamo section 4.7): Merkle exchanges with every replica peer
@@ -139,15 +139,9 @@ export const stepAntiEntropy = (
       case "SetTimer":
         out.push({ _tag: "SetTimer", rid: c.xid, kind: "AntiEntropy", at: c.at })
         break
-      case "Repair": {
-        const local = store.get(c.key) ?? Version.empty
-        const merged = reconcile(state, c.key, Version.sync(local, c.obj))
-        if (!Version.equals(merged, local)) {
-          state.stats.aeRepairs++
-          out.push({ _tag: "Persist", key: c.key, obj: merged })
-        }
+      case "Repair":
+        if (mergeLocal(state, store, c.key, c.obj, out)) state.stats.aeRepairs++
         break
-      }
     }
   }
 }

@@ -37,7 +37,7 @@ import * as Membership from "./membership.ts"
 import type { Command, PeerMessage, StoreView } from "./messages.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import { believedUp, reconcile, type ReapPending, type State } from "./node-state.ts"
+import { believedUp, mergeLocal, reconcile, type ReapPending, type State } from "./node-state.ts"
 
 /** Messages that carry objects to be stored: these carry `at` and may be stale. */
 const CARRIES_OBJECTS: ReadonlySet<PeerMessage["_tag"]> = new Set([
@@ -206,8 +206,7 @@ export const onReapAnswer = (
     for (const [node, o] of p.answers) {
       if (Version.equals(o, merged)) continue
       if (node === state.config.self) {
-        const local = store.get(p.key) ?? Version.empty
-        out.push({ _tag: "Persist", key: p.key, obj: Version.sync(local, merged) })
+        mergeLocal(state, store, p.key, merged, out)
       } else {
         const message: PeerMessage = { _tag: "Repair", key: p.key, obj: merged, at: now }
         out.push({ _tag: "Send", to: node, message })

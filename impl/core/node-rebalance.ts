@@ -3,7 +3,7 @@ import type { Command, StoreView } from "./messages.ts"
 import * as Membership from "./membership.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import { believedUp, reconcile, type State, PUSH_GIVE_UP_REQUESTS } from "./node-state.ts"
+import { believedUp, mergeLocal, type State, PUSH_GIVE_UP_REQUESTS } from "./node-state.ts"
 import { stepMembership } from "./node-membership.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -129,9 +129,7 @@ export const onStreamPush = (
   store: StoreView,
   out: Array<Command>,
 ): void => {
-  const local = store.get(message.key) ?? Version.empty
-  const merged = reconcile(state, message.key, Version.sync(local, message.obj))
-  if (!Version.equals(merged, local)) out.push({ _tag: "Persist", key: message.key, obj: merged })
+  mergeLocal(state, store, message.key, message.obj, out)
   out.push({ _tag: "Send", to: from, message: { _tag: "StreamAck", key: message.key } })
 }
 

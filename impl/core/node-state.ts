@@ -1,3 +1,4 @@
+import * as Hlc from "./hlc.ts"
 import type { NodeId } from "./ids.ts"
 import type {
   KeyOp,
@@ -7,6 +8,7 @@ import type {
   FailureReason,
   Previous,
   PutOp,
+  StoreView,
 } from "./messages.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
 import * as Chord from "./chord.ts"
@@ -436,6 +438,27 @@ export const policyOf = (config: Config, key: string): Policy => {
 /** Apply the key's policy to an object: lww keeps the latest sibling only. */
 export const reconcile = (state: State, key: string, obj: Version.Obj): Version.Obj =>
   policyOf(state.config, key) === "lww" ? Version.pruneLww(obj) : obj
+
+/**
+ * The replica's one way to take in an object from elsewhere — replication, read repair,
+ * hinted handoff, streaming, anti-entropy, the reaper's repair: sync it into the stored object
+ * (a join, VER-1, so a replica's object never regresses), apply the key's policy, observe its
+ * timestamps (KV-LWW-1), and persist only if that changed anything. Returns whether it did.
+ */
+export const mergeLocal = (
+  state: State,
+  store: StoreView,
+  key: string,
+  obj: Version.Obj,
+  out: Array<Command>,
+): boolean => {
+  const local = store.get(key) ?? Version.empty
+  const merged = reconcile(state, key, Version.sync(local, obj))
+  for (const d of Version.siblings(obj)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
+  if (Version.equals(merged, local)) return false
+  out.push({ _tag: "Persist", key, obj: merged })
+  return true
+}
 
 /** Is `node` believed up at `now`? Self always is. */
 export const believedUp = (state: State, node: NodeId, now: number): boolean =>

@@ -66,6 +66,7 @@ import {
   believedUp,
   fail,
   failQuorum,
+  mergeLocal,
   reconcile,
   respond,
   type Config,
@@ -460,9 +461,7 @@ const onScanResponse = (
  * store restored from an older copy is found out first (StaleStore) and never spreads.
  */
 const serving = (state: State): boolean =>
-  state.chord !== undefined ||
-  state.peers.length === 0 ||
-  Membership.confirmed(state.membership)
+  state.chord !== undefined || state.peers.length === 0 || Membership.confirmed(state.membership)
 
 const failStarting = (state: State, origin: Origin, out: Array<Command>): void =>
   fail(
@@ -948,13 +947,7 @@ const onMessage = (
       return onReadResponse(state, now, message.rid, from, message.obj, store, out)
     case "WriteRequest":
     case "Repair": {
-      const local = store.get(message.key) ?? Version.empty
-      const merged = reconcile(state, message.key, Version.sync(local, message.obj))
-      for (const d of Version.siblings(message.obj))
-        state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
-      if (!Version.equals(merged, local)) {
-        out.push({ _tag: "Persist", key: message.key, obj: merged })
-      }
+      mergeLocal(state, store, message.key, message.obj, out)
       if (message._tag === "WriteRequest") {
         out.push({ _tag: "Send", to: from, message: { _tag: "WriteAck", rid: message.rid } })
       }
@@ -971,11 +964,7 @@ const onMessage = (
       return
     }
     case "Handoff": {
-      const local = store.get(message.key) ?? Version.empty
-      const merged = reconcile(state, message.key, Version.sync(local, message.obj))
-      if (!Version.equals(merged, local)) {
-        out.push({ _tag: "Persist", key: message.key, obj: merged })
-      }
+      mergeLocal(state, store, message.key, message.obj, out)
       const ack: PeerMessage = { _tag: "HandoffAck", key: message.key, obj: message.obj }
       out.push({ _tag: "Send", to: from, message: ack })
       return
@@ -1157,9 +1146,7 @@ const finishGet = (
     state.stats.readRepairs++
     if (node === state.config.self) {
       // Merge into the current local object: a write may have landed since this read began.
-      const local = store.get(p.key) ?? Version.empty
-      const repaired = reconcile(state, p.key, Version.sync(local, merged))
-      if (!Version.equals(repaired, local)) out.push({ _tag: "Persist", key: p.key, obj: repaired })
+      mergeLocal(state, store, p.key, merged, out)
     } else {
       // Stamped with the read's start: the answers it merged were held no earlier (RECLAIM-1).
       const message: PeerMessage = { _tag: "Repair", key: p.key, obj: merged, at: p.since }
