@@ -22,7 +22,13 @@ import { table } from "./table.ts"
 import type { MemberStatus, StatusReport, StreamingStatus } from "../wire/status.ts"
 import { parseStatus } from "../wire/status.ts"
 
-export type { ChordStatus, MemberStatus, StatusReport, StreamingStatus } from "../wire/status.ts"
+export type {
+  ChordStatus,
+  MemberStatus,
+  ReclaimStatus,
+  StatusReport,
+  StreamingStatus,
+} from "../wire/status.ts"
 export { parseStatus }
 
 // ---------------------------------------------------------------------------------------------
@@ -175,6 +181,22 @@ export const streamingText = (s: StreamingStatus): string => {
   return parts.join(", ")
 }
 
+/**
+ * One member's keys split by the reaper's last complete pass: live and tombstones (dead
+ * objects: tombstones and expired values not reclaimed yet), plus the keys it reclaimed.
+ * "-" before its first pass; "?" for a node that does not report reclamation (older version).
+ */
+export const keyCounts = (
+  own: StatusReport,
+): { live: string; tombstones: string; reaped: string } => {
+  const r = own.reclaim
+  if (r === undefined) return { live: "?", tombstones: "?", reaped: "?" }
+  const reaped = count(r.reaped)
+  if (r.lastPass === null) return { live: "-", tombstones: "-", reaped }
+  const dead = r.lastPass.dead
+  return { live: count(Math.max(0, own.keys - dead)), tombstones: count(dead), reaped }
+}
+
 export interface ClusterStatus {
   /** The node asked first, and its report (membership, ring, its own counts). */
   readonly target: Target
@@ -201,12 +223,16 @@ export const renderStatus = (s: ClusterStatus): string => {
   const removed = r.members.filter((m) => m.status === "removed")
   const rows = live.map((m) => {
     const own = s.own.get(m.id)
+    const split = own === undefined ? undefined : keyCounts(own)
     return [
       stateLetters(m),
       m.id === r.self ? `${m.id}*` : m.id,
       `${m.status}, ${m.reachable ? "reachable" : "DOWN"}`,
       m.clientAddress === "" ? "(not gossiped yet)" : m.clientAddress,
       own === undefined ? "?" : count(own.keys),
+      split?.live ?? "?",
+      split?.tombstones ?? "?",
+      split?.reaped ?? "?",
       percent(m.owned),
       percent(m.replicated),
       String(m.tokens),
@@ -223,7 +249,10 @@ export const renderStatus = (s: ClusterStatus): string => {
         "node",
         "state",
         "address",
-        "load (keys)",
+        "keys",
+        "live",
+        "tombstones",
+        "reaped",
         "owns",
         "replicates",
         "tokens",
@@ -233,8 +262,37 @@ export const renderStatus = (s: ClusterStatus): string => {
     ),
   ]
   if (removed.length > 0) lines.push(`removed: ${removed.map((m) => m.id).join(", ")}`)
-  lines.push("", streamingSummary(s))
+  lines.push("", streamingSummary(s), reclaimSummary(s))
   return `${lines.join("\n")}\n`
+}
+
+/**
+ * One line: dead objects still held, keys reclaimed, and what holds reclamation back. A dead
+ * key is reclaimed only while every member is calm (no hint, nothing to hand over) and up: a
+ * member that is down and not removed holds it back everywhere.
+ */
+export const reclaimSummary = (s: ClusterStatus): string => {
+  const members = s.seenBy.members.filter((m) => m.status !== "removed")
+  const reports = members.flatMap((m) => {
+    const own = s.own.get(m.id)
+    return own?.reclaim === undefined ? [] : [[m.id, own.reclaim] as const]
+  })
+  const dead = reports.reduce((sum, [, r]) => sum + (r.lastPass?.dead ?? 0), 0)
+  const reaped = reports.reduce((sum, [, r]) => sum + r.reaped, 0)
+  const down = members.filter((m) => !m.reachable).map((m) => m.id)
+  const silent = members
+    .filter((m) => m.reachable && s.own.get(m.id) === undefined)
+    .map((m) => m.id)
+  const busy = reports.filter(([, r]) => !r.calm).map(([id]) => id)
+  const held = [
+    ...(down.length > 0 ? [`${down.join(", ")} down (restart or dht remove)`] : []),
+    ...(silent.length > 0 ? [`${silent.join(", ")} not answering`] : []),
+    ...(busy.length > 0 ? [`${busy.join(", ")} not calm (hints or keys to hand over)`] : []),
+  ]
+  const head =
+    `reclamation: ${count(dead)} tombstones held across nodes (as of each one's last pass), ` +
+    `${count(reaped)} keys reclaimed since start`
+  return held.length === 0 ? head : `${head}; held back by ${held.join("; ")}`
 }
 
 /** One line: is data still moving anywhere, and how much has moved. */
@@ -267,6 +325,7 @@ export const statusJson = (s: ClusterStatus): unknown => ({
       keys: own?.keys ?? null,
       hints: own?.hints ?? null,
       streaming: own?.streaming ?? null,
+      reclaim: own?.reclaim ?? null,
     }
   }),
 })
@@ -375,7 +434,9 @@ const spec: Args.CommandSpec = {
     "Membership, ownership and tokens are the asked node's view (marked *). The load and the",
     "streaming of each member come from that member itself, at its advertised client address:",
     '"?" when it does not answer. Letters: U/D = up/down as the asked node believes (phi',
-    "accrual), then N/J/L = normal/joining/leaving.",
+    "accrual), then N/J/L = normal/joining/leaving. keys = objects stored; tombstones = dead",
+    'objects (deleted or expired, not reclaimed yet) as of the node\'s last reaper pass ("-"',
+    "before it), live = keys minus tombstones; reaped = keys it reclaimed since start.",
   ],
   examples: ["dht status", "dht status --port 7002 --watch", "dht status --json | jq .members"],
 }

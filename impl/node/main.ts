@@ -165,7 +165,10 @@ const infoSections = (
         ["stale_messages_dropped", d.machine.stale],
       ],
     ],
-    ["Keyspace", [["db0", `keys=${keys},live=${live},tombstones=${tombstones},expires=0,avg_ttl=0`]]],
+    [
+      "Keyspace",
+      [["db0", `keys=${keys},live=${live},tombstones=${tombstones},expires=0,avg_ttl=0`]],
+    ],
     [
       "Cluster",
       [

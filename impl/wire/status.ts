@@ -99,3 +99,6 @@ type Served = ReturnType<typeof Node.statusReport> & { keys: number; hints: numb
 /** The node's report must encode as this schema's input: both sides change together. */
 const _served: (report: Served) => typeof Report.Encoded = (report) => report
 void _served
+/** `reclaim` is optional only for older nodes: this version's node must serve it. */
+const _reclaim: (report: Served["reclaim"]) => typeof Reclaim.Encoded = (report) => report
+void _reclaim
