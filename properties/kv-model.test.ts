@@ -12,7 +12,7 @@ import type { ClientResult } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
 import { KvModel } from "../models/kv.ts"
-import { commandOptions, params } from "./helpers/fc.ts"
+import { assertFloors, commandOptions, params } from "./helpers/fc.ts"
 
 const KEYS = ["apple", "banana", "cherry", "damson", "elder"]
 
@@ -24,7 +24,31 @@ interface Model {
   readonly staleReadsAllowed: boolean
   /** Every value ever written per key (for "no value from nowhere" while reads may be stale). */
   readonly written: Map<string, Set<string | null>>
+  readonly seen: Seen
 }
+
+/**
+ * What a batch checked, so that it cannot pass vacuously: reads compared with the model, of
+ * which returned a value (an absent read passes whenever the model allows it), operations run
+ * with a node down, clear failures, and reads after recovery (AP).
+ */
+interface Seen {
+  reads: number
+  readValues: number
+  degraded: number
+  failed: number
+  recoveryReads: number
+  recoveryValues: number
+}
+
+const newSeen = (): Seen => ({
+  reads: 0,
+  readValues: 0,
+  degraded: 0,
+  failed: 0,
+  recoveryReads: 0,
+  recoveryValues: 0,
+})
 
 interface Real {
   readonly sim: Simulation
@@ -43,7 +67,9 @@ const readValue = (result: ClientResult): string | null => {
 /** With at most one node down every operation succeeds; with two, it may fail clearly. */
 const checkOutcome = (model: Model, result: ClientResult | undefined): boolean => {
   assert.ok(result !== undefined, "every operation completes (deadline timers)")
+  if (model.down > 0) model.seen.degraded++
   if (result._tag !== "Failed") return true
+  model.seen.failed++
   assert.ok(model.maxDown >= 2, `no operation may fail with ≤1 node down: ${result.message}`)
   assert.ok(
     result.reason === "QuorumNotMet" ||
@@ -90,6 +116,8 @@ class Get implements fc.Command<Model, Real> {
     const op = real.sim.call(at, { _tag: "Get", key })
     if (!checkOutcome(model, op.result)) return
     const value = readValue(op.result!)
+    model.seen.reads++
+    if (value !== null) model.seen.readValues++
     const allowed = model.staleReadsAllowed
       ? (model.written.get(key) ?? new Set([null]))
       : model.kv.allowed(key)
@@ -151,7 +179,7 @@ const commands = (maxDown: number) =>
 /** Hints stored and delivered across a batch: proof that sloppy quorum was exercised. */
 const handoff = { stored: 0, delivered: 0 }
 
-const runScenario = (maxDown: number, mode: "ap" | "cp", numRuns: number) =>
+const runScenario = (maxDown: number, mode: "ap" | "cp", numRuns: number, seen: Seen) =>
   fc.assert(
     fc.property(fc.integer(), commands(maxDown), (seed, cmds) => {
       const sim = new Simulation({ seed, nodes: 5, network: defaultNetwork, node: { mode } })
@@ -165,6 +193,7 @@ const runScenario = (maxDown: number, mode: "ap" | "cp", numRuns: number) =>
         maxDown,
         staleReadsAllowed,
         written: new Map(),
+        seen,
       }
       fc.modelRun(() => ({ model, real: { sim } }), cmds)
       if (!staleReadsAllowed) return
@@ -178,6 +207,8 @@ const runScenario = (maxDown: number, mode: "ap" | "cp", numRuns: number) =>
       for (const key of KEYS) {
         const op = sim.call(sim.ids[0]!, { _tag: "Get", key })
         const value = readValue(op.result!)
+        seen.recoveryReads++
+        if (value !== null) seen.recoveryValues++
         const allowed = model.kv.allowed(key)
         assert.ok(
           allowed.has(value),
@@ -188,27 +219,54 @@ const runScenario = (maxDown: number, mode: "ap" | "cp", numRuns: number) =>
     params(numRuns),
   )
 
+/** Run a batch, print what it checked, and hold it to its floors. */
+const batch = (
+  name: string,
+  maxDown: number,
+  mode: "ap" | "cp",
+  numRuns: number,
+  floors: Partial<Record<keyof Seen, number>>,
+): void => {
+  const seen = newSeen()
+  runScenario(maxDown, mode, numRuns, seen)
+  console.log(`# ${name}: ${JSON.stringify(seen)}`)
+  assertFloors(seen, floors)
+}
+
 test("KV-2: with no faults every operation succeeds with the model's value (sloppy quorums)", () => {
-  runScenario(0, "ap", 40)
+  batch("KV-2 AP", 0, "ap", 40, { reads: 200, readValues: 80 })
 })
 
 test("KV-2: with no faults every operation succeeds with the model's value (strict quorums)", () => {
-  runScenario(0, "cp", 20)
+  batch("KV-2 CP", 0, "cp", 20, { reads: 90, readValues: 40 })
 })
 
 test("KV-3: with any one node stopped every operation succeeds, with the model's value after recovery (sloppy quorums)", () => {
-  runScenario(1, "ap", 40)
+  batch("KV-3 AP", 1, "ap", 40, {
+    reads: 130,
+    readValues: 40,
+    degraded: 150,
+    recoveryReads: 150,
+    recoveryValues: 28,
+  })
 })
 
 test("KV-3: with any one node stopped every operation succeeds with the model's value (strict quorums)", () => {
-  runScenario(1, "cp", 40)
+  batch("KV-3 CP", 1, "cp", 40, { reads: 130, readValues: 40, degraded: 110 })
 })
 
 test("KV-4: with two nodes stopped (strict quorums) each operation succeeds with a model value or fails with a clear quorum error", () => {
-  runScenario(2, "cp", 60)
+  batch("KV-4 CP", 2, "cp", 60, { reads: 170, readValues: 45, degraded: 180, failed: 10 })
 })
 
 test("KV-5: with two nodes stopped in AP mode nothing is invented, and after recovery and handoff every read returns the model's value", () => {
-  runScenario(2, "ap", 60)
+  batch("KV-5 AP", 2, "ap", 60, {
+    reads: 180,
+    readValues: 45,
+    degraded: 190,
+    failed: 8,
+    recoveryReads: 250,
+    recoveryValues: 40,
+  })
   assert.ok(handoff.stored > 0 && handoff.delivered > 0, `hints: ${JSON.stringify(handoff)}`)
 })
