@@ -10,7 +10,7 @@ import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { Lengths, params, replaying, scheduleMax } from "./helpers/fc.ts"
+import { assertFloors, Lengths, params, scheduleMax } from "./helpers/fc.ts"
 import { type Action, actionArb, KEYS, resolvedValue, ScheduleRun } from "./helpers/schedule.ts"
 
 const actions = actionArb({ removals: true })
@@ -44,7 +44,18 @@ const coveringSchedule: ReadonlyArray<Action> = [
 const rebalLengths = new Lengths("REBAL-1", scheduleMax(60))
 
 test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and crashes that leave a quorum of each key's replicas", () => {
-  const seen = { joins: 0, leaves: 0, removals: 0, streamed: 0 }
+  const seen = {
+    joins: 0,
+    leaves: 0,
+    removals: 0,
+    streamed: 0,
+    acked: 0,
+    indeterminate: 0,
+    readsChecked: 0,
+    readsFailed: 0,
+    finalChecked: 0,
+    finalValues: 0,
+  }
   fc.assert(
     fc.property(
       fc.integer(),
@@ -66,6 +77,7 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
             case "Read": {
               const obj = run.read(action)
               if (obj === undefined) break
+              seen.readsChecked++
               const key = KEYS[action.key]!
               const v = resolvedValue(obj)
               assert.ok(
@@ -124,6 +136,11 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
         sim.runFor(10_000)
         run.checkFinal((op) => sim.call(run.live()[0]!, op))
         for (const id of sim.ids) seen.streamed += sim.stateOf(id)?.stats.streamed ?? 0
+        seen.acked += run.counts.acked
+        seen.indeterminate += run.counts.indeterminate
+        seen.readsFailed += run.counts.readsFailed
+        seen.finalChecked += run.counts.finalChecked
+        seen.finalValues += run.counts.finalValues
       },
     ),
     // The example schedule always runs first: a join, a leave, a crash and the removal of the
@@ -132,9 +149,17 @@ test("REBAL-1: no acknowledged write is lost through joins, leaves, removals and
     params(25, { examples: [[7, coveringSchedule]] }),
   )
   rebalLengths.print()
-  if (replaying) return
-  assert.ok(seen.joins > 0 && seen.leaves > 0 && seen.removals > 0, JSON.stringify(seen))
-  assert.ok(seen.streamed > 0, "nothing was ever streamed")
+  console.log(`# REBAL-1: ${JSON.stringify(seen)}`)
+  assertFloors(seen, {
+    joins: 1,
+    leaves: 1,
+    removals: 1,
+    streamed: 1,
+    acked: 100,
+    readsChecked: 50,
+    finalChecked: 100,
+    finalValues: 50,
+  })
 })
 
 test("REBAL-2: a join and a leave complete while a member is down and not removed, and lose no acknowledged write", () => {

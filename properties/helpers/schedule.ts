@@ -75,6 +75,12 @@ export class ScheduleRun {
   /** Nodes that left or were removed: no longer members. */
   readonly gone = new Set<NodeId>()
   private values = 0
+  /**
+   * What the run checked (so that it cannot pass vacuously): writes acknowledged and not,
+   * reads that failed (skipped), and final reads compared with the model, of which found an
+   * acknowledged value (not the key's initial absence).
+   */
+  readonly counts = { acked: 0, indeterminate: 0, readsFailed: 0, finalChecked: 0, finalValues: 0 }
 
   constructor(readonly sim: Simulation) {}
 
@@ -102,8 +108,13 @@ export class ScheduleRun {
       value,
       context: null,
     })
-    if (op.result?._tag === "PutOk") this.model.written(key, value)
-    else this.model.indeterminate(key, value)
+    if (op.result?._tag === "PutOk") {
+      this.model.written(key, value)
+      this.counts.acked++
+    } else {
+      this.model.indeterminate(key, value)
+      this.counts.indeterminate++
+    }
   }
 
   /** A GET at a live node: its object, or undefined if the read failed. */
@@ -113,6 +124,7 @@ export class ScheduleRun {
       _tag: "Get",
       key: KEYS[action.key]!,
     })
+    if (op.result?._tag !== "GetOk") this.counts.readsFailed++
     return op.result?._tag === "GetOk" ? op.result.obj : undefined
   }
 
@@ -135,6 +147,8 @@ export class ScheduleRun {
       assert.equal(op.result?._tag, "GetOk", `final read of ${key}: ${JSON.stringify(op.result)}`)
       if (op.result?._tag !== "GetOk") continue
       const v = resolvedValue(op.result.obj)
+      this.counts.finalChecked++
+      if (v !== null) this.counts.finalValues++
       assert.ok(
         this.model.allowed(key).has(v),
         `final ${key} = ${v}, allowed ${[...this.model.allowed(key)]}`,
