@@ -7,7 +7,7 @@ import { test } from "node:test"
 import fc from "fast-check"
 import * as Version from "../impl/core/version.ts"
 import * as Causal from "../models/causal.ts"
-import { params } from "./helpers/fc.ts"
+import { assertFloors, params } from "./helpers/fc.ts"
 
 const ACTORS = ["a", "b", "c"]
 
@@ -129,6 +129,114 @@ test("VER-3: clock size is bounded by the coordinating replicas, not by the clie
     ),
     params(50),
   )
+})
+
+test("VER-3: with stale contexts too, the clock stays bounded by the coordinating replicas while siblings pile up", () => {
+  let stale = 0
+  let piled = 0
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat(2), fc.nat(10)), { minLength: 1, maxLength: 200 }),
+      fc.integer({ min: 1, max: 3 }),
+      (writes, replicas) => {
+        let obj = Version.empty
+        const contexts: Array<Version.Clock> = [Version.emptyClock]
+        writes.forEach(([replica, age], i) => {
+          // A client writes back a context read `age` writes ago (0: the latest).
+          const ctx = contexts[Math.max(0, contexts.length - 1 - age)]!
+          if (age > 0 && contexts.length > 1) stale++
+          const actor = ACTORS[replica % replicas]!
+          obj = Version.update(obj, ctx, { value: `w${i}`, ts: i }, actor)
+          contexts.push(Version.context(obj))
+        })
+        assert.ok(obj.entries.length <= replicas, `${obj.entries.length} clock entries`)
+        if (Version.siblings(obj).length > 1) piled++
+      },
+    ),
+    params(100),
+  )
+  assertFloors({ stale, piled }, { stale: 500, piled: 20 })
+})
+
+/**
+ * A history run twice, once with plain counting and once with every write's counter floored at
+ * a strictly increasing "hybrid timestamp" (as coordinators mint, RECLAIM-2): the dots differ,
+ * the values every replica keeps never do.
+ */
+test("RECLAIM-2: minting with a floor renames dots and changes nothing else: every replica keeps the same values as with plain counting", () => {
+  let jumps = 0
+  fc.assert(
+    fc.property(steps, fc.array(fc.nat(5), { minLength: 40, maxLength: 40 }), (history, gaps) => {
+      const plain: Array<Version.Obj> = ACTORS.map(() => Version.empty)
+      const floored: Array<Version.Obj> = ACTORS.map(() => Version.empty)
+      let ts = 0
+      let floor = 0
+      history.forEach((s, k) => {
+        const i = s.replica
+        if (s.kind === "sync") {
+          plain[i] = Version.sync(plain[i]!, plain[s.from]!)
+          floored[i] = Version.sync(floored[i]!, floored[s.from]!)
+        } else {
+          floor += 1 + gaps[k % gaps.length]!
+          const sib = { value: s.value, ts: ts++ }
+          const ctxP = s.kind === "update" ? Version.context(plain[s.from]!) : Version.emptyClock
+          const ctxF = s.kind === "update" ? Version.context(floored[s.from]!) : Version.emptyClock
+          plain[i] = Version.update(plain[i]!, ctxP, sib, ACTORS[i]!)
+          floored[i] = Version.update(floored[i]!, ctxF, sib, ACTORS[i]!, floor)
+          const p = plain[i]!.entries.find((e) => e.actor === ACTORS[i])!.counter
+          const f = floored[i]!.entries.find((e) => e.actor === ACTORS[i])!.counter
+          if (f !== p) jumps++
+        }
+        for (let r = 0; r < ACTORS.length; r++) {
+          const values = (o: Version.Obj) =>
+            Version.siblings(o)
+              .map((d) => `${d.sibling.value}@${d.sibling.ts}`)
+              .sort()
+          assert.deepEqual(values(floored[r]!), values(plain[r]!), `replica ${r} after step ${k}`)
+        }
+      })
+    }),
+    params(300),
+  )
+  assertFloors({ jumps }, { jumps: 1000 })
+})
+
+test("RECLAIM-2: after a key is reclaimed everywhere, a coordinator minting with its hybrid timestamp as floor never repeats a dot (negative control: plain counting does)", () => {
+  let reclaims = 0
+  const mint = (floored: boolean) =>
+    fc.check(
+      fc.property(
+        fc.array(fc.oneof(fc.constant("write" as const), fc.constant("reclaim" as const)), {
+          minLength: 2,
+          maxLength: 60,
+        }),
+        (ops) => {
+          let obj = Version.empty
+          let hlc = 1000
+          const minted = new Set<string>()
+          for (const op of ops) {
+            if (op === "reclaim") {
+              // Every replica deleted the key, clock and all.
+              obj = Version.empty
+              reclaims++
+              continue
+            }
+            hlc += 1
+            const sib = { value: `v${hlc}`, ts: hlc }
+            obj = Version.update(obj, Version.context(obj), sib, "a", floored ? hlc : 0)
+            const dot = `a:${obj.entries.find((e) => e.actor === "a")!.counter}`
+            assert.ok(!minted.has(dot), `dot ${dot} minted twice`)
+            minted.add(dot)
+          }
+        },
+      ),
+      params(200),
+    )
+  assert.equal(mint(true).failed, false, "no dot repeats with the floor")
+  const unsafe = mint(false)
+  assert.ok(unsafe.failed, "negative control: plain counting repeats a dot after a reclamation")
+  assert.match(String(unsafe.errorInstance), /minted twice/)
+  assert.ok(reclaims > 100, `only ${reclaims} reclamations tried`)
 })
 
 test("VER-4: a key is deleted when it was written and no live value remains, purged or not", () => {
