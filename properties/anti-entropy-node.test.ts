@@ -4,7 +4,7 @@
  * storage nodes make every replica of every key equal — with no client reading anything.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Merkle from "../impl/core/merkle.ts"
 import { keeps } from "../impl/core/node-ae.ts"

@@ -11,7 +11,7 @@
  * expects the exact violation.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { ClientResult, Command, Event, PeerMessage } from "../impl/core/messages.ts"

@@ -8,7 +8,7 @@
  * A failing case prints its seed and path; replay with FC_SEED and FC_PATH.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp } from "../impl/core/messages.ts"

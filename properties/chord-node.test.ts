@@ -8,7 +8,7 @@
  * nodes in the ring, so that every key keeps a majority of its replicas.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import { position } from "../impl/core/hash.ts"
 import type { NodeId } from "../impl/core/ids.ts"

@@ -10,7 +10,7 @@
  * DHT_DEEP=1 runs ten times as many cases; FC_SEED / FC_PATH replay a failure (helpers/fc.ts).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Chord from "../impl/core/chord.ts"
 import { position, RING_SIZE } from "../impl/core/hash.ts"

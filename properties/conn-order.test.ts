@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict"
 import * as net from "node:net"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import { Effect, Either } from "effect"
 import fc from "fast-check"
 import type { ClientOp, ClientResult, KeyOp } from "../impl/core/messages.ts"

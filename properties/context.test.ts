@@ -2,7 +2,7 @@
  * Causal context tokens (CTX-*): round-trip, and no corrupted or forged token is ever accepted.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import { ContextError, decode, encode } from "../impl/wire/context.ts"
 import type { Clock } from "../impl/core/version.ts"

@@ -8,7 +8,7 @@
  * total no subset of the increments invoked so far could make.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { PutOp } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"

@@ -16,7 +16,7 @@
  * lose v2 at least once: the test can tell the fix from the bug.
  */
 import assert from "node:assert/strict"
-import { after, describe, test } from "node:test"
+import { after, describe, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { NodeId } from "../impl/core/ids.ts"
 import * as Node from "../impl/core/node.ts"

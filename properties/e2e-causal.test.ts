@@ -4,7 +4,7 @@
  * collapses them, bad contexts are refused, and plain Redis commands keep working beside it.
  */
 import assert from "node:assert/strict"
-import { after, before, test } from "node:test"
+import { after, before, test } from "./helpers/test.ts"
 import { Redis } from "ioredis"
 import { DhtClient } from "../impl/client/client.ts"
 import { Cluster, stopAll } from "./helpers/cluster.ts"

@@ -6,7 +6,7 @@
  * node with SIGKILL, keeps reading and writing, restarts it, and has another node leave.
  */
 import assert from "node:assert/strict"
-import { after, before, test } from "node:test"
+import { after, before, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { type ChordWalk, walkChord } from "../impl/cli/status.ts"
 import { DhtClient } from "../impl/client/client.ts"

@@ -8,7 +8,7 @@
  * python3-redis predates RESP3 (docs/clients.md says what was checked by hand).
  */
 import assert from "node:assert/strict"
-import { after, before, describe, test } from "node:test"
+import { after, before, describe, test } from "./helpers/test.ts"
 import { Redis } from "ioredis"
 import { createClient } from "redis"
 import { Cluster, stopAll } from "./helpers/cluster.ts"

@@ -5,7 +5,7 @@
  * value is purged like a tombstone once every replica holds it and the grace has passed.
  */
 import assert from "node:assert/strict"
-import { after, before, describe, test } from "node:test"
+import { after, before, describe, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { Cluster, connectClient, pollUntil, stopAll } from "./helpers/cluster.ts"
 

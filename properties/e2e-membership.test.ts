@@ -14,7 +14,7 @@
 import assert from "node:assert/strict"
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { after, before, describe, test } from "node:test"
+import { after, before, describe, test } from "./helpers/test.ts"
 import { Either } from "effect"
 import type { Redis } from "ioredis"
 import { parseStatus, type StatusReport } from "../impl/cli/status.ts"

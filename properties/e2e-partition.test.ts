@@ -9,7 +9,7 @@
  * sides survive as siblings.
  */
 import assert from "node:assert/strict"
-import { after, test } from "node:test"
+import { after, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { fetchStatus } from "../impl/cli/status.ts"
 import { DhtClient } from "../impl/client/client.ts"

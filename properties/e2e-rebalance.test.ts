@@ -5,7 +5,7 @@
  * lost no acknowledged write. 10,000 keys, as in the issue's must-show.
  */
 import assert from "node:assert/strict"
-import { after, before, test } from "node:test"
+import { after, before, test } from "./helpers/test.ts"
 import { Redis } from "ioredis"
 import { fetchStatus, type StatusReport } from "../impl/cli/status.ts"
 import { Cluster, pollUntil, stopAll } from "./helpers/cluster.ts"

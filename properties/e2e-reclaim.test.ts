@@ -11,7 +11,7 @@
  * Every process is killed in `after`, which runs even when the test fails.
  */
 import assert from "node:assert/strict"
-import { after, before, describe, test } from "node:test"
+import { after, before, describe, test } from "./helpers/test.ts"
 import { Either } from "effect"
 import type { Redis } from "ioredis"
 import { parseStatus } from "../impl/wire/status.ts"

@@ -4,7 +4,7 @@
  * once. Also KEYS with a pattern, DBSIZE, and the transaction commands' clear refusal.
  */
 import assert from "node:assert/strict"
-import { after, before, describe, test } from "node:test"
+import { after, before, describe, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { Cluster, connectClient, stopAll } from "./helpers/cluster.ts"
 

@@ -19,7 +19,7 @@ import assert from "node:assert/strict"
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { after, test } from "node:test"
+import { after, test } from "./helpers/test.ts"
 import { fileURLToPath } from "node:url"
 import { tempDir, stopAll } from "./helpers/cluster.ts"
 

@@ -8,7 +8,7 @@
  * Every process is killed in `after`, which node:test runs even when a test fails.
  */
 import assert from "node:assert/strict"
-import { after, before, describe, test } from "node:test"
+import { after, before, describe, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { encodeFrame } from "../impl/wire/frame.ts"
 import { Cluster, connectClient, exchange, pollUntil, stopAll } from "./helpers/cluster.ts"

@@ -7,7 +7,7 @@
  * the test settles by hand, including a failed commit and a machine exception (crash-stop).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Executor from "../impl/core/executor.ts"
 import { NodeId } from "../impl/core/ids.ts"

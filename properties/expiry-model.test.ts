@@ -9,7 +9,7 @@
  * everything else must match exactly.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { ClientOp, PutOp } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"

@@ -4,7 +4,7 @@
  * clear message, and arbitrary bytes never throw.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Frame from "../impl/wire/frame.ts"
 import { params } from "./helpers/fc.ts"

@@ -4,7 +4,7 @@
  * holding the hint crashed and restarted in between (hints live in its store, not its memory).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import * as Version from "../impl/core/version.ts"

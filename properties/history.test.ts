@@ -8,7 +8,7 @@
  * operations, which must all pass, and the same histories mutated, which each check must fail.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import {
   type Kind,

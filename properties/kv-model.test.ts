@@ -6,7 +6,7 @@
  * A failing case prints its seed and path; replay with FC_SEED, FC_PATH and FC_REPLAY_PATH (properties/helpers/fc.ts).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { ClientResult } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"

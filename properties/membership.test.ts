@@ -9,7 +9,7 @@
  * clock. Bounds are in gossip rounds (one round = one gossip interval, 1000 ms here).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"

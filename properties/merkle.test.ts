@@ -7,7 +7,7 @@
  * (properties/helpers/fc.ts). DHT_DEEP=1 runs ten times as many cases.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as AE from "../impl/core/anti-entropy.ts"
 import * as Budget from "../impl/core/budget.ts"

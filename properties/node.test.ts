@@ -4,7 +4,7 @@
  * and timers.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 
 const core = new URL("../impl/core/", import.meta.url).pathname
 const FORBIDDEN: ReadonlyArray<[RegExp, string]> = [

@@ -5,7 +5,7 @@
  * keeps a quorum of its replicas.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"

@@ -15,7 +15,7 @@
  * --test-name-pattern to pick the mode).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Hlc from "../impl/core/hlc.ts"
 import type { NodeId } from "../impl/core/ids.ts"
@@ -279,7 +279,10 @@ const run = (
   seen.runs++
 
   // RECLAIM-3: nothing dead and no hint is left anywhere.
-  assert.ok(reclaimed, `RECLAIM-3: ${deadLeft()} dead objects or hints still stored after 120 s quiet`)
+  assert.ok(
+    reclaimed,
+    `RECLAIM-3: ${deadLeft()} dead objects or hints still stored after 120 s quiet`,
+  )
 
   const deletes = writes.filter((w) => w.value === null && isAck(w.op.result))
   seen.deletesAcked += deletes.length

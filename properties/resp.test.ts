@@ -6,7 +6,7 @@
  * parser and the encoder are each checked against the protocol, not against each other.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Resp from "../impl/wire/resp.ts"
 import { params, replaying } from "./helpers/fc.ts"

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict"
 import { readFileSync } from "node:fs"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import { murmur3, position, RING_SIZE, utf8Bytes } from "../impl/core/hash.ts"
 import { NodeId } from "../impl/core/ids.ts"

@@ -8,7 +8,7 @@
  * one heartbeat period and the latency.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Node from "../impl/core/node.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"

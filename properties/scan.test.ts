@@ -6,7 +6,7 @@
  * And the glob matcher against a reference built on regular expressions.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Glob from "../impl/core/glob.ts"
 import type { ClientOp } from "../impl/core/messages.ts"

@@ -7,7 +7,7 @@
  * all of it replays exactly from the seed.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp, Event } from "../impl/core/messages.ts"

@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict"
 import { readFileSync, writeFileSync } from "node:fs"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Ring from "../impl/core/ring.ts"

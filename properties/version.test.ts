@@ -3,7 +3,7 @@
  * causal reference model of models/causal.ts (a clock is the set of events it has seen).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Version from "../impl/core/version.ts"
 import * as Causal from "../models/causal.ts"

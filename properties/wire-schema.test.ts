@@ -5,7 +5,7 @@
  * valid messages with a field broken — is rejected with an error value, never a throw.
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import { Arbitrary, Either, Schema } from "effect"
 import fc from "fast-check"
 import type { PeerMessage } from "../impl/core/messages.ts"

@@ -25,7 +25,7 @@
  * run's trace).
  */
 import assert from "node:assert/strict"
-import { test } from "node:test"
+import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import type * as Node from "../impl/core/node.ts"

@@ -2,10 +2,13 @@
  * fast-check parameters shared by every property suite.
  *  - Every array or structure with a declared maximum size is generated up to that maximum.
  *  - DHT_DEEP=1 multiplies every property's runs by 10 (`npm run test:deep`).
- *  - FC_SEED and FC_PATH replay one failing case: fast-check prints both when a property fails;
- *    fast-check also prints a replayPath for command sequences: pass it as FC_REPLAY_PATH. Run e.g. `FC_SEED=123 FC_PATH="4:1:0" node --import tsx --test properties/kv-model.test.ts`.
+ *  - FC_SEED and FC_PATH replay one failing case: a failing property prints fast-check's report
+ *    and then the command that replays just that property (its file, `--test-name-pattern` and
+ *    the case's seed and path); command sequences also print a replayPath: add it as
+ *    FC_REPLAY_PATH.
  */
 import fc from "fast-check"
+import { running } from "./test.ts"
 
 export const deep = process.env.DHT_DEEP === "1"
 
@@ -23,8 +26,34 @@ export const params = <T>(numRuns: number, extra: fc.Parameters<T> = {}): fc.Par
     ...(seed !== undefined ? { seed: Number(seed) } : {}),
     ...(path !== undefined ? { path } : {}),
     verbose: 1,
+    reporter: report,
     ...extra,
   }
+}
+
+const shellQuote = (text: string): string => `'${text.replace(/'/g, "'\\''")}'`
+const regexQuote = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/** The command that replays one failing case of the running test, and only that test. */
+export const replayCommand = (seed: number, path: string | undefined): string => {
+  const name = running?.name
+  const file = running?.file ?? "properties/<file>.test.ts"
+  return [
+    `FC_SEED=${seed}`,
+    ...(path === undefined ? [] : [`FC_PATH=${shellQuote(path)}`]),
+    "node --import tsx --test",
+    ...(name === undefined ? [] : [`--test-name-pattern=${shellQuote(`^${regexQuote(name)}$`)}`]),
+    file,
+  ].join(" ")
+}
+
+/** fast-check's own report, then the command that replays this case of this property. */
+const report = <T>(out: fc.RunDetails<T>): void => {
+  if (!out.failed) return
+  const text = fc.defaultReportMessage(out) ?? "property failed"
+  throw new Error(
+    `${text}\n\nReplay just this property:\n  ${replayCommand(out.seed, out.counterexamplePath ?? undefined)}\n`,
+  )
 }
 
 /** Options for fc.commands: long sequences, and FC_REPLAY_PATH to replay a shrunk sequence. */
