@@ -26,7 +26,7 @@ after(async () => {
   await stopAll([cluster])
 })
 
-test("e2e causal: two writes with the same context through different nodes become siblings; a write with the returned context collapses them", async () => {
+test("CAUSAL-5: two writes with the same context through different nodes become siblings; a write with the returned context collapses them", async () => {
   const [a, b, c] = redis.map((r) => new DhtClient(r))
   await a!.put("cart", "milk")
   const first = await b!.get("cart")

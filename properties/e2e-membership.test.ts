@@ -128,7 +128,7 @@ describe("e2e: join, leave and SIGKILL of real lmdb nodes keep every acknowledge
     await stopAll([cluster])
   })
 
-  test(`e2e: ${KEYS} keys survive a join, a leave and a SIGKILL + restart`, async (t) => {
+  test(`REBAL-1: ${KEYS} keys survive a join, a leave and a SIGKILL + restart`, async (t) => {
     const c = cluster!
     const expected = new Map<string, string>()
     const initial = Array.from({ length: KEYS }, (_, i) => [key(i), `v1:${key(i)}`] as const)

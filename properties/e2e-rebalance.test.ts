@@ -78,7 +78,7 @@ after(async () => {
   await stopAll([cluster])
 })
 
-test("e2e rebalance: join, leave, then SIGKILL and restart lose no acknowledged write", {
+test("REBAL-1: join, leave, then SIGKILL and restart lose no acknowledged write", {
   timeout: 240_000,
 }, async () => {
   const c = cluster!

@@ -98,7 +98,7 @@ describe("e2e reclamation on a 3-node LMDB cluster", { timeout: 120_000 }, () =>
     return parts.join("\n")
   }
 
-  test(`RECLAIM-1/2: ${DELETED} of ${KEYS} keys deleted while a node is down are reclaimed only after it is back; no zombie reads, and a write after reclamation holds`, async (t) => {
+  test(`RECLAIM-1, RECLAIM-2, RECLAIM-3: ${DELETED} of ${KEYS} keys deleted while a node is down are reclaimed only after it is back; no zombie reads, and a write after reclamation holds`, async (t) => {
     const c0 = at(0)
     for (let i = 0; i < KEYS; i++) assert.equal(await c0.set(key(i), value(i)), "OK")
     const written = await pollUntil("every node to hold the 60 keys", async () => {

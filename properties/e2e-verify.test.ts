@@ -98,7 +98,7 @@ const verify = (args: ReadonlyArray<string>, boundMs: number): Promise<Run> => {
 
 const tail = (text: string): string => text.split("\n").slice(-60).join("\n")
 
-test("KV-9: dht verify passes a 5-node cluster under kill -9, pauses, partitions (when root) and the forward-pause schedule", {
+test("KV-9, CAUSAL-1, CAUSAL-2, CAUSAL-6: dht verify passes a 5-node cluster under kill -9, pauses, partitions (when root) and the forward-pause schedule", {
   timeout: 150_000,
 }, async () => {
   const kinds = canPartition

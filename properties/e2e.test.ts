@@ -47,7 +47,7 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
 
   const node = (i: number) => three!.nodes[i]!
 
-  test("a value written through one node is read through every other", async () => {
+  test("KV-2: a value written through one node is read through every other", async () => {
     const writer = connect(node(0).clientPort)
     const keys = Array.from({ length: 20 }, (_, i) => `e2e:key:${i}`)
     for (const key of keys) assert.equal(await writer.set(key, `value of ${key}`), "OK")
@@ -190,7 +190,7 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     assert.match(await client.info("stats"), /peer_connections_rejected:[1-9]/)
   })
 
-  test("with one of three nodes killed (SIGKILL), the other two keep serving; it recovers", async () => {
+  test("KV-3: with one of three nodes killed (SIGKILL), the other two keep serving; it recovers", async () => {
     const before = Array.from({ length: 10 }, (_, i) => `e2e:kill:before:${i}`)
     const writer = connect(node(0).clientPort)
     for (const key of before) assert.equal(await writer.set(key, `${key}=v1`), "OK")
@@ -248,7 +248,7 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     ])
   })
 
-  test("writes acknowledged by an lmdb node survive SIGKILL and restart", async () => {
+  test("DUR-1, KV-1: writes acknowledged by an lmdb node survive SIGKILL and restart", async () => {
     const port = single!.nodes[0]!.clientPort
     const client = connect(port)
     const keys = Array.from({ length: 200 }, (_, i) => `e2e:durable:${i}`)
