@@ -251,6 +251,8 @@ export interface State {
    * than this incarnation (see `StaleStore`). Until then the node serves no data.
    */
   confirmed: boolean
+  /** Some peer's gossip has reached this node since it started (its view is a peer's now). */
+  heard: boolean
 }
 
 export const init = (config: Config, now: number): State => {
@@ -265,6 +267,7 @@ export const init = (config: Config, now: number): State => {
     stats: { ticks: 0, sent: 0, received: 0, learned: 0 },
     calmSince: undefined,
     confirmed: config.restarted !== true,
+    heard: false,
   }
   // A loaded view is evidence as of now: every loaded peer is monitored from boot, so one that
   // never heartbeats again (it crashed while we were down) is still suspected in bounded time.
@@ -346,6 +349,7 @@ export const step = (state: State, event: Event): readonly [State, ReadonlyArray
       break
     case "MessageReceived":
       state.stats.received++
+      state.heard = true
       onMessage(state, event.now, event.from, event.message, out)
       break
     case "JoinRequested":
@@ -615,6 +619,9 @@ const checkSelf = (state: State, d: Digest): void => {
 
 /** This node may serve its store: it did not restart on one, or a peer confirmed it. */
 export const confirmed = (state: State): boolean => state.confirmed
+
+/** Some peer's gossip reached this node since it started. */
+export const heard = (state: State): boolean => state.heard
 
 /**
  * News about ourselves. A tombstone is final: adopt it. Anything else newer than our own entry

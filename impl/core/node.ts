@@ -289,17 +289,23 @@ const runRouted = (state: State, now: number, store: StoreView, out: Array<Comma
 /**
  * A node restarted on a saved store serves nothing from it (answers no read, sends no data)
  * until a peer told it what it knows of this node and that was not newer than this run: a
- * store restored from an older copy is found out first (StaleStore) and never spreads.
+ * store restored from an older copy is found out first (StaleStore) and never spreads. A node
+ * joining the cluster serves nothing until some peer's gossip reached it: until then its ring
+ * is the bootstrap members', and a read it coordinated would ask nodes that may have handed
+ * the key over and dropped it (REBAL-1 found an acknowledged write read back as nil).
  */
 const serving = (state: State): boolean =>
-  state.chord !== undefined || state.peers.length === 0 || Membership.confirmed(state.membership)
+  state.chord !== undefined ||
+  state.peers.length === 0 ||
+  (Membership.confirmed(state.membership) &&
+    (!state.config.joining || Membership.heard(state.membership)))
 
 const failStarting = (state: State, origin: Origin, out: Array<Command>): void =>
   fail(
     state,
     origin,
     "Unavailable",
-    "this node restarted and waits to hear from a peer before it serves its store; retry",
+    "this node is starting and waits to hear from a peer before it serves; retry",
     out,
   )
 
