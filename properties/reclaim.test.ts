@@ -18,10 +18,11 @@ import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import fc from "fast-check"
 import * as Hlc from "../impl/core/hlc.ts"
-import type { NodeId } from "../impl/core/ids.ts"
+import { NodeId } from "../impl/core/ids.ts"
 import type { ClientResult, PutOp } from "../impl/core/messages.ts"
 import type * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
+import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { type Operation, Simulation } from "../impl/sim/sim.ts"
 import { assertFloors, Lengths, params, scheduleMax } from "./helpers/fc.ts"
 
@@ -545,4 +546,67 @@ test("RECLAIM-1: a node whose store was restored from a copy older than its last
     unsafe.live.length > 1,
     `negative control: the old copy spreads the deleted value (held by ${unsafe.live})`,
   )
+})
+
+test("KV-6: a node whose data directory was emptied starts again with a generation its peers have seen: it takes over that generation with request ids no earlier run used, and its next restart is no restored copy (no StaleStore)", () => {
+  const rids = new Map<number, Set<number>>()
+  let run = 0
+  const sim = new Simulation({
+    seed: 17,
+    nodes: NODES,
+    network: { latencyMinMs: 1, latencyMaxMs: 10, lossRate: 0, duplicateRate: 0 },
+    node: scenarioConfig("cp"),
+    onMachineError: "crash-stop",
+    onCommands: (id, _event, commands) => {
+      if (id !== "n2") return
+      for (const c of commands) {
+        if (c._tag !== "Send" || !("rid" in c.message)) continue
+        if (c.message._tag !== "ReadRequest" && c.message._tag !== "WriteRequest") continue
+        const set = rids.get(run) ?? new Set<number>()
+        set.add(c.message.rid as number)
+        rids.set(run, set)
+      }
+    },
+  })
+  const c = NodeId("n2")
+  const work = (tag: string) => {
+    for (let i = 0; i < 20; i++) {
+      const op = sim.call(c, { _tag: "Put", key: `wipe${i}`, value: `${tag}${i}`, context: null })
+      assert.equal(op.result?._tag, "PutOk", `${tag}: write ${i} through ${c}`)
+    }
+  }
+  work("a")
+  // Several restarts: the generation the cluster knows runs ahead of what an emptied store's
+  // counter will count to before its next restart.
+  for (let i = 0; i < 4; i++) {
+    sim.stop(c)
+    sim.restart(c)
+    sim.runFor(1000)
+    work(`r${i}-`)
+  }
+  sim.runFor(2000)
+  run = 1
+  work("b")
+  // The data directory is emptied: no store, no saved view, the generation counter from zero.
+  sim.stop(c)
+  // (The generation counter starts again: this run is generation 1, as the very first was.)
+  sim.restoreFrom(c, { store: new MemoryStore(), savedMembers: undefined, incarnation: -1 })
+  sim.restart(c)
+  sim.runFor(3000)
+  run = 2
+  work("c")
+  sim.stop(c)
+  sim.restart(c)
+  sim.runFor(3000)
+  run = 3
+  work("d")
+  assert.deepEqual(sim.stepErrors, [], "no StaleStore after the emptied node restarted")
+  const all = [...rids.values()]
+  assert.equal(all.length, 4, "each run sent requests")
+  for (let i = 0; i < all.length; i++) {
+    for (let j = i + 1; j < all.length; j++) {
+      const shared = [...all[i]!].filter((r) => all[j]!.has(r))
+      assert.deepEqual(shared, [], `runs ${i} and ${j} share request ids`)
+    }
+  }
 })

@@ -63,6 +63,14 @@ export const stepMembership = (
     })
   }
   refreshRing(state, now)
+  // This node took over a generation an earlier run of it had (its data directory was emptied
+  // and peers remembered more): that run used request ids of that generation's range, so move
+  // to the range's upper half, which no run reaches (KV-6).
+  const own = Membership.selfEntry(state.membership)
+  if (own !== undefined && own.generation > state.ridGeneration) {
+    state.ridGeneration = own.generation
+    state.nextRid = Math.max(state.nextRid, (own.generation % 2 ** 21) * 2 ** 31 + 2 ** 30 + 1)
+  }
   // An operator intent (join, leave, remove, mark-up) changes one entry: tell every peer at
   // once rather than wait for gossip, so that a crash of this node right after cannot lose it.
   if (event._tag !== "TickElapsed" && event._tag !== "MessageReceived") {

@@ -350,6 +350,8 @@ export interface State {
   /** Routing failure detector, fed by direct heartbeats. */
   readonly detector: Phi.State
   nextRid: number
+  /** The generation whose range `nextRid` is in (request ids never repeat, KV-6). */
+  ridGeneration: number
   /** Last hybrid logical timestamp issued or seen. */
   hlc: number
   readonly pending: Map<number, Pending>

@@ -118,6 +118,11 @@ export const init = (config: Config, now: number): State => {
   }))
   const saved = config.savedMembers ?? []
   const savedSelf = saved.find((e) => e.id === config.self)
+  // This run's incarnation is above every one its own saved entry names: that entry may carry a
+  // generation adopted from peers after the data directory was emptied (the store's counter
+  // started again at 1), and a generation at or below it would look like a restored copy
+  // (StaleStore) and reuse request ids (KV-6).
+  const generation = Math.max(config.generation, (savedSelf?.generation ?? 0) + 1)
   const self = bootMembers.find((m) => m.id === config.self)
   const membership = Membership.init(
     {
@@ -130,7 +135,7 @@ export const init = (config: Config, now: number): State => {
       seeds: known
         .filter((e) => e.id !== config.self)
         .map((e) => ({ id: e.id, peerAddress: e.peerAddress })),
-      generation: config.generation,
+      generation,
       restarted: config.savedMembers !== undefined && config.unsafeReclaim !== "no-stale-store",
       status:
         savedSelf !== undefined && savedSelf.status !== "removed"
@@ -167,7 +172,8 @@ export const init = (config: Config, now: number): State => {
     // Request ids must not repeat across restarts: a late answer to a request of the previous
     // incarnation would otherwise count toward a new request's quorum (a read of one key
     // returning another's object, or a write acknowledged by a replica that never saw it).
-    nextRid: (config.generation % 2 ** 21) * 2 ** 31 + 1,
+    nextRid: (generation % 2 ** 21) * 2 ** 31 + 1,
+    ridGeneration: generation,
     hlc: 0,
     pending: new Map(),
     nextHeartbeatAt: now,
