@@ -20,7 +20,7 @@ import { table } from "./table.ts"
 // DHT.STATUS, decoded (its one schema: impl/wire/status.ts)
 
 import type { MemberStatus, StatusReport, StreamingStatus } from "../wire/status.ts"
-import { parseStatus } from "../wire/status.ts"
+import { parseStatus, tombstoneEstimate } from "../wire/status.ts"
 
 export type {
   ChordStatus,
@@ -192,9 +192,9 @@ export const keyCounts = (
   const r = own.reclaim
   if (r === undefined) return { live: "?", tombstones: "?", reaped: "?" }
   const reaped = count(r.reaped)
-  if (r.lastPass === null) return { live: "-", tombstones: "-", reaped }
-  const dead = r.lastPass.dead
-  return { live: count(Math.max(0, own.keys - dead)), tombstones: count(dead), reaped }
+  const dead = tombstoneEstimate(own.keys, r.lastPass)
+  if (dead === undefined) return { live: "-", tombstones: "-", reaped }
+  return { live: count(own.keys - dead), tombstones: count(dead), reaped }
 }
 
 export interface ClusterStatus {
@@ -277,7 +277,10 @@ export const reclaimSummary = (s: ClusterStatus): string => {
     const own = s.own.get(m.id)
     return own?.reclaim === undefined ? [] : [[m.id, own.reclaim] as const]
   })
-  const dead = reports.reduce((sum, [, r]) => sum + (r.lastPass?.dead ?? 0), 0)
+  const dead = reports.reduce(
+    (sum, [id, r]) => sum + (tombstoneEstimate(s.own.get(id)?.keys ?? 0, r.lastPass) ?? 0),
+    0,
+  )
   const reaped = reports.reduce((sum, [, r]) => sum + r.reaped, 0)
   const down = members.filter((m) => !m.reachable).map((m) => m.id)
   const silent = members

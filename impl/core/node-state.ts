@@ -171,7 +171,7 @@ export const defaults = {
   maxMessageAgeMs: 30_000,
   maxClockSkewMs: 1000,
   reapIntervalMs: 1000,
-  reapBatch: 1024,
+  reapBatch: 4096,
   mode: "ap" as "ap" | "cp",
   handoffBatch: 64,
   handoffIntervalMs: 1000,

@@ -12,6 +12,7 @@ import * as Log from "./log.ts"
 import * as RespServer from "./resp-server.ts"
 import * as Store from "./store.ts"
 import * as Transport from "./transport.ts"
+import * as Status from "../wire/status.ts"
 
 export type StopReason = "SIGINT" | "SIGTERM" | "fatal" | "removed"
 
@@ -136,10 +137,10 @@ const infoSections = (
   const d = driver.stats()
   const t = transport.stats()
   const keys = store.size()
-  // Dead objects (tombstones, expired values) as of the reaper's last complete pass.
+  // Dead objects (tombstones, expired values), estimated from the reaper's last complete pass.
   const reclaim = driver.reclaim()
-  const tombstones = reclaim.lastPass?.dead ?? 0
-  const live = Math.max(0, keys - tombstones)
+  const tombstones = Status.tombstoneEstimate(keys, reclaim.lastPass) ?? 0
+  const live = keys - tombstones
   return [
     [
       "Stats",

@@ -102,3 +102,18 @@ void _served
 /** `reclaim` is optional only for older nodes: this version's node must serve it. */
 const _reclaim: (report: Served["reclaim"]) => typeof Reclaim.Encoded = (report) => report
 void _reclaim
+
+/**
+ * Tombstones among a node's `keys` stored objects, estimated from the reaper's last complete
+ * pass: the pass's dead fraction applied to the objects stored now. (The raw `dead` count of a
+ * pass that took several seconds also counts keys written and reclaimed during it, and can
+ * exceed what is stored.) Undefined before the first pass.
+ */
+export const tombstoneEstimate = (
+  keys: number,
+  lastPass: { readonly keys: number; readonly dead: number } | null | undefined,
+): number | undefined => {
+  if (lastPass === null || lastPass === undefined) return undefined
+  if (lastPass.keys === 0) return 0
+  return Math.min(keys, Math.round((keys * lastPass.dead) / lastPass.keys))
+}
