@@ -1,7 +1,8 @@
 /**
  * DOC-1: the code references in the docs stay true. A reference is written `path:line` `name`
  * (docs/architecture.md walks a SET and a GET that way); the line must exist and mention the
- * name, so that moving code without fixing the walk fails here.
+ * name, so that moving code without fixing the walk fails here; `npm run docs:refs` rewrites
+ * the line numbers after a move.
  */
 import assert from "node:assert/strict"
 import { readdirSync, readFileSync } from "node:fs"

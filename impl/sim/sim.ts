@@ -294,6 +294,11 @@ export class Simulation {
     if ((this.config.persistDelayMs ?? 0) > 0) node.store = node.durable.clone()
   }
 
+  /** How many times the node was stopped or started (its generation is this plus one). */
+  incarnationOf(id: NodeId): number {
+    return this.node(id).incarnation
+  }
+
   /** A copy of a node's durable state, as a backup of its data directory would hold it. */
   snapshot(id: NodeId): StoreSnapshot {
     const node = this.node(id)
