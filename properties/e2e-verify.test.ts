@@ -10,6 +10,11 @@
  * 2. The negative control: the same forward-pause schedule with --unsafe-failover (the nodes run
  *    the old failover, which lets the paused replica run its stale copy of the write once it
  *    resumes) must exit non-zero with lost writes, among them a probe key's second write.
+ * 3. CONN-1 in CP mode: a run under kill -9, pauses and partitions (when root) must pass with
+ *    the pipeliner's reads checked (`SET k v; GET k` in one pipeline on one connection: the GET
+ *    reads v); and the negative control, --unsafe-unordered (the nodes' RESP servers submit
+ *    every command on arrival instead of after the same connection's earlier commands on the
+ *    key), must exit non-zero with read-your-writes violations on pipelined reads.
  *
  * `dht verify` stops every node it started on success, failure and Ctrl-C; if a run outlives its
  * bound, the test interrupts it twice (its abort path kills the nodes and removes the
@@ -54,9 +59,20 @@ interface Summary {
   readonly ok: boolean
   readonly network: string
   readonly unsafeFailover: boolean
+  readonly unsafeUnordered?: boolean
   readonly converged: boolean
   readonly counts: Readonly<Record<string, number>>
-  readonly checks: Readonly<Record<string, { checked: number; found: number; violated: number }>>
+  readonly checks: Readonly<
+    Record<
+      string,
+      {
+        checked: number
+        found: number
+        violated: number
+        pipelined?: { checked: number; found: number }
+      }
+    >
+  >
   readonly injected: Readonly<Record<string, number>>
   readonly violations: ReadonlyArray<{ check: string; key: string; message: string }>
 }
@@ -159,4 +175,69 @@ test("KV-9: negative control: dht verify --unsafe-failover under the forward-pau
     assert.match(v.key, /^(probe:|own:)/)
     assert.match(v.message, /^lost write: #\d+ write "(probe|owner\d+)\.\d+" by (probe|owner\d+)/)
   }
+})
+
+test("CONN-1, KV-9: dht verify in CP mode passes with the pipeliner's reads checked (a GET pipelined after a SET of the key on one connection reads it) under kill -9, pauses and partitions (when root)", {
+  timeout: 120_000,
+}, async () => {
+  const kinds = canPartition ? ["kill", "pause", "partition"] : ["kill", "pause"]
+  const run = await verify(
+    [
+      ...["--nodes", "5", "--time", "30s", "--seed", "22", "--mode", "cp"],
+      ...["--nemesis", kinds.join(","), "--quiesce-timeout-ms", "30000"],
+    ],
+    100_000,
+  )
+  const { summary } = run
+  assert.equal(run.code, 0, `dht verify failed:\n${tail(run.output)}`)
+  assert.match(run.output, /dht verify: PASS — no violation/)
+  assert.match(run.output, /pipelined reads checked [\d,]+ .*, stale 0/)
+  assert.equal(summary.ok, true)
+  assert.equal(summary.unsafeUnordered, false)
+  const sessions = summary.checks.sessions!
+  assert.equal(sessions.violated, 0)
+  assert.ok(
+    (sessions.pipelined?.checked ?? 0) >= 50,
+    `pipelined reads checked ${sessions.pipelined?.checked}`,
+  )
+  assert.equal(sessions.pipelined?.found, 0)
+  for (const name of ["lost", "fromNowhere", "diverged", "stale"])
+    assert.equal(summary.counts[name], 0, name)
+})
+
+test("CONN-1: negative control: dht verify --unsafe-unordered (commands run on arrival, not in connection order) exits non-zero with read-your-writes violations on pipelined reads", {
+  timeout: 100_000,
+}, async () => {
+  const run = await verify(
+    [
+      ...["--nodes", "5", "--time", "15s", "--seed", "4", "--mode", "cp"],
+      ...["--nemesis", "none", "--unsafe-unordered", "--quiesce-timeout-ms", "20000"],
+    ],
+    80_000,
+  )
+  const { summary } = run
+  assert.equal(run.code, 1, `expected exit 1:\n${tail(run.output)}`)
+  assert.match(run.output, /dht verify: FAIL — sessions \d+/)
+  assert.equal(summary.ok, false)
+  assert.equal(summary.unsafeUnordered, true)
+  const sessions = summary.checks.sessions!
+  assert.ok((sessions.pipelined?.found ?? 0) > 0, `pipelined stale ${sessions.pipelined?.found}`)
+  assert.equal(sessions.violated, sessions.found)
+  const stale = summary.violations.filter((v) => v.check === "sessions")
+  assert.ok(stale.length > 0)
+  for (const v of stale) {
+    // Only the pipeliner sends commands of one key back to back on one connection.
+    assert.match(v.key, /^pipe:/)
+    assert.match(
+      v.message,
+      /^stale read \((read-your-writes|monotonic reads)\): #\d+ read by pipeliner\d+ at n\d \(invoked [\d.]+, pipelined after #\d+,/,
+    )
+  }
+  assert.ok(
+    stale.some((v) => v.message.startsWith("stale read (read-your-writes)")),
+    "a pipelined GET missed the SET or DEL sent just before it",
+  )
+  // Nothing else is broken: no write lost, no value from nowhere, the nodes agree.
+  for (const name of ["lost", "fromNowhere", "diverged"])
+    assert.equal(summary.counts[name], 0, name)
 })

@@ -2,10 +2,12 @@
  * The history checker (spec/history.ts) that `dht verify` runs on real clusters (KV-9).
  *
  * Hand-written histories that MUST be flagged (the lost-write schedule of a forwarded SET re-run
- * by a paused replica, values from nowhere, divergence, stale reads, resurrection) and ones that
- * must pass (concurrent, later and indeterminate writes winning); then sequential histories
- * generated from a register model with siblings, deletes and failed and indeterminate
- * operations, which must all pass, and the same histories mutated, which each check must fail.
+ * by a paused replica, values from nowhere, divergence, stale reads, resurrection, a pipelined
+ * read that misses the write it was pipelined after) and ones that must pass (concurrent, later
+ * and indeterminate writes winning); then sequential histories generated from a register model
+ * with siblings, deletes, failed and indeterminate operations and pipelined reads (CONN-1: sent
+ * with the operation before them, started once it has its result), which must all pass, and the
+ * same histories mutated, which each check must fail.
  */
 import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
@@ -86,14 +88,25 @@ class Builder {
     })
   }
 
+  /** A read; `after`: pipelined on the same connection right after that operation (CONN-1). */
   read(
     client: string,
     key: string,
     values: ReadonlyArray<string>,
     invokedAt: number,
     completedAt: number,
+    after?: Op,
   ): Op {
-    return this.add({ client, key, kind: "read", values, invokedAt, completedAt, outcome: "ok" })
+    return this.add({
+      client,
+      key,
+      kind: "read",
+      values,
+      invokedAt,
+      completedAt,
+      outcome: "ok",
+      ...(after === undefined ? {} : { after: after.id }),
+    })
   }
 
   finalEverywhere(key: string, values: ReadonlyArray<string>, nodes = NODES): this {
@@ -324,6 +337,72 @@ test("KV-9: the history checker counts stale reads (read-your-writes, monotonic 
   assert.equal(checkSessions(ownDelete.history).found, 1)
 })
 
+test("CONN-1: the history checker judges a pipelined read from its effective start: a GET pipelined after an acknowledged SET that returns the older value is a read-your-writes violation", () => {
+  // SET k a, acknowledged; then one pipeline on one connection: SET k b; GET k, both sent at 20.
+  // The GET starts only once the SET has its result (30), so it must read b (or newer).
+  const piped = new Builder()
+  piped.write("c1", "k", "a", 0, 10)
+  const b = piped.write("c1", "k", "b", 20, 30)
+  const get = piped.read("c1", "k", ["a"], 20, 31, b)
+  piped.finalEverywhere("k", ["b"])
+  const strict = checkSessions(piped.history, { promises: strictPromises })
+  assert.equal(strict.found, 1)
+  assert.equal(strict.violated, 1)
+  assert.deepEqual(strict.pipelined, { checked: 1, found: 1 })
+  assert.deepEqual(strict.violations[0]!.ops, [get.id, b.id])
+  assert.match(
+    strict.violations[0]!.message,
+    /^stale read \(read-your-writes\): #2 read by c1 \(invoked 20, pipelined after #1, answered ok at 31\) returned \["a"\], not the client's own earlier #1 write "b"/,
+  )
+  assert.equal(check(piped.history, { promises: strictPromises }).ok, false)
+  // Sloppy quorums: counted, not a violation.
+  const sloppy = check(piped.history, { promises: sloppyPromises })
+  assert.equal(sloppy.ok, true)
+  assert.equal(sloppy.counts.stale, 1)
+  assert.equal(sloppy.checks.sessions.notPromised.length, 1)
+  assert.deepEqual(sloppy.checks.sessions.pipelined, { checked: 1, found: 1 })
+  // Reading b, or nil after a pipelined DEL, is what CONN-1 promises.
+  const fine = new Builder()
+  fine.write("c1", "k", "a", 0, 10)
+  const b2 = fine.write("c1", "k", "b", 20, 30)
+  fine.read("c1", "k", ["b"], 20, 31, b2)
+  const del = fine.del("c1", "k", 20, 32)
+  fine.read("c1", "k", [], 20, 33, del)
+  fine.finalEverywhere("k", [])
+  const ok = checkSessions(fine.history)
+  assert.equal(ok.found, 0)
+  assert.deepEqual(ok.pipelined, { checked: 2, found: 0 })
+  // The same history without `after`: the GET was invoked before the SET completed, so it may
+  // have run before it; reading a (the last write done before it was invoked) is fine.
+  const unpiped = new Builder()
+  unpiped.write("c1", "k", "a", 0, 10)
+  unpiped.write("c1", "k", "b", 20, 30)
+  unpiped.read("c1", "k", ["a"], 20, 31)
+  unpiped.finalEverywhere("k", ["b"])
+  const none = checkSessions(unpiped.history, { promises: strictPromises })
+  assert.equal(none.found, 0)
+  assert.deepEqual(none.pipelined, { checked: 0, found: 0 })
+  assert.equal(check(unpiped.history, { promises: strictPromises }).ok, true)
+  // A pipelined predecessor that is indeterminate (the client may have given up before the
+  // server had its result) gives no bound: the read is judged from its invocation.
+  const timedOut = new Builder()
+  timedOut.write("c1", "k", "a", 0, 10)
+  const lost = timedOut.write("c1", "k", "b", 20, 8020, "indeterminate")
+  timedOut.read("c1", "k", ["a"], 20, 8021, lost)
+  timedOut.finalEverywhere("k", ["b"])
+  assert.equal(checkSessions(timedOut.history).found, 0)
+  // Monotonic reads within a pipeline: GET; GET after an acknowledged write of another client
+  // was read by the first GET: the second (pipelined after it) must not lose it.
+  const mono = new Builder()
+  mono.write("c2", "k", "a", 0, 10)
+  const first = mono.read("c1", "k", ["a"], 20, 30)
+  mono.read("c1", "k", [], 20, 30, first)
+  mono.finalEverywhere("k", ["a"])
+  const m = checkSessions(mono.history)
+  assert.equal(m.found, 1)
+  assert.match(m.violations[0]!.message, /monotonic reads/)
+})
+
 test("KV-9: the history checker flags a value written before an acknowledged delete that a later read or a final read returns", () => {
   const h = new Builder()
   const a = h.write("c1", "k", "a", 0, 10)
@@ -426,6 +505,11 @@ interface Step {
   readonly lands: number
   readonly answered: boolean
   readonly duration: number
+  /**
+   * A read sent on the same connection right after the previous step (its client and key), in
+   * one pipeline: invoked with it, started once it has its result (CONN-1).
+   */
+  readonly pipelined: boolean
 }
 
 const stepArb: fc.Arbitrary<Step> = fc.record({
@@ -436,6 +520,7 @@ const stepArb: fc.Arbitrary<Step> = fc.record({
   lands: fc.integer({ min: -1, max: 4 }),
   answered: fc.boolean(),
   duration: fc.integer({ min: 1, max: 20 }),
+  pipelined: fc.boolean(),
 })
 
 interface Sibling {
@@ -454,9 +539,12 @@ const runModel = (steps: ReadonlyArray<Step>, landLeftovers: boolean): History =
   steps.forEach((s, index) => {
     for (const l of later.filter((l) => l.at === index)) l.apply(now)
     now += 1
-    const key = `k${s.key}`
-    const client = `c${s.client}`
-    const invokedAt = now
+    const previous = ops[ops.length - 1]
+    const piped =
+      s.pipelined && (s.kind === "read" || s.kind === "readAll") && previous !== undefined
+    const key = piped ? previous.key : `k${s.key}`
+    const client = piped ? previous.client : `c${s.client}`
+    const invokedAt = piped ? previous.invokedAt : now
     now += s.duration
     const completedAt = s.outcome === "indeterminate" && !s.answered ? undefined : now
     const id = ops.length
@@ -476,6 +564,7 @@ const runModel = (steps: ReadonlyArray<Step>, landLeftovers: boolean): History =
         completedAt,
         outcome: s.outcome,
         ...(s.outcome === "ok" ? { values } : {}),
+        ...(piped ? { after: previous.id } : {}),
       })
       return
     }
@@ -527,7 +616,8 @@ const historyArb = fc
   .tuple(fc.array(stepArb, { minLength: 1, maxLength: 60 }), fc.boolean())
   .map(([steps, land]) => runModel(steps, land))
 
-test("KV-9: the history checker passes every sequential history of the register model, with siblings, deletes, failed and indeterminate operations (generated)", () => {
+test("KV-9: the history checker passes every sequential history of the register model, with siblings, deletes, failed and indeterminate operations, pipelined reads (generated)", () => {
+  let pipelined = 0
   fc.assert(
     fc.property(historyArb, (history) => {
       const report = check(history, { promises: strictPromises })
@@ -537,9 +627,11 @@ test("KV-9: the history checker passes every sequential history of the register 
       assert.equal(report.counts.stale, 0)
       assert.equal(report.counts.resurrected, 0)
       assert.equal(report.counts.superseded, 0)
+      pipelined += report.checks.sessions.pipelined?.checked ?? 0
     }),
     params(300),
   )
+  assert.ok(pipelined >= 100, `only ${pipelined} pipelined reads checked`)
 })
 
 const endOf = (h: History): number =>
@@ -572,8 +664,16 @@ const appendRead = (h: History, client: string, key: string, values: Array<strin
   return { ops: [...h.ops, read], final: h.final }
 }
 
-test("KV-9: the history checker finds every mutation of a generated history: an older final value (lost), an unknown value (from nowhere), a diverging node, a stale read, a resurrection, a superseded value back", () => {
-  const applied = { lost: 0, nowhere: 0, diverged: 0, stale: 0, resurrected: 0, superseded: 0 }
+test("KV-9: the history checker finds every mutation of a generated history: an older final value (lost), an unknown value (from nowhere), a diverging node, a stale read, a stale pipelined read, a resurrection, a superseded value back", () => {
+  const applied = {
+    lost: 0,
+    nowhere: 0,
+    diverged: 0,
+    stale: 0,
+    pipelined: 0,
+    resurrected: 0,
+    superseded: 0,
+  }
   fc.assert(
     fc.property(historyArb, fc.nat(), (history, pick) => {
       // Lost: every node ends with only the value of an acknowledged write b done before an
@@ -639,6 +739,32 @@ test("KV-9: the history checker finds every mutation of a generated history: an 
         assert.equal(sloppy.counts.stale, 1)
         assert.equal(sloppy.ok, true)
         applied.stale++
+        break
+      }
+      // A pipelined read that misses the acknowledged write it was pipelined after (CONN-1):
+      // it returns a value written before that write was invoked instead.
+      for (const r of history.ops) {
+        if (r.kind !== "read" || r.outcome !== "ok" || r.after === undefined) continue
+        const own = history.ops[r.after]!
+        if (own.kind === "read" || own.kind === "delete" || own.outcome !== "ok") continue
+        if (deleteOpen(history, own.key, own.invokedAt)) continue
+        const older = writes.find((b) => b.key === own.key && doneBefore(b, own.invokedAt))
+        if (older === undefined) continue
+        const stale: History = {
+          ops: history.ops.map((o) => (o === r ? { ...r, values: [older.value!] } : o)),
+          final: history.final,
+        }
+        const strict = checkSessions(stale, { promises: strictPromises })
+        assert.ok(
+          strict.violations.some(
+            (v) => v.ops[0] === r.id && v.ops[1] === own.id && /read-your-writes/.test(v.message),
+          ),
+          "the pipelined read misses its own write",
+        )
+        assert.ok((strict.pipelined?.found ?? 0) >= 1)
+        assert.equal(check(stale, { promises: strictPromises }).ok, false)
+        assert.ok(check(stale, { promises: sloppyPromises }).counts.stale >= 1)
+        applied.pipelined++
         break
       }
       // A resurrection: a value written before an acknowledged delete is read after it.

@@ -22,7 +22,14 @@
  *    not definitely failed, write of that key, invoked before the read completed.
  *  - convergence: every node returns the same final siblings for a key.
  *  - sessions: read-your-writes and monotonic reads per client; stale reads are counted, and
- *    are violations only where the mode promises them (`Promises`).
+ *    are violations only where the mode promises them (`Promises`). A read pipelined on one
+ *    connection right after another operation (`after`, CONN-1: it starts only once that one
+ *    has its result) is judged from its effective start, the later of its invocation and the
+ *    answer to the operation it was pipelined after; an update (or read) of that pipeline
+ *    answered exactly then counts as done before it. So a pipelined `SET k v; GET k` that reads
+ *    anything older than v is a read-your-writes violation where that is promised. An
+ *    indeterminate predecessor (perhaps the client giving up, not the server's result) gives
+ *    no such bound: the read is judged from its invocation.
  *  - resurrection: after an acknowledged delete, no read that began after it completed returns
  *    a value whose write completed before the delete was invoked (for a delete with a context:
  *    before the read that returned its context was invoked).
@@ -68,6 +75,11 @@ export interface Op {
   readonly node?: string | undefined
   /** The error text of a failed or indeterminate operation (for reports). */
   readonly error?: string | undefined
+  /**
+   * Sent on the same connection right after op `after`, before that op's answer (pipelined);
+   * by CONN-1 it starts only once `after` has its result (when both are on the same key).
+   */
+  readonly after?: number | undefined
 }
 
 /** One node's answer for one key after heal and quiescence. */
@@ -130,6 +142,8 @@ export interface CheckResult {
   readonly name: CheckName
   /** How many things were checked (writes, values, keys, reads). */
   readonly checked: number
+  /** sessions: of those, reads pipelined after an operation of theirs on the key (CONN-1). */
+  readonly pipelined?: { readonly checked: number; readonly found: number } | undefined
   /** How many failed the check, promised or not. */
   readonly found: number
   /** How many of those are violations (the mode promises what they break). */
@@ -188,6 +202,7 @@ const doneBefore = (x: Op, t: number): boolean =>
   x.outcome === "ok" && x.completedAt !== undefined && x.completedAt < t
 
 class Index {
+  readonly byId = new Map<number, Op>()
   readonly byValue = new Map<string, Op>()
   readonly byKey = new Map<string, Array<Op>>()
   readonly finalByKey = new Map<string, Array<FinalRead>>()
@@ -202,6 +217,7 @@ class Index {
     for (const op of history.ops) {
       if (ids.has(op.id)) this.malformed.push(`operation id ${op.id} appears twice`)
       ids.add(op.id)
+      this.byId.set(op.id, op)
       let list = this.byKey.get(op.key)
       if (list === undefined) {
         list = []
@@ -281,7 +297,8 @@ const describeOp = (op: Op): string => {
   const at = op.node === undefined ? "" : ` at ${op.node}`
   const end =
     op.completedAt === undefined ? "never answered" : `answered ${op.outcome} at ${op.completedAt}`
-  return `#${op.id} ${what} by ${op.client}${at} (invoked ${op.invokedAt}, ${end})`
+  const piped = op.after === undefined ? "" : `, pipelined after #${op.after}`
+  return `#${op.id} ${what} by ${op.client}${at} (invoked ${op.invokedAt}${piped}, ${end})`
 }
 
 const showSet = (values: ReadonlyArray<string> | undefined): string =>
@@ -447,14 +464,51 @@ const convergence = (ix: Index, max: number): CheckResult => {
  * account for the client's last acknowledged update of the key (read-your-writes), or for an
  * acknowledged write an earlier read of the same client returned, once that write was done
  * (monotonic reads; a value from a write still in flight may vanish again legitimately).
+ * "Last" and "earlier" are judged at the read's effective start (`pipelineOf`).
  */
 export const checkSessions = (history: History, options: Options = {}): CheckResult =>
   sessions(new Index(history), options.promises ?? strictPromises, options.maxListed ?? 50)
+
+/** Chains of `after` longer than this are cut (a malformed history cannot loop). */
+const PIPELINE_MAX = 1000
+
+/**
+ * A read's place in its pipeline (CONN-1): its effective start, the later of its invocation and
+ * the answer to the operation it was pipelined after (an indeterminate predecessor gives no
+ * bound: its completion may be the client giving up), and the operations before it in the same
+ * pipeline on the same key, nearest first, each of which had its result before the read began.
+ */
+const pipelineOf = (ix: Index, r: Op): { start: number; before: Array<Op> } => {
+  const before: Array<Op> = []
+  let start = r.invokedAt
+  let p = r.after === undefined ? undefined : ix.byId.get(r.after)
+  if (
+    p !== undefined &&
+    p.key === r.key &&
+    p.client === r.client &&
+    p.outcome !== "indeterminate" &&
+    p.completedAt !== undefined
+  ) {
+    start = Math.max(start, p.completedAt)
+  }
+  while (
+    p !== undefined &&
+    p.key === r.key &&
+    p.client === r.client &&
+    before.length < PIPELINE_MAX
+  ) {
+    before.push(p)
+    p = p.after === undefined ? undefined : ix.byId.get(p.after)
+  }
+  return { start, before }
+}
 
 const sessions = (ix: Index, promises: Promises, max: number): CheckResult => {
   const promised = new Findings(max)
   const unpromised = new Findings(max)
   let checked = 0
+  let pipelinedChecked = 0
+  let pipelinedFound = 0
   for (const [key, ops] of ix.byKey) {
     const byClient = new Map<string, Array<Op>>()
     for (const op of ops) {
@@ -468,18 +522,26 @@ const sessions = (ix: Index, promises: Promises, max: number): CheckResult => {
         .sort((x, y) => x.completedAt! - y.completedAt!)
       const reads = own
         .filter((r) => r.kind === "read" && r.outcome === "ok" && r.completedAt !== undefined)
-        .sort((x, y) => x.invokedAt - y.invokedAt)
-      const byCompletion = [...reads].sort((x, y) => x.completedAt! - y.completedAt!)
+        .map((r) => ({ r, ...pipelineOf(ix, r) }))
+        .sort((x, y) => x.start - y.start)
+      const byCompletion = reads.map((x) => x.r).sort((x, y) => x.completedAt! - y.completedAt!)
       let u = 0
-      let lastOwn: Op | undefined
+      let lastOwnBefore: Op | undefined
       let p = 0
-      let previous: Op | undefined
-      for (const r of reads) {
+      let previousBefore: Op | undefined
+      for (const { r, start, before } of reads) {
         checked++
-        while (u < updates.length && updates[u]!.completedAt! < r.invokedAt) lastOwn = updates[u++]
-        while (p < byCompletion.length && byCompletion[p]!.completedAt! < r.invokedAt) {
-          previous = byCompletion[p++]
+        if (r.after !== undefined) pipelinedChecked++
+        while (u < updates.length && updates[u]!.completedAt! < start) lastOwnBefore = updates[u++]
+        while (p < byCompletion.length && byCompletion[p]!.completedAt! < start) {
+          previousBefore = byCompletion[p++]
         }
+        // An operation of the same pipeline answered exactly at the start (the one the read was
+        // pipelined after, or one answered in the same batch) is done before the read too.
+        const atStart = before.filter((x) => x.outcome === "ok" && x.completedAt === start)
+        const lastOwn = atStart.find(isUpdate) ?? lastOwnBefore
+        const previous = atStart.find((x) => x.kind === "read") ?? previousBefore
+        const done = (w: Op): boolean => doneBefore(w, start) || atStart.includes(w)
         const values = r.values ?? []
         let finding: Violation | undefined
         if (lastOwn !== undefined && !ix.admits(values, lastOwn)) {
@@ -494,7 +556,7 @@ const sessions = (ix: Index, promises: Promises, max: number): CheckResult => {
         } else if (previous !== undefined) {
           for (const v of previous.values ?? []) {
             const w = ix.byValue.get(v)
-            if (w === undefined || !doneBefore(w, r.invokedAt) || ix.admits(values, w)) continue
+            if (w === undefined || !done(w) || ix.admits(values, w)) continue
             finding = {
               check: "sessions",
               key,
@@ -507,6 +569,7 @@ const sessions = (ix: Index, promises: Promises, max: number): CheckResult => {
           }
         }
         if (finding === undefined) continue
+        if (r.after !== undefined) pipelinedFound++
         const isRyw = finding.message.includes("read-your-writes")
         const isPromised = isRyw ? promises.readYourWrites : promises.monotonicReads
         ;(isPromised ? promised : unpromised).add(finding)
@@ -516,6 +579,7 @@ const sessions = (ix: Index, promises: Promises, max: number): CheckResult => {
   return {
     name: "sessions",
     checked,
+    pipelined: { checked: pipelinedChecked, found: pipelinedFound },
     found: promised.found + unpromised.found,
     violated: promised.found,
     violations: promised.listed,

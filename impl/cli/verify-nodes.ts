@@ -57,6 +57,8 @@ export interface NodesOptions {
   readonly r: number
   readonly w: number
   readonly unsafeFailover: boolean
+  /** Negative control: DHT_UNSAFE_UNORDERED=1, the RESP server ignores connection order (CONN-1). */
+  readonly unsafeUnordered?: boolean
   /** Try network namespaces (needs root); loopback otherwise. */
   readonly wantNetns: boolean
   /** Preload libfaketime (if found) so that clocks can be skewed. */
@@ -309,6 +311,7 @@ export class Nodes {
     const proc = this.procs[i]!
     const env: NodeJS.ProcessEnv = { ...process.env }
     if (this.options.unsafeFailover) env.DHT_UNSAFE_FAILOVER = "1"
+    if (this.options.unsafeUnordered === true) env.DHT_UNSAFE_UNORDERED = "1"
     if (this.faketime !== undefined) {
       env.LD_PRELOAD = this.faketime
       env.FAKETIME_TIMESTAMP_FILE = this.skewFiles[i]!

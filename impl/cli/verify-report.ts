@@ -159,6 +159,7 @@ export const verdictText = (
     `    from nowhere    ${count(c.fromNowhere)} of ${count(ch.fromNowhere.checked)} values read`,
     `    diverged        ${count(c.diverged)} of ${count(ch.convergence.checked)} keys (${info.convergence})`,
     `    stale reads     ${count(c.stale)} of ${count(ch.sessions.checked)} reads${sessionsNote}`,
+    `      pipelined reads checked ${count(ch.sessions.pipelined?.checked ?? 0)} (CONN-1: GET sent right after a SET or DEL of the key on one connection), stale ${count(ch.sessions.pipelined?.found ?? 0)}`,
     `    resurrected     ${count(c.resurrected)} of ${count(ch.resurrection.checked)} reads after deletes${deletesNote}`,
     `    superseded      ${count(c.superseded)} of ${count(ch.superseded.checked)} reads of causally overwritten keys${p.noResurrection ? "" : " (only final reads are promised in this mode)"}`,
     "  availability (ok / all operations invoked during each kind of fault)",

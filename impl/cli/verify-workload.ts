@@ -16,7 +16,14 @@
  *  - shared:  SETs, DELs and GETs of a few keys every shared client writes;
  *  - reader:  GETs of any key, DHT.GET of the causal keys;
  *  - causal:  DHT.GET, then DHT.PUT with the context read (or none: a new sibling), DHT.DEL
- *             with the context read.
+ *             with the context read;
+ *  - pipeliner: keys only it writes, like an owner's (`pipe:<c>:<slot>:<generation>`), each step
+ *             one ioredis pipeline on its own connection (one socket write): `SET k v; GET k`,
+ *             sometimes `SET k v; GET k; DEL k; GET k`, sometimes several `SET; GET` pairs.
+ *             Every command is its own operation, invoked when the pipeline is sent, completed
+ *             as its reply arrives, and recorded `after` the command sent before it: by CONN-1
+ *             each GET starts only once that command has its result, so it must read it (the
+ *             sessions check, spec/history.ts; `dht verify --unsafe-unordered` breaks this).
  * Now and then a writer sends a write the server must refuse outright (DHT.PUT … W 99): a
  * definitely failed write, whose value must never be read.
  *
@@ -26,7 +33,7 @@
  * `indeterminate`. Times are milliseconds since the run started, on this process's clock.
  */
 import { createWriteStream, type WriteStream } from "node:fs"
-import { Redis } from "ioredis"
+import { Command, type Pipeline, Redis } from "ioredis"
 import type { Op, Outcome } from "../../spec/history.ts"
 import { DhtClient } from "../client/client.ts"
 import { Prng } from "../sim/prng.ts"
@@ -49,6 +56,8 @@ interface MutableOp {
   values?: ReadonlyArray<string>
   node: string
   error?: string
+  /** Pipelined on the same connection right after this operation (CONN-1). */
+  after?: number
   /** Still waiting for its answer. */
   open: boolean
 }
@@ -86,6 +95,7 @@ export class Recorder {
       value?: string
       context?: ReadonlyArray<string>
       contextReadAt?: number
+      after?: number
     },
   ): MutableOp {
     const op: MutableOp = {
@@ -248,6 +258,18 @@ export interface Done {
   readonly context?: string
 }
 
+/** What a pipeline may hold: plain commands on one key. */
+export type PipelineAction = Extract<Action, { readonly _tag: "Set" | "Get" | "Del" }>
+
+const kindOf = (action: Action): Op["kind"] =>
+  action._tag === "Set"
+    ? "write"
+    : action._tag === "DhtPut"
+      ? "put"
+      : action._tag === "Del" || action._tag === "DhtDel"
+        ? "delete"
+        : "read"
+
 export class Runner {
   constructor(
     readonly recorder: Recorder,
@@ -266,18 +288,10 @@ export class Runner {
     timeoutMs?: number,
     connection: string = client,
   ): Promise<Done> {
-    const kind: Op["kind"] =
-      action._tag === "Set"
-        ? "write"
-        : action._tag === "DhtPut"
-          ? "put"
-          : action._tag === "Del" || action._tag === "DhtDel"
-            ? "delete"
-            : "read"
     const op = this.recorder.invoke({
       client,
       key: action.key,
-      kind,
+      kind: kindOf(action),
       node: node.id,
       ...("value" in action ? { value: action.value } : {}),
       ...("context" in action && action.context !== undefined
@@ -329,13 +343,75 @@ export class Runner {
       return { op }
     }
   }
+
+  /**
+   * Send `actions` as one ioredis pipeline (one socket write) on one connection, recording each
+   * command as its own operation: all invoked when the pipeline is sent, each one `after` the
+   * command before it, each completed as its reply arrives (replies come in order). Outcomes as
+   * in `run`. Never throws.
+   */
+  async pipeline(
+    client: string,
+    node: Endpoint,
+    actions: ReadonlyArray<PipelineAction>,
+    timeoutMs?: number,
+    connection: string = client,
+  ): Promise<Array<Done>> {
+    const ops: Array<MutableOp> = []
+    for (const action of actions) {
+      const previous = ops[ops.length - 1]
+      ops.push(
+        this.recorder.invoke({
+          client,
+          key: action.key,
+          kind: kindOf(action),
+          node: node.id,
+          ...(action._tag === "Set" ? { value: action.value } : {}),
+          ...(previous === undefined ? {} : { after: previous.id }),
+        }),
+      )
+    }
+    const conn = this.connections.get(connection, node, timeoutMs)
+    const pipeline = conn.redis.pipeline()
+    // Commands built here so that each one's own reply can be waited for (exec's result comes
+    // only once every reply is in).
+    const send = pipeline as unknown as Pick<Pipeline, "sendCommand">
+    let broken = false
+    const replies = actions.map((action, i) => {
+      const command = new Command(
+        action._tag.toLowerCase(),
+        action._tag === "Set" ? [action.key, action.value] : [action.key],
+        { replyEncoding: "utf8" },
+      )
+      send.sendCommand(command)
+      const op = ops[i]!
+      return command.promise.then(
+        (reply: unknown) => {
+          if (action._tag === "Get") {
+            this.recorder.complete(op, "ok", { values: reply === null ? [] : [String(reply)] })
+          } else this.recorder.complete(op, "ok")
+        },
+        (e: unknown) => {
+          this.recorder.complete(op, classify(e, conn), { error: messageOf(e) })
+          if (!(e instanceof Error && e.name === "ReplyError")) broken = true
+        },
+      )
+    })
+    // Each command's own promise records it; exec's summary of them all is not needed.
+    pipeline.exec().catch(() => {})
+    await Promise.all(replies)
+    // A server's error reply leaves the connection fine; anything else, start afresh.
+    if (broken) this.connections.drop(connection, node, conn)
+    return ops.map((op) => ({ op }))
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Clients
 
-export type Role = "owner" | "shared" | "reader" | "causal"
+export type Role = "owner" | "shared" | "reader" | "causal" | "pipeliner"
 
+/** Ten clients: four owners, two shared, two causal, one reader, one pipeliner. */
 const ROLES: ReadonlyArray<Role> = [
   "owner",
   "shared",
@@ -345,13 +421,15 @@ const ROLES: ReadonlyArray<Role> = [
   "shared",
   "owner",
   "causal",
-  "reader",
+  "pipeliner",
   "owner",
 ]
 
 export const SHARED_KEYS = 4
 export const CAUSAL_KEYS = 3
 export const OWNED_KEYS = 3
+/** A pipeliner's key slots (as many as its steps in flight: a free one is always there). */
+export const PIPE_KEYS = 3
 /** An owner writes a set of keys for this long, then moves on to fresh ones. */
 export const OWNED_KEY_LIFE_MS = 4000
 /** A write slower than this may have been failed over: write its key once more, then retire it. */
@@ -408,6 +486,20 @@ export const runWorkload = async (o: WorkloadOptions): Promise<void> => {
       )
   })
   const owned = [...slots.values()].flat()
+  /** Every pipeliner's key slots (fresh keys of its own, like an owner's). */
+  const pipes = new Map<number, Array<Slot>>()
+  all.forEach((role, c) => {
+    if (role === "pipeliner") {
+      pipes.set(
+        c,
+        Array.from({ length: PIPE_KEYS }, (_, j) => ({
+          key: `pipe:${c}:${j}:${generation++}`,
+          born: now(),
+          busy: false,
+        })),
+      )
+    }
+  })
   /** A reader's plain keys: the shared ones and the owners' current ones. */
   const plainKey = (rng: Prng): string => {
     const i = rng.int(shared.length + owned.length)
@@ -439,6 +531,26 @@ export const runWorkload = async (o: WorkloadOptions): Promise<void> => {
         try {
           const done = await o.runner.run(name, at, action, undefined, `${name}/${lane}`)
           lastOk = done.op.outcome === "ok"
+          return done
+        } finally {
+          clearTimeout(timer)
+          if (slow) stuck.set(at.id, (stuck.get(at.id) ?? 1) - 1)
+        }
+      }
+      /** Send one pipeline on lane `lane`'s connection, like `run`. */
+      const runPipeline = async (
+        lane: number,
+        at: Endpoint,
+        actions: ReadonlyArray<PipelineAction>,
+      ): Promise<Array<Done>> => {
+        let slow = false
+        const timer = setTimeout(() => {
+          slow = true
+          stuck.set(at.id, (stuck.get(at.id) ?? 0) + 1)
+        }, PATIENCE_MS)
+        try {
+          const done = await o.runner.pipeline(name, at, actions, undefined, `${name}/${lane}`)
+          lastOk = done.every((d) => d.op.outcome === "ok")
           return done
         } finally {
           clearTimeout(timer)
@@ -521,6 +633,35 @@ export const runWorkload = async (o: WorkloadOptions): Promise<void> => {
               await run(lane, target, { _tag: "DhtPut", key, value: value() })
             } else if (choice < 0.85) {
               await run(lane, target, { _tag: "DhtDel", key, context })
+            }
+            return
+          }
+          case "pipeliner": {
+            // A key of its own no other step of this client is writing (one always is free).
+            const free = pipes.get(c)!.filter((x) => !x.busy)
+            if (free.length === 0) return
+            const slot = free[rng.int(free.length)]!
+            const j = pipes.get(c)!.indexOf(slot)
+            if (now() - slot.born > OWNED_KEY_LIFE_MS) {
+              Object.assign(slot, { key: `pipe:${c}:${j}:${generation++}`, born: now() })
+            }
+            const key = slot.key
+            const pair = (): Array<PipelineAction> => [
+              { _tag: "Set", key, value: value() },
+              { _tag: "Get", key },
+            ]
+            // SET; GET (60 %), SET; GET; DEL; GET (20 %), two to four SET; GET pairs (20 %).
+            const actions: Array<PipelineAction> =
+              roll < 0.6
+                ? pair()
+                : roll < 0.8
+                  ? [...pair(), { _tag: "Del", key }, { _tag: "Get", key }]
+                  : Array.from({ length: 2 + rng.int(3) }, pair).flat()
+            slot.busy = true
+            try {
+              await runPipeline(lane, node(), actions)
+            } finally {
+              slot.busy = false
             }
             return
           }

@@ -43,7 +43,7 @@ const spec: Args.CommandSpec = {
   name: "verify",
   summary: "check safety on a real cluster under faults (workload, nemesis, history checker)",
   usage:
-    "dht verify [--nodes 5] [--time 60s] [--mode ap|cp] [--routing ring|chord] [--nemesis LIST] [--seed S] [--target HOST:PORT,...] [--out DIR] [--unsafe-failover]",
+    "dht verify [--nodes 5] [--time 60s] [--mode ap|cp] [--routing ring|chord] [--nemesis LIST] [--seed S] [--target HOST:PORT,...] [--out DIR] [--unsafe-failover] [--unsafe-unordered]",
   flags: [
     Args.flag("nodes", "int", "K", "node processes to start", "5"),
     Args.flag("time", "string", "DURATION", "how long the workload runs: 90s, 2m, 1500ms", "60s"),
@@ -76,6 +76,12 @@ const spec: Args.CommandSpec = {
       "bool",
       "",
       "negative control: start the nodes with DHT_UNSAFE_FAILOVER=1 (the old failover: KV-9 should fail)",
+    ),
+    Args.flag(
+      "unsafe-unordered",
+      "bool",
+      "",
+      "negative control: start the nodes with DHT_UNSAFE_UNORDERED=1 (commands run on arrival, not in connection order: pipelined reads should miss their writes, CONN-1)",
     ),
     Args.flag("clients", "int", "N", "concurrent client sessions", "10"),
     Args.flag(
@@ -111,6 +117,7 @@ const spec: Args.CommandSpec = {
     "dht verify --nodes 5 --time 120s",
     "dht verify --time 40s --nemesis kill,pause --seed 7 --out ./verify-out",
     "dht verify --nemesis forward-pause --unsafe-failover      # must fail: lost > 0",
+    "dht verify --mode cp --time 40s --unsafe-unordered        # must fail: stale pipelined reads",
     "dht verify --target 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --time 30s",
   ],
 }
@@ -253,6 +260,7 @@ interface Options {
   readonly targets: ReadonlyArray<Endpoint> | undefined
   readonly out: string
   readonly unsafeFailover: boolean
+  readonly unsafeUnordered: boolean
   readonly clients: number
   readonly opTimeoutMs: number
   readonly quiesceMs: number
@@ -321,6 +329,7 @@ const verify = async (o: Options): Promise<number> => {
           r: o.r,
           w: o.w,
           unsafeFailover: o.unsafeFailover,
+          unsafeUnordered: o.unsafeUnordered,
           wantNetns: kinds.includes("partition") || kinds.includes("oneway"),
           wantSkew: kinds.includes("skew"),
           readyTimeoutMs: Math.max(30_000, 3000 * o.k),
@@ -336,7 +345,7 @@ const verify = async (o: Options): Promise<number> => {
           ? "each node in its own network namespace"
           : `loopback only${nodes.networkNote === undefined ? "" : `, ${nodes.networkNote}`}`
       say(`cluster ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${networkText}`)
-      clusterText = `${o.k} local nodes (${networkText}), mode ${o.mode}, ${o.routing} routing, N=${o.n} R=${o.r} W=${o.w}${o.unsafeFailover ? ", UNSAFE FAILOVER (negative control)" : ""}`
+      clusterText = `${o.k} local nodes (${networkText}), mode ${o.mode}, ${o.routing} routing, N=${o.n} R=${o.r} W=${o.w}${o.unsafeFailover ? ", UNSAFE FAILOVER (negative control)" : ""}${o.unsafeUnordered ? ", UNSAFE UNORDERED (negative control)" : ""}`
       if (!nodes.canPartition) {
         const cut = kinds.filter((kd) => kd === "partition" || kd === "oneway")
         if (cut.length > 0) {
@@ -358,6 +367,10 @@ const verify = async (o: Options): Promise<number> => {
     for (const note of faultNotes) say(`nemesis: ${note}`)
     if (o.unsafeFailover)
       say("nodes run with DHT_UNSAFE_FAILOVER=1: the old failover (KV-9 is expected to fail)")
+    if (o.unsafeUnordered)
+      say(
+        "nodes run with DHT_UNSAFE_UNORDERED=1: no connection order (pipelined reads are expected to miss their writes, CONN-1)",
+      )
     const promises = o.promises ?? (mode === "cp" ? strictPromises : sloppyPromises)
 
     // ---- Workload and nemesis
@@ -506,12 +519,18 @@ const verify = async (o: Options): Promise<number> => {
           mode,
           network: nodes?.network ?? "external",
           unsafeFailover: o.unsafeFailover,
+          unsafeUnordered: o.unsafeUnordered,
           workloadMs: workloadEnd,
           counts: report.counts,
           checks: Object.fromEntries(
             Object.values(report.checks).map((c) => [
               c.name,
-              { checked: c.checked, found: c.found, violated: c.violated },
+              {
+                checked: c.checked,
+                found: c.found,
+                violated: c.violated,
+                ...(c.pipelined === undefined ? {} : { pipelined: c.pipelined }),
+              },
             ]),
           ),
           injected: Object.fromEntries(injected),
@@ -639,6 +658,7 @@ const run = async (parsed: Args.Parsed): Promise<number> => {
     targets,
     out,
     unsafeFailover: Args.bool(v, "unsafe-failover"),
+    unsafeUnordered: Args.bool(v, "unsafe-unordered"),
     clients,
     opTimeoutMs: Args.num(v, "op-timeout-ms") ?? 8000,
     quiesceMs: Args.num(v, "quiesce-timeout-ms") ?? 60_000,

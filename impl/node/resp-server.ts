@@ -15,7 +15,10 @@
  *
  * One connection, one order (CONN-1): an operation on a key starts only once every earlier
  * operation of the same connection on that key has its result, so a pipelined `SET k v; GET k`
- * reads v, as with Redis. Operations on other keys overlap freely.
+ * reads v, as with Redis. Operations on other keys overlap freely. Test-only negative control
+ * (`dht verify --unsafe-unordered`): with DHT_UNSAFE_UNORDERED=1 in its environment the server
+ * submits every operation on arrival, as it once did, and a pipelined GET may miss the SET sent
+ * just before it. Never in production.
  *
  * Errors: a malformed request stream gets `-ERR Protocol error: …` after the replies already
  * owed, then the connection is closed; nobody else is affected. A client that goes away mid
@@ -271,6 +274,8 @@ class RespServerImpl implements RespServer {
   private readonly startedAt = Date.now()
   private nextConnectionId = 1
   private closed = false
+  /** DHT_UNSAFE_UNORDERED=1: submit on arrival, breaking CONN-1 (negative control only). */
+  private readonly unordered: boolean
   private readonly counters: RespServerStats = {
     connectedClients: 0,
     totalConnections: 0,
@@ -291,6 +296,14 @@ class RespServerImpl implements RespServer {
     // connection stays usable; beyond that the stream is refused as a protocol error.
     this.limits = { maxBulkBytes: Math.max(64 * MiB, 4 * options.config.maxValueBytes) }
     this.commands = this.commandTable()
+    // Test-only negative control (dht verify --unsafe-unordered), read here like
+    // DHT_UNSAFE_FAILOVER is read by the node: no per-connection order (CONN-1 breaks).
+    this.unordered = process.env.DHT_UNSAFE_UNORDERED === "1"
+    if (this.unordered) {
+      this.log.error(
+        "DHT_UNSAFE_UNORDERED=1: commands run on arrival, not in connection order (negative control only)",
+      )
+    }
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
   }
 
@@ -644,7 +657,7 @@ class RespServerImpl implements RespServer {
     onResult: (result: ClientResult) => void,
   ): void {
     // A SCAN page reads no one key: it is not ordered behind the connection's writes.
-    if (op._tag === "Scan") return this.submit(op, onResult)
+    if (op._tag === "Scan" || this.unordered) return this.submit(op, onResult)
     const key = op.key
     const run = () =>
       this.submit(op, (result) => {
