@@ -294,6 +294,12 @@ export class Simulation {
     if ((this.config.persistDelayMs ?? 0) > 0) node.store = node.durable.clone()
   }
 
+  /** Running members other than `id`, as bootstrap members for a joiner; the boot ones if none. */
+  private seedsFor(id: NodeId): ReadonlyArray<Ring.Member> {
+    const live = this.ids.filter((x) => x !== id && this.isUp(x))
+    return live.length > 0 ? live.map((x) => ({ id: x, weight: 1 })) : this.nodeConfig.members
+  }
+
   /** How many times the node was stopped or started (its generation is this plus one). */
   incarnationOf(id: NodeId): number {
     return this.node(id).incarnation
@@ -666,6 +672,11 @@ export class Simulation {
         self: node.id,
         // A joiner restarts as a joiner (as `dht node --join` would): it streams again.
         joining: node.joining,
+        // A joiner is pointed at members that are running now, as an operator would list them
+        // in --peers (the boot members may all have left or been removed since).
+        ...(node.joining && this.nodeConfig.routing !== "chord"
+          ? { members: this.seedsFor(node.id) }
+          : {}),
         generation: node.incarnation + 1,
         savedMembers: node.savedMembers,
         // Chord routing: every node gets the boot cluster as seeds (its first node creates the
