@@ -28,6 +28,7 @@ const ownKey = keysWhere("o", true, 1)[0]!
 
 const ok: ClientResult = { _tag: "PutOk", context: [], dot: ["n1", 1], existed: false }
 const failed: ClientResult = { _tag: "Failed", reason: "Timeout", message: "x" }
+const notReplica: ClientResult = { _tag: "Failed", reason: "NotReplica", message: "x" }
 
 type ForwarderStep =
   /** `asked`: from one of the replicas the write was sent to (else from any peer). */
@@ -35,7 +36,8 @@ type ForwarderStep =
   | { _tag: "Heartbeat"; from: number }
   | { _tag: "ForwardTimer" }
   | { _tag: "Deadline" }
-  | { _tag: "Response"; from: number; ok: boolean }
+  /** notReplica: the node refused before doing anything (the forwarder may try the next). */
+  | { _tag: "Response"; from: number; ok: boolean; notReplica: boolean }
 
 const forwarderStepArb: fc.Arbitrary<ForwarderStep> = fc.oneof(
   {
@@ -57,6 +59,7 @@ const forwarderStepArb: fc.Arbitrary<ForwarderStep> = fc.oneof(
       _tag: fc.constant("Response" as const),
       from: fc.nat(2),
       ok: fc.boolean(),
+      notReplica: fc.boolean(),
     }),
   },
 )
@@ -146,7 +149,7 @@ test("KV-9: a forwarder grants a forwarded write to one coordinator at most, and
               run({ _tag: "TimerFired", now, rid, kind: "Deadline" })
               break
             case "Response": {
-              const result = s.ok ? ok : failed
+              const result = s.ok ? ok : s.notReplica ? notReplica : failed
               lastResponse = new Map(lastResponse).set(peers[s.from]!, result)
               const message: PeerMessage = { _tag: "CoordinateResponse", rid, result }
               run({ _tag: "MessageReceived", now, from: peers[s.from]!, message })

@@ -212,7 +212,7 @@ export class Connections {
 
 /** Server refusals made before anything happened: the operation definitely did not take effect. */
 const DEFINITE =
-  /^(ERR (syntax error|wrong number of arguments|unknown command|value too large|[RW] must be an integer)|UNAVAILABLE CP mode:)/
+  /^(ERR (syntax error|wrong number of arguments|unknown command|value too large|[RW] must be an integer)|UNAVAILABLE (CP mode:|this node is starting)|TRYAGAIN forwarded to a node that is not a replica)/
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 

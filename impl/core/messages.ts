@@ -90,6 +90,12 @@ export type FailureReason =
   | "BadRequest"
   /** CP mode: this node cannot see a majority of the cluster, so it refuses writes. */
   | "Unavailable"
+  /**
+   * A write was forwarded to a node that is not one of the key's replicas in its own view
+   * (membership views disagree while they change): it refused before doing anything, so the
+   * write did not take effect; retry.
+   */
+  | "NotReplica"
 
 /** Operator intents (`dht join`, `dht leave`, `dht remove NODE`, over RESP as DHT.*). */
 export type OperatorOp =

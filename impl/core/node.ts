@@ -436,14 +436,14 @@ const onMessage = (
         learnPeers(state.chord, message.replicas)
         const placement = message.replicas.map((p) => p.id)
         if (!placement.includes(state.config.self)) {
-          return fail(state, origin, "Timeout", "forwarded to a node that is not a replica", out)
+          return fail(state, origin, "NotReplica", "forwarded to a node that is not a replica", out)
         }
         return startPut(state, now, origin, message.op, placement, store, out, placement)
       }
       const replicas = Ring.preferenceList(state.ring, message.op.key, state.config.n)
       if (!replicas.includes(state.config.self)) {
         // Our rings disagree (membership changing): refuse rather than mint a stray event.
-        return fail(state, origin, "Timeout", "forwarded to a node that is not a replica", out)
+        return fail(state, origin, "NotReplica", "forwarded to a node that is not a replica", out)
       }
       return startPut(state, now, origin, message.op, replicas, store, out)
     }
@@ -452,6 +452,17 @@ const onMessage = (
       if (p?._tag !== "Forward") return
       // Once granted, only the grantee speaks for the write (another answer is a refused copy).
       if (p.granted !== undefined && p.granted.node !== from) return
+      // Refused before anything was done (it is no replica in its view) and nobody holds the
+      // grant: the next replica may run the write (KV-9 holds: no copy can run elsewhere).
+      if (
+        message.result._tag === "Failed" &&
+        message.result.reason === "NotReplica" &&
+        p.granted === undefined &&
+        p.attempt + 1 < p.candidates.length
+      ) {
+        p.attempt++
+        return sendForward(state, now, message.rid, out)
+      }
       state.pending.delete(message.rid)
       if (message.result._tag === "Failed") state.stats.failures++
       out.push({ _tag: "Reply", client: p.client, result: message.result })

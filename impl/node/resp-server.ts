@@ -129,11 +129,12 @@ export const make = (options: RespServerOptions): Effect.Effect<RespServer, Erro
 const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply => {
   switch (result.reason) {
     case "QuorumNotMet":
-      return Resp.error(
-        result.message.startsWith("quorum not met")
-          ? `ERR ${result.message}`
-          : `ERR quorum not met: ${result.message}`,
-      )
+      // Every QuorumNotMet message starts "quorum not met: …" (node-state.ts failQuorum and
+      // its kin), as Redis clients and docs/clients.md expect after the ERR prefix.
+      return Resp.error(`ERR ${result.message}`)
+    case "NotReplica":
+      // Nothing was written; Redis's TRYAGAIN tells clients to retry.
+      return Resp.error(`TRYAGAIN ${result.message}`)
     case "Timeout":
       return Resp.error(`TIMEOUT ${result.message}`)
     case "Overloaded":

@@ -105,6 +105,7 @@ export const FailureReasonSchema = Schema.Literal(
   "Overloaded",
   "BadRequest",
   "Unavailable",
+  "NotReplica",
 )
 
 export const ClientResultSchema = Schema.Union(
