@@ -28,6 +28,9 @@ import {
  * to `count`, examining at most `examineMax` objects. `upTo` is the last key examined (the
  * node has nothing else up to it) or null when its store is exhausted.
  */
+/** A SCAN page's deadline, in request timeouts. */
+export const SCAN_DEADLINE_REQUESTS = 3
+
 export const scanLocal = (
   examineMax: number,
   store: StoreView,
@@ -98,7 +101,11 @@ export const startScan = (
   const asked = members.filter((m) => !down.includes(m))
   const p: ScanPending = { _tag: "Scan", origin, count, asked, answers: new Map() }
   state.pending.set(rid, p)
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  // A page waits for every member asked, so its latency is the slowest member's (a quorum
+  // read waits for the fastest R): it gets a longer deadline. It stores nothing, so the
+  // message-age bound (RECLAIM-1) does not concern it.
+  const deadline = now + SCAN_DEADLINE_REQUESTS * state.config.requestTimeoutMs
+  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
   const request = { after: op.after, count, match: op.match }
   for (const m of asked) {
     if (m === state.config.self) continue

@@ -469,7 +469,13 @@ const onMessage = (
       return
     }
     case "ScanRequest": {
-      if (!serving(state)) return
+      if (!serving(state)) {
+        // Nothing to list yet: what a starting node holds, its replicas hold too (a SCAN
+        // tolerates N-1 members with nothing to say, as it tolerates N-1 down).
+        const empty: PeerMessage = { _tag: "ScanResponse", rid: message.rid, keys: [], upTo: null }
+        out.push({ _tag: "Send", to: from, message: empty })
+        return
+      }
       const answer = scanLocal(state.config.scanExamineMax, store, message, now)
       const reply: PeerMessage = { _tag: "ScanResponse", rid: message.rid, ...answer }
       out.push({ _tag: "Send", to: from, message: reply })
