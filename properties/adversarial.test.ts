@@ -385,3 +385,91 @@ test("HLC-1: tick strictly increases, observe is monotone and never goes back, a
     params(500),
   )
 })
+
+test("KV-12: a read purges a tombstone only when every replica answered with the same dead object and its grace has passed", () => {
+  const seen = { reads: 0, purged: 0, refusedYoung: 0, refusedDiffer: 0 }
+  const grace = 1000
+  fc.assert(
+    fc.property(
+      historyArb,
+      fc.array(
+        fc.tuple(
+          fc.nat(40),
+          fc.nat(40),
+          fc.nat(40),
+          fc.integer({ min: 0, max: 3000 }),
+          // Often every replica holds the same object: the only case where a purge may happen.
+          fc.boolean(),
+        ),
+        { minLength: 1, maxLength: 20 },
+      ),
+      (points, reads) => {
+        const state = Node.init({ ...config, mode: "cp", tombstoneGraceMs: grace }, 0)
+        const store = new MemoryStore()
+        let client = 0
+        for (const [mine, a, b, age, same] of reads) {
+          const objs = (same ? [mine, mine, mine] : [mine, a, b]).map(
+            (i) => points[i % points.length]!,
+          )
+          // Put this node's answer in its store; the others answer from `objs`.
+          store.apply({ _tag: "Persist", key, obj: objs[0]! })
+          const died = Math.max(
+            0,
+            ...objs.flatMap((o) => Version.siblings(o).map((d) => Hlc.wallMs(d.sibling.ts))),
+          )
+          const now = died + age
+          let rid = -1
+          const asked: Array<NodeId> = []
+          const handle = (commands: ReadonlyArray<Command>) => {
+            for (const c of commands) {
+              store.apply(c)
+              if (c._tag === "Send" && c.message._tag === "ReadRequest") {
+                rid = c.message.rid
+                asked.push(c.to)
+              }
+              const purge =
+                (c._tag === "Send" && c.message._tag === "Purge") ||
+                (c._tag === "Persist" &&
+                  c.obj.entries.length > 0 &&
+                  Version.siblings(c.obj).length === 0)
+              if (!purge) continue
+              seen.purged++
+              assert.ok(
+                objs.every((o) => Version.equals(o, objs[0]!)),
+                "purged although the replicas' objects differ",
+              )
+              assert.ok(Version.isDeletedAt(objs[0]!, now), "purged a live object")
+              const deadAt = Math.max(
+                ...Version.siblings(objs[0]!).map((d) => Version.diedAt(d.sibling, Hlc.wallMs)),
+              )
+              assert.ok(deadAt + grace <= now, "purged before the grace passed")
+            }
+          }
+          const [, first] = Node.step(
+            state,
+            { _tag: "ClientRequested", now, client: client++, op: { _tag: "Get", key } },
+            store,
+          )
+          handle(first)
+          asked.forEach((from, i) => {
+            const obj = objs[1 + (i % 2)]!
+            const message: PeerMessage = { _tag: "ReadResponse", rid, obj }
+            const [, commands] = Node.step(
+              state,
+              { _tag: "MessageReceived", now, from, message },
+              store,
+            )
+            handle(commands)
+          })
+          seen.reads++
+          const alike = objs.every((o) => Version.equals(o, objs[0]!))
+          if (alike && Version.isDeletedAt(objs[0]!, now) && age < grace) seen.refusedYoung++
+          if (!alike && objs.some((o) => Version.isDeleted(o))) seen.refusedDiffer++
+        }
+      },
+    ),
+    params(300),
+  )
+  console.log(`# KV-12: ${JSON.stringify(seen)}`)
+  assertFloors(seen, { reads: 1000, purged: 100, refusedYoung: 15, refusedDiffer: 100 })
+})
