@@ -20,6 +20,7 @@ import * as Hlc from "../impl/core/hlc.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import type { Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
+import * as Phi from "../impl/core/phi.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
@@ -472,4 +473,65 @@ test("KV-12: a read purges a tombstone only when every replica answered with the
   )
   console.log(`# KV-12: ${JSON.stringify(seen)}`)
   assertFloors(seen, { reads: 1000, purged: 100, refusedYoung: 15, refusedDiffer: 100 })
+})
+
+test("FD-7: every threshold of the phi detector points the right way: phi never falls with silence, a higher threshold suspects later, a longer acceptable pause or a slower history suspects later, and a heartbeat clears suspicion", () => {
+  let checks = 0
+  fc.assert(
+    fc.property(
+      // Intervals the detector records even when doubled (up to maxSampleIntervalMs).
+      fc.array(fc.integer({ min: 1, max: Phi.defaults.maxSampleIntervalMs / 2 }), {
+        minLength: 1,
+        maxLength: 30,
+      }),
+      fc.integer({ min: 0, max: 20_000 }),
+      fc.integer({ min: 0, max: 20_000 }),
+      fc.double({ min: 0.5, max: 16, noNaN: true }),
+      fc.double({ min: 0.5, max: 16, noNaN: true }),
+      fc.integer({ min: 0, max: 2000 }),
+      (gaps, s1, s2, t1, t2, pause) => {
+        const peer = NodeId("p")
+        const feed = (config: Partial<Phi.Config>, scale = 1) => {
+          const st = Phi.make(config)
+          let now = 0
+          Phi.heartbeat(st, peer, now)
+          for (const g of gaps) {
+            now += g * scale
+            Phi.heartbeat(st, peer, now)
+          }
+          return { st, last: now }
+        }
+        const { st, last } = feed({})
+        const [a, b] = s1 <= s2 ? [s1, s2] : [s2, s1]
+        // Silence only raises phi.
+        assert.ok(
+          Phi.phi(st, peer, last + a) <= Phi.phi(st, peer, last + b),
+          "phi fell with silence",
+        )
+        // A higher threshold believes the peer up at least as long.
+        const [lo, hi] = t1 <= t2 ? [t1, t2] : [t2, t1]
+        if (!Phi.isAvailable(st, peer, last + b, hi)) {
+          assert.ok(!Phi.isAvailable(st, peer, last + b, lo), "a lower threshold trusted longer")
+        }
+        // A longer acceptable pause suspects no sooner.
+        const longer = feed({ acceptablePauseMs: Phi.defaults.acceptablePauseMs + pause })
+        assert.ok(
+          Phi.phi(longer.st, peer, longer.last + b) <= Phi.phi(st, peer, last + b),
+          "a longer acceptable pause raised phi",
+        )
+        // A peer that always heartbeated more slowly is suspected no sooner after the same silence.
+        const slow = feed({}, 2)
+        assert.ok(
+          Phi.phi(slow.st, peer, slow.last + b) <= Phi.phi(st, peer, last + b),
+          "a slower history raised phi",
+        )
+        // A heartbeat clears suspicion at once.
+        Phi.heartbeat(st, peer, last + b)
+        assert.ok(Phi.isAvailable(st, peer, last + b, lo), "a heartbeat did not clear suspicion")
+        checks++
+      },
+    ),
+    params(500),
+  )
+  assert.ok(checks >= 500, `only ${checks} histories checked`)
 })
