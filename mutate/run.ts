@@ -1,0 +1,205 @@
+/**
+ * `npm run mutate [-- [--force] [--concurrency N] [--seed S] [target[:lines]] ...]`
+ *
+ * Mutation testing of impl/core with Stryker, one target file at a time (mutate/targets.ts).
+ * For each target, Stryker's command runner runs, against every mutant, only the fast property
+ * suites that exercise that file (each suite in its own `node --import tsx` process, stopping at
+ * the first failing one), with a fixed fast-check seed so that a mutant's fate does not change
+ * from one run to the next.
+ *
+ * Incremental: results are kept per target in reports/mutation/<target>.incremental.json, and a
+ * rerun tests only the mutants whose code changed. The command runner reports one pseudo-test,
+ * so Stryker cannot see that a suite changed; this script does: when the target's suites (or
+ * properties/helpers, models) differ from the last run, the survivors are dropped from the
+ * incremental file and tested again (killed mutants are kept, as Stryker itself would).
+ * `--force` retests everything.
+ *
+ * Arguments: target names (`hlc`, `version`, …; none: all, smallest first), optionally with a
+ * line range for Stryker's --mutate (`version:1-200`). Reports: reports/mutation/<target>.json
+ * (the mutation-testing-report-schema JSON) and reports/mutation/summary.json. Not run in CI.
+ */
+import { spawnSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { defaultOrder, type Target, targets } from "./targets.ts"
+
+const OUT = "reports/mutation"
+
+interface Args {
+  force: boolean
+  concurrency: number | undefined
+  seed: number
+  picks: Array<{ name: string; lines: string | undefined }>
+}
+
+const parseArgs = (argv: ReadonlyArray<string>): Args => {
+  const args: Args = { force: false, concurrency: undefined, seed: 1, picks: [] }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === "--force") args.force = true
+    else if (a === "--concurrency") args.concurrency = Number(argv[++i])
+    else if (a === "--seed") args.seed = Number(argv[++i])
+    else if (a === "--help" || a === "-h") {
+      console.log(
+        `usage: npm run mutate -- [--force] [--concurrency N] [--seed S] [target[:from-to]] ...\ntargets: ${defaultOrder.join(" ")}`,
+      )
+      process.exit(0)
+    } else {
+      const [name, lines] = a.split(":") as [string, string | undefined]
+      if (!(name in targets)) {
+        console.error(`mutate: unknown target ${name}; known: ${defaultOrder.join(" ")}`)
+        process.exit(2)
+      }
+      args.picks.push({ name, lines })
+    }
+  }
+  if (args.picks.length === 0) args.picks = defaultOrder.map((name) => ({ name, lines: undefined }))
+  return args
+}
+
+/** Suites of a target that exist in this tree (mutation-gaps may not, in an old checkout). */
+const suitesOf = (target: Target): Array<string> => target.suites.filter((s) => existsSync(s))
+
+/** A digest of everything the target's tests read besides impl/: suites, helpers, models. */
+const testsDigest = (suites: ReadonlyArray<string>): string => {
+  const hash = createHash("sha256")
+  const dirFiles = (dir: string): Array<string> =>
+    existsSync(dir)
+      ? readdirSync(dir, { recursive: true, encoding: "utf8" })
+          .filter((f) => f.endsWith(".ts"))
+          .sort()
+          .map((f) => join(dir, f))
+      : []
+  for (const f of [...suites, ...dirFiles("properties/helpers"), ...dirFiles("models")]) {
+    hash.update(f).update("\0").update(readFileSync(f)).update("\0")
+  }
+  return hash.digest("hex")
+}
+
+/** Drop the survivors from an incremental report so that they run again. */
+const forgetSurvivors = (incrementalFile: string): number => {
+  if (!existsSync(incrementalFile)) return 0
+  const report = JSON.parse(readFileSync(incrementalFile, "utf8")) as {
+    files: Record<string, { mutants: Array<{ status: string }> }>
+  }
+  let dropped = 0
+  for (const file of Object.values(report.files)) {
+    const before = file.mutants.length
+    file.mutants = file.mutants.filter((m) => m.status !== "Survived" && m.status !== "NoCoverage")
+    dropped += before - file.mutants.length
+  }
+  writeFileSync(incrementalFile, JSON.stringify(report))
+  return dropped
+}
+
+interface Counts {
+  killed: number
+  survived: number
+  timeout: number
+  noCoverage: number
+  errors: number
+  ignored: number
+  total: number
+  score: number
+}
+
+const countsOf = (jsonReport: string, file: string): Counts => {
+  const report = JSON.parse(readFileSync(jsonReport, "utf8")) as {
+    files: Record<string, { mutants: Array<{ status: string }> }>
+  }
+  const mutants = report.files[file]?.mutants ?? []
+  const n = (status: string): number => mutants.filter((m) => m.status === status).length
+  const killed = n("Killed")
+  const survived = n("Survived")
+  const timeout = n("Timeout")
+  const noCoverage = n("NoCoverage")
+  const errors = n("CompileError") + n("RuntimeError")
+  const valid = killed + survived + timeout + noCoverage
+  return {
+    killed,
+    survived,
+    timeout,
+    noCoverage,
+    errors,
+    ignored: n("Ignored"),
+    total: mutants.length,
+    score: valid === 0 ? 100 : (100 * (killed + timeout)) / valid,
+  }
+}
+
+const shellQuote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`
+
+const main = (): void => {
+  const args = parseArgs(process.argv.slice(2))
+  mkdirSync(OUT, { recursive: true })
+  const base = JSON.parse(readFileSync("stryker.config.json", "utf8")) as Record<string, unknown>
+  delete base.$schema
+  const summaryFile = join(OUT, "summary.json")
+  const summary: Record<string, Counts & { date: string; lines?: string; minutes: number }> =
+    existsSync(summaryFile) ? JSON.parse(readFileSync(summaryFile, "utf8")) : {}
+  let failed = false
+
+  for (const { name, lines } of args.picks) {
+    const target = targets[name]!
+    const suites = suitesOf(target)
+    const incrementalFile = join(OUT, `${name}.incremental.json`)
+    const digestFile = join(OUT, `${name}.tests.sha256`)
+    const jsonReport = join(OUT, `${name}.json`)
+    const digest = testsDigest(suites)
+    if (existsSync(digestFile) && readFileSync(digestFile, "utf8") !== digest) {
+      const dropped = forgetSurvivors(incrementalFile)
+      console.log(`mutate ${name}: tests changed since the last run; ${dropped} survivor(s) rerun`)
+    }
+    const command = suites
+      .map((s) => `FC_SEED=${args.seed} node --import tsx --test-reporter=dot ${shellQuote(s)}`)
+      .join(" && ")
+    const config = {
+      ...base,
+      mutate: [lines === undefined ? target.file : `${target.file}:${lines}`],
+      commandRunner: { command },
+      incrementalFile,
+      force: args.force,
+      jsonReporter: { fileName: jsonReport },
+      ...(args.concurrency !== undefined ? { concurrency: args.concurrency } : {}),
+    }
+    const configFile = join(OUT, `${name}.stryker.json`)
+    writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`)
+    console.log(`\nmutate ${name}: ${config.mutate[0]} against ${suites.join(" ")}`)
+    const started = Date.now()
+    const run = spawnSync(
+      process.execPath,
+      ["node_modules/@stryker-mutator/core/bin/stryker.js", "run", configFile],
+      { stdio: "inherit" },
+    )
+    const minutes = (Date.now() - started) / 60000
+    if (run.status !== 0 || !existsSync(jsonReport)) {
+      console.error(`mutate ${name}: stryker exited ${run.status ?? run.signal}`)
+      failed = true
+      continue
+    }
+    writeFileSync(digestFile, digest)
+    const counts = countsOf(jsonReport, target.file)
+    summary[name] = {
+      ...counts,
+      date: new Date().toISOString().slice(0, 10),
+      ...(lines === undefined ? {} : { lines }),
+      minutes: Math.round(minutes * 10) / 10,
+    }
+    writeFileSync(summaryFile, `${JSON.stringify(summary, null, 2)}\n`)
+  }
+
+  console.log("\n| target | killed | survived | timeout | no coverage | errors | score | date |")
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |")
+  for (const name of defaultOrder) {
+    const c = summary[name]
+    if (c === undefined) continue
+    const where = c.lines === undefined ? name : `${name}:${c.lines}`
+    console.log(
+      `| ${where} | ${c.killed} | ${c.survived} | ${c.timeout} | ${c.noCoverage} | ${c.errors} | ${c.score.toFixed(1)} % | ${c.date} |`,
+    )
+  }
+  if (failed) process.exit(1)
+}
+
+main()

@@ -1,0 +1,107 @@
+/**
+ * Mutation targets for `npm run mutate` (mutate/run.ts): each file of impl/core under test, and
+ * the fast property suites that exercise it. Stryker's command runner runs these suites once per
+ * mutant, first to last, stopping at the first that fails, so the suite that checks the module
+ * directly comes first and slow simulations are left out where a faster suite covers the same
+ * code. No e2e suite (properties/e2e-*.test.ts) is ever listed: they start real processes.
+ *
+ * Picked from the import graph (which suites import the module, directly or through node.ts)
+ * and the suites' running times on 2 cores; see docs/verification.md, "Mutation testing".
+ */
+
+export interface Target {
+  /** The mutated file. */
+  readonly file: string
+  /** Property suites, in the order they run against each mutant. */
+  readonly suites: ReadonlyArray<string>
+}
+
+const p = (name: string): string => `properties/${name}.test.ts`
+
+/** The machine-level suites that step Node.step (quorums, placement, replicas, reaping). */
+const machine = [
+  "node",
+  "kv-model",
+  "at-most-once",
+  "write-once",
+  "handoff",
+  "reclaim",
+  "adversarial",
+  "partition",
+].map(p)
+
+export const targets: Readonly<Record<string, Target>> = {
+  hlc: {
+    file: "impl/core/hlc.ts",
+    suites: ["lww", "reclaim", "adversarial", "mutation-gaps"].map(p),
+  },
+  quorum: {
+    file: "impl/core/quorum.ts",
+    suites: [p("mutation-gaps"), ...machine],
+  },
+  hash: {
+    file: "impl/core/hash.ts",
+    suites: ["ring", "merkle", "mutation-gaps"].map(p),
+  },
+  ring: {
+    file: "impl/core/ring.ts",
+    suites: ["ring", "write-once", "node", "mutation-gaps"].map(p),
+  },
+  version: {
+    file: "impl/core/version.ts",
+    suites: [
+      "version",
+      "context",
+      "lww",
+      "expiry-model",
+      "counter-sim",
+      "reclaim",
+      "store",
+      "mutation-gaps",
+    ].map(p),
+  },
+  phi: {
+    file: "impl/core/phi.ts",
+    suites: ["membership", "mutation-gaps"].map(p),
+  },
+  merkle: {
+    file: "impl/core/merkle.ts",
+    suites: ["merkle", "anti-entropy-node", "mutation-gaps"].map(p),
+  },
+  membership: {
+    file: "impl/core/membership.ts",
+    suites: ["membership", "rebalance", "mutation-gaps"].map(p),
+  },
+  "anti-entropy": {
+    file: "impl/core/anti-entropy.ts",
+    suites: ["merkle", "anti-entropy-node", "mutation-gaps"].map(p),
+  },
+  "node-placement": {
+    file: "impl/core/node-placement.ts",
+    suites: [...machine, p("rebalance"), p("mutation-gaps")],
+  },
+  "node-reap": {
+    file: "impl/core/node-reap.ts",
+    suites: [p("reclaim"), ...machine.filter((s) => s !== p("reclaim")), p("mutation-gaps")],
+  },
+  "node-replica": {
+    file: "impl/core/node-replica.ts",
+    suites: [...machine, p("mutation-gaps")],
+  },
+}
+
+/** The order `npm run mutate` with no argument runs them in: smallest files first. */
+export const defaultOrder = [
+  "hlc",
+  "quorum",
+  "hash",
+  "ring",
+  "version",
+  "phi",
+  "merkle",
+  "membership",
+  "anti-entropy",
+  "node-placement",
+  "node-reap",
+  "node-replica",
+]
