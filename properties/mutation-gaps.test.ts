@@ -127,7 +127,7 @@ test("FD-1, FD-2: the detector's phi is the exponential model's over the last wi
         max: config.maxSampleIntervalMs,
         over: config.maxSampleIntervalMs + 1,
       }
-      const gaps = steps.map((g) => (typeof g === "number" ? g : edge[g]))
+      const gaps = steps.map((g) => (typeof g === "number" ? g : edge[g as keyof typeof edge]))
       const peer = NodeId("p")
       const state = Phi.make(config)
       assert.equal(Phi.isMonitored(state, peer), false)
