@@ -12,7 +12,9 @@
  * so Stryker cannot see that a suite changed; this script does: when the target's suites (or
  * properties/helpers, models) differ from the last run, the survivors are dropped from the
  * incremental file and tested again (killed mutants are kept, as Stryker itself would).
- * `--force` retests everything.
+ * `--force` retests everything; `--recheck-timeouts` retests the mutants that timed out (on a busy
+ * machine a slow run of a surviving mutant can pass for a timeout), best with a larger
+ * `--timeout-ms` (Stryker's timeoutMS, added to twice the unmutated run's time).
  *
  * Arguments: target names (`hlc`, `version`, …; none: all, smallest first), optionally with a
  * line range for Stryker's --mutate (`version:1-200`). Reports: reports/mutation/<target>.json
@@ -28,21 +30,32 @@ const OUT = "reports/mutation"
 
 interface Args {
   force: boolean
+  recheckTimeouts: boolean
+  timeoutMs: number | undefined
   concurrency: number | undefined
   seed: number
   picks: Array<{ name: string; lines: string | undefined }>
 }
 
 const parseArgs = (argv: ReadonlyArray<string>): Args => {
-  const args: Args = { force: false, concurrency: undefined, seed: 1, picks: [] }
+  const args: Args = {
+    force: false,
+    recheckTimeouts: false,
+    timeoutMs: undefined,
+    concurrency: undefined,
+    seed: 1,
+    picks: [],
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     if (a === "--force") args.force = true
+    else if (a === "--recheck-timeouts") args.recheckTimeouts = true
+    else if (a === "--timeout-ms") args.timeoutMs = Number(argv[++i])
     else if (a === "--concurrency") args.concurrency = Number(argv[++i])
     else if (a === "--seed") args.seed = Number(argv[++i])
     else if (a === "--help" || a === "-h") {
       console.log(
-        `usage: npm run mutate -- [--force] [--concurrency N] [--seed S] [target[:from-to]] ...\ntargets: ${defaultOrder.join(" ")}`,
+        `usage: npm run mutate -- [--force] [--recheck-timeouts] [--timeout-ms MS] [--concurrency N] [--seed S] [target[:from-to]] ...\ntargets: ${defaultOrder.join(" ")}`,
       )
       process.exit(0)
     } else {
@@ -77,8 +90,8 @@ const testsDigest = (suites: ReadonlyArray<string>): string => {
   return hash.digest("hex")
 }
 
-/** Drop the survivors from an incremental report so that they run again. */
-const forgetSurvivors = (incrementalFile: string): number => {
+/** Drop the mutants of these statuses from an incremental report so that they run again. */
+const forget = (incrementalFile: string, statuses: ReadonlyArray<string>): number => {
   if (!existsSync(incrementalFile)) return 0
   const report = JSON.parse(readFileSync(incrementalFile, "utf8")) as {
     files: Record<string, { mutants: Array<{ status: string }> }>
@@ -86,7 +99,7 @@ const forgetSurvivors = (incrementalFile: string): number => {
   let dropped = 0
   for (const file of Object.values(report.files)) {
     const before = file.mutants.length
-    file.mutants = file.mutants.filter((m) => m.status !== "Survived" && m.status !== "NoCoverage")
+    file.mutants = file.mutants.filter((m) => !statuses.includes(m.status))
     dropped += before - file.mutants.length
   }
   writeFileSync(incrementalFile, JSON.stringify(report))
@@ -148,8 +161,12 @@ const main = (): void => {
     const jsonReport = join(OUT, `${name}.json`)
     const digest = testsDigest(suites)
     if (existsSync(digestFile) && readFileSync(digestFile, "utf8") !== digest) {
-      const dropped = forgetSurvivors(incrementalFile)
+      const dropped = forget(incrementalFile, ["Survived", "NoCoverage"])
       console.log(`mutate ${name}: tests changed since the last run; ${dropped} survivor(s) rerun`)
+    }
+    if (args.recheckTimeouts) {
+      const dropped = forget(incrementalFile, ["Timeout"])
+      console.log(`mutate ${name}: ${dropped} timed-out mutant(s) rerun`)
     }
     const command = suites
       .map((s) => `FC_SEED=${args.seed} node --import tsx --test-reporter=dot ${shellQuote(s)}`)
@@ -162,6 +179,7 @@ const main = (): void => {
       force: args.force,
       jsonReporter: { fileName: jsonReport },
       ...(args.concurrency !== undefined ? { concurrency: args.concurrency } : {}),
+      ...(args.timeoutMs !== undefined ? { timeoutMS: args.timeoutMs } : {}),
     }
     const configFile = join(OUT, `${name}.stryker.json`)
     writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`)

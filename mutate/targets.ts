@@ -50,6 +50,7 @@ export const targets: Readonly<Record<string, Target>> = {
   version: {
     file: "impl/core/version.ts",
     suites: [
+      "mutation-gaps",
       "version",
       "context",
       "lww",
@@ -57,12 +58,11 @@ export const targets: Readonly<Record<string, Target>> = {
       "counter-sim",
       "reclaim",
       "store",
-      "mutation-gaps",
     ].map(p),
   },
   phi: {
     file: "impl/core/phi.ts",
-    suites: ["membership", "mutation-gaps"].map(p),
+    suites: ["mutation-gaps", "membership"].map(p),
   },
   merkle: {
     file: "impl/core/merkle.ts",

@@ -5,11 +5,13 @@
  * named after the invariant it serves.
  */
 import assert from "node:assert/strict"
+import { isDeepStrictEqual } from "node:util"
 import fc from "fast-check"
 import { NodeId } from "../impl/core/ids.ts"
 import * as Phi from "../impl/core/phi.ts"
 import * as Quorum from "../impl/core/quorum.ts"
 import * as Ring from "../impl/core/ring.ts"
+import * as Version from "../impl/core/version.ts"
 import { params } from "./helpers/fc.ts"
 import { test } from "./helpers/test.ts"
 
@@ -197,4 +199,305 @@ test("FD-1, FD-2: the stated delays are pause + threshold·ln10·max(mean, floor
     [{ maxSampleIntervalMs: 0 }, /acceptablePauseMs must be >= 0 and maxSampleIntervalMs > 0/],
   ]
   for (const [config, message] of refused) assert.throws(() => Phi.make(config), message)
+})
+
+test("FD-1, FD-2: the window's running sum sheds its float drift at every turn: each time the window has been rewritten whole, the mean is exactly the mean of the intervals in it", () => {
+  // Steps of very different magnitudes from time 0, so that the running sum rounds: with
+  // integer (millisecond) times it never does, and the recomputation is invisible.
+  const stepArb = fc
+    .tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: -4, max: 3 }))
+    .map(([mantissa, exponent]) => mantissa * 10 ** exponent)
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 2, max: 5 }),
+      fc.array(stepArb, { minLength: 20, maxLength: 60 }),
+      (windowSize, steps) => {
+        const peer = NodeId("p")
+        const state = Phi.make({ windowSize })
+        let now = 0
+        Phi.heartbeat(state, peer, now)
+        const recorded = [Phi.defaults.firstHeartbeatEstimateMs]
+        for (const step of steps) {
+          const last = now
+          now += step
+          Phi.heartbeat(state, peer, now)
+          recorded.push(now - last)
+          const overwrites = recorded.length - windowSize
+          if (overwrites >= 0 && overwrites % windowSize === 0) {
+            const window = recorded.slice(-windowSize)
+            const exact = window.reduce((a, b) => a + b, 0) / windowSize
+            assert.equal(Phi.meanIntervalMs(state, peer), exact, `after ${recorded.length}`)
+          }
+        }
+      },
+    ),
+    params(200),
+  )
+})
+
+test("EXP-1: a value is dead from its expiry on: at exactly its expiry it reads as absent", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 10_000 }), fc.nat(10_000), (exp, ts) => {
+      const live: Version.Sibling = { value: "v", ts, exp }
+      assert.equal(Version.dead(live, exp - 1), false)
+      assert.equal(Version.dead(live, exp), true)
+      assert.equal(Version.dead({ value: "v", ts }, exp), false)
+      assert.equal(Version.dead({ value: null, ts }, 0), true)
+      const obj = Version.update(Version.empty, [], live, "a")
+      assert.equal(Version.readAt(obj, exp - 1)?.sibling.value, "v")
+      assert.equal(Version.readAt(obj, exp), undefined)
+      assert.equal(Version.readValueAt(obj, exp), null)
+      assert.deepEqual(Version.valuesAt(obj, exp), [])
+      assert.equal(Version.isDeletedAt(obj, exp), true)
+    }),
+    params(100),
+  )
+})
+
+test("RECLAIM-1: a key died when its last live value died: a tombstone at its write's wall time, an expired value at its expiry (a tombstone's own expiry does not count); undefined while a value lives", () => {
+  const wallMs = (ts: number): number => Math.floor(ts / 1024)
+  const siblingArb = fc.record({
+    value: fc.option(fc.constantFrom("x", "y"), { nil: null }),
+    ts: fc.nat(1_000_000),
+    exp: fc.option(fc.nat(2000), { nil: undefined }),
+  })
+  fc.assert(
+    fc.property(fc.array(siblingArb, { minLength: 1, maxLength: 4 }), fc.nat(2000), (sibs, now) => {
+      // One actor per sibling, each written blind: every sibling stays.
+      let obj = Version.empty
+      sibs.forEach((s, i) => {
+        obj = Version.update(obj, [], s, `a${i}`)
+      })
+      const diedAt = (s: Version.Sibling): number =>
+        s.value === null ? wallMs(s.ts) : s.exp !== undefined ? s.exp : wallMs(s.ts)
+      for (const s of sibs) assert.equal(Version.diedAt(s, wallMs), diedAt(s))
+      const dead = sibs.every((s) => s.value === null || (s.exp !== undefined && s.exp <= now))
+      assert.equal(
+        Version.deadSince(obj, now, wallMs),
+        dead ? Math.max(...sibs.map(diedAt)) : undefined,
+      )
+      assert.equal(Version.deadSince(Version.empty, now, wallMs), undefined)
+    }),
+    params(300),
+  )
+})
+
+test("VER-2: two clocks are concurrent exactly when neither has seen every event of the other", () => {
+  const clockArb = fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3)).map(
+    ([a, b, c]) =>
+      (
+        [
+          ["a", a],
+          ["b", b],
+          ["c", c],
+        ] as const
+      ).filter(([, n]) => n > 0) as Version.Clock,
+  )
+  const events = (clock: Version.Clock): Set<string> =>
+    new Set(clock.flatMap(([actor, n]) => Array.from({ length: n }, (_, i) => `${actor}${i + 1}`)))
+  const subset = (x: Set<string>, y: Set<string>): boolean => [...x].every((e) => y.has(e))
+  fc.assert(
+    fc.property(clockArb, clockArb, (a, b) => {
+      const ea = events(a)
+      const eb = events(b)
+      assert.equal(Version.descends(a, b), subset(eb, ea))
+      assert.equal(Version.concurrent(a, b), !subset(eb, ea) && !subset(ea, eb))
+    }),
+    params(300),
+  )
+})
+
+test("RECLAIM-2: an actor whose own siblings were all superseded mints its next dot at the floor at least; with a sibling of its own left, its dots stay contiguous", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 5 }), fc.nat(1000), (writes, floor) => {
+      let obj = Version.empty
+      for (let i = 0; i < writes; i++) {
+        obj = Version.update(obj, Version.context(obj), { value: `v${i}`, ts: i }, "a")
+      }
+      const counter = Version.context(obj)[0]![1]
+      // Superseding everything it holds: the floor applies.
+      const over = Version.update(obj, Version.context(obj), { value: "w", ts: 99 }, "a", floor)
+      assert.deepEqual(Version.context(over), [["a", Math.max(counter + 1, floor)]])
+      // A blind write beside its own sibling: the next dot, whatever the floor.
+      const beside = Version.update(obj, [], { value: "w", ts: 99 }, "a", floor)
+      assert.deepEqual(Version.context(beside), [["a", counter + 1]])
+      assert.equal(Version.siblings(beside).length, 2)
+    }),
+    params(200),
+  )
+})
+
+test("CTR-1: increments add exactly, per actor and sign, and the total is the base plus every increment; the join takes each actor's larger entries and the later base", () => {
+  const deltaArb = fc.bigInt({ min: -(10n ** 20n), max: 10n ** 20n })
+  const stepsArb = fc.array(fc.tuple(fc.constantFrom("a", "b", "c"), deltaArb), { maxLength: 8 })
+  fc.assert(
+    fc.property(deltaArb, stepsArb, stepsArb, fc.nat(3), fc.nat(3), (base, left, right, lt, rt) => {
+      const start: Version.Counter = { base: String(base), baseTs: 0, p: [], n: [], float: false }
+      const run = (steps: ReadonlyArray<readonly [string, bigint]>) =>
+        steps.reduce((c, [actor, d]) => Version.increment(c, actor, String(d), false), start)
+      const sums = (steps: ReadonlyArray<readonly [string, bigint]>, positive: boolean) => {
+        const out = new Map<string, bigint>()
+        for (const [actor, d] of steps) {
+          if (d >= 0n === positive) out.set(actor, (out.get(actor) ?? 0n) + (d < 0n ? -d : d))
+        }
+        return [...out.entries()]
+          .sort(([x], [y]) => (x < y ? -1 : 1))
+          .map(([a, v]) => [a, String(v)])
+      }
+      const l = run(left)
+      assert.deepEqual(l.p, sums(left, true))
+      assert.deepEqual(l.n, sums(left, false))
+      assert.equal(Version.counterTotal(l), String(left.reduce((t, [, d]) => t + d, base)))
+      // Two replicas that incremented from the same start: the join has each actor's larger
+      // entries (an actor's entries only grow), and the later base.
+      const r = run(right)
+      const x = { ...l, baseTs: lt, base: String(base + 1n) }
+      const y = { ...r, baseTs: rt }
+      const j = Version.mergeCounter(x, y)
+      assert.deepEqual(j, Version.mergeCounter(y, x))
+      assert.equal(j.base, lt > rt || (lt === rt && x.base >= y.base) ? x.base : y.base)
+      assert.equal(j.baseTs, Math.max(lt, rt))
+      assert.equal(j.float, false)
+      for (const side of ["p", "n"] as const) {
+        const want = new Map<string, bigint>()
+        for (const [a, v] of [...l[side], ...r[side]]) {
+          want.set(a, (want.get(a) ?? -1n) > BigInt(v) ? want.get(a)! : BigInt(v))
+        }
+        assert.deepEqual(
+          j[side],
+          [...want.entries()].sort(([p], [q]) => (p < q ? -1 : 1)).map(([a, v]) => [a, String(v)]),
+        )
+      }
+    }),
+    params(300),
+  )
+})
+
+test("CTR-1: a float increment or a join with a float counter turns the counter into a float one and keeps its total", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: -1000, max: 1000 }),
+      fc.array(fc.tuple(fc.constantFrom("a", "b"), fc.integer({ min: -50, max: 50 })), {
+        maxLength: 6,
+      }),
+      fc.double({ min: -10, max: 10, noNaN: true }),
+      (base, steps, delta) => {
+        const start: Version.Counter = { base: String(base), baseTs: 1, p: [], n: [], float: false }
+        const c = steps.reduce((k, [a, d]) => Version.increment(k, a, String(d), false), start)
+        const total = Number(Version.counterTotal(c))
+        const f = Version.increment(c, "c", String(delta), true)
+        assert.equal(f.float, true)
+        assert.ok(Math.abs(Number(Version.counterTotal(f)) - (total + delta)) < 1e-6)
+        for (const [, v] of [...f.p, ...f.n])
+          assert.ok(Number.isFinite(Number(v)) && Number(v) >= 0)
+        assert.equal(f.base, String(Number(c.base)))
+        assert.equal(f.baseTs, c.baseTs)
+        const j = Version.mergeCounter(c, f)
+        assert.equal(j.float, true)
+        assert.ok(Math.abs(Number(Version.counterTotal(j)) - (total + delta)) < 1e-6)
+        // Float entries: an actor's later float increment is added, not concatenated.
+        const g = Version.increment(f, "c", "0.5", true)
+        assert.ok(Math.abs(Number(Version.counterTotal(g)) - (total + delta + 0.5)) < 1e-6)
+        // Join of float counters keeps each actor's larger entry.
+        const h = Version.mergeCounter(g, f)
+        assert.deepEqual(h.p, g.p)
+        assert.deepEqual(h.n, g.n)
+      },
+    ),
+    params(300),
+  )
+})
+
+/** Small objects from a small domain (so that equal ones are common): blind writes by a, b. */
+const smallSiblingArb: fc.Arbitrary<Version.Sibling> = fc.record({
+  value: fc.constantFrom("x", "y", null),
+  ts: fc.nat(2),
+  exp: fc.constantFrom(undefined, 5),
+  counter: fc.constantFrom(undefined, {
+    base: "1",
+    baseTs: 0,
+    p: [["a", "2"]] as const,
+    n: [],
+    float: false,
+  }),
+})
+const smallObjArb: fc.Arbitrary<Version.Obj> = fc
+  .array(fc.tuple(fc.constantFrom("a", "b"), smallSiblingArb, fc.boolean()), { maxLength: 3 })
+  .map((writes) =>
+    writes.reduce(
+      (obj, [actor, s, seen]) => Version.update(obj, seen ? Version.context(obj) : [], s, actor),
+      Version.empty,
+    ),
+  )
+
+test("LWW-1: a plain read resolves to the latest sibling by (timestamp, actor, counter), and last-write-wins pruning keeps just that one", () => {
+  fc.assert(
+    fc.property(smallObjArb, (obj) => {
+      const all = Version.siblings(obj)
+      const key = (d: Version.Dotted) => [d.sibling.ts, d.actor, d.counter] as const
+      const after = (x: Version.Dotted, y: Version.Dotted): boolean => {
+        const [a, b] = [key(x), key(y)]
+        return a[0] !== b[0] ? a[0] > b[0] : a[1] !== b[1] ? a[1] > b[1] : a[2] > b[2]
+      }
+      for (const x of all) for (const y of all) assert.equal(Version.later(x, y), after(x, y))
+      const best = all.reduce<Version.Dotted | undefined>(
+        (m, d) => (m === undefined || after(d, m) ? d : m),
+        undefined,
+      )
+      assert.deepEqual(Version.resolve(obj), best)
+      const pruned = Version.pruneLww(obj)
+      assert.deepEqual(Version.context(pruned), Version.context(obj))
+      assert.deepEqual(
+        Version.siblings(pruned).map((d) => [d.actor, d.sibling]),
+        best === undefined ? [] : [[best.actor, best.sibling]],
+      )
+    }),
+    params(300),
+  )
+  assert.deepEqual(Version.pruneLww(Version.empty), Version.empty)
+})
+
+test("VER-4: deleted, dead-at and live values agree with the siblings: deleted means written with every sibling a tombstone (or none left), live values are the non-tombstones", () => {
+  fc.assert(
+    fc.property(smallObjArb, fc.nat(8), (obj, now) => {
+      const all = Version.siblings(obj).map((d) => d.sibling)
+      const live = all.filter((s) => s.value !== null).map((s) => s.value)
+      const liveAt = all.filter((s) => !Version.dead(s, now)).map((s) => s.value)
+      assert.deepEqual(Version.values(obj), live)
+      assert.deepEqual(Version.valuesAt(obj, now), liveAt)
+      assert.equal(Version.isDeleted(obj), all.length > 0 && live.length === 0)
+      assert.equal(Version.isDeletedAt(obj, now), all.length > 0 && liveAt.length === 0)
+      assert.equal(Version.wasDeleted(obj), obj.entries.length > 0 && live.length === 0)
+      const counters = Version.siblings(obj).filter(
+        (d) => d.sibling.counter !== undefined && !Version.dead(d.sibling, now),
+      )
+      const joined = Version.liveCounterAt(obj, now)
+      if (counters.length === 0) assert.equal(joined, undefined)
+      else assert.deepEqual(joined, counters[0]!.sibling.counter)
+    }),
+    params(300),
+  )
+})
+
+test("VER-1: equality of objects is structural: equals holds exactly when the two objects are deeply equal", () => {
+  fc.assert(
+    fc.property(smallObjArb, smallObjArb, (a, b) => {
+      assert.equal(Version.equals(a, b), isDeepStrictEqual(a, b))
+      assert.equal(Version.equals(a, a), true)
+    }),
+    params(500),
+  )
+})
+
+test("VER-3: the metadata a key carries is its actors' ids plus 8 bytes per entry and 16 per sibling", () => {
+  fc.assert(
+    fc.property(smallObjArb, (obj) => {
+      const want = obj.entries.reduce(
+        (sum, e) => sum + e.actor.length + 8 + 16 * e.values.length,
+        0,
+      )
+      assert.equal(Version.metadataBytes(obj), want)
+    }),
+    params(100),
+  )
 })
