@@ -5,6 +5,7 @@
  * impl/wire/schema.ts holds the effect/Schema codecs for every type that crosses a socket; a
  * compile-time check there keeps the two in step.
  */
+import { Data } from "effect"
 import type { NodeId } from "./ids.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
 import type * as Chord from "./chord.ts"
@@ -98,45 +99,49 @@ export type FailureReason =
   | "NotReplica"
 
 /** Operator intents (`dht join`, `dht leave`, `dht remove NODE`, over RESP as DHT.*). */
-export type OperatorOp =
-  | { readonly _tag: "Join" }
-  | { readonly _tag: "Leave" }
-  | { readonly _tag: "Remove"; readonly node: NodeId }
+export type OperatorOp = Data.TaggedEnum<{
+  Join: {}
+  Leave: {}
+  Remove: { readonly node: NodeId }
+}>
+export const OperatorOp = Data.taggedEnum<OperatorOp>()
 
-export type ClientResult =
+export type ClientResult = Data.TaggedEnum<{
   /** An operator intent was accepted; `message` says what happens next. */
-  | { readonly _tag: "Done"; readonly message: string }
-  | { readonly _tag: "GetOk"; readonly obj: Obj }
+  Done: { readonly message: string }
+  GetOk: { readonly obj: Obj }
   /**
    * `context`: the object's context after the write (use it to supersede this write);
    * `dot`: the write's own event (coordinating replica, counter);
    * `existed`: the write superseded at least one live (non-tombstone) value.
    */
-  | {
-      readonly _tag: "PutOk"
-      readonly context: Clock
-      readonly dot: readonly [string, number]
-      readonly existed: boolean
-      /** The live value the coordinator resolved before this write (SET … GET, GETDEL). */
-      readonly previous?: Previous | undefined
-      /** A counter's total after this increment (INCR's reply). */
-      readonly total?: string | undefined
-    }
+  PutOk: {
+    readonly context: Clock
+    readonly dot: readonly [string, number]
+    readonly existed: boolean
+    /** The live value the coordinator resolved before this write (SET … GET, GETDEL). */
+    readonly previous?: Previous | undefined
+    /** A counter's total after this increment (INCR's reply). */
+    readonly total?: string | undefined
+  }
   /** A page of keys in byte order; `next`: the cursor to continue after, null when done. */
-  | { readonly _tag: "ScanOk"; readonly keys: ReadonlyArray<string>; readonly next: string | null }
+  ScanOk: { readonly keys: ReadonlyArray<string>; readonly next: string | null }
   /** A conditional write whose condition did not hold: nothing was written. */
-  | { readonly _tag: "PutSkipped"; readonly previous?: Previous | undefined }
-  | { readonly _tag: "Failed"; readonly reason: FailureReason; readonly message: string }
+  PutSkipped: { readonly previous?: Previous | undefined }
+  /** The request failed; `reason` says how (and whether it may have taken effect). */
+  Failed: { readonly reason: FailureReason; readonly message: string }
+}>
+export const ClientResult = Data.taggedEnum<ClientResult>()
 
 // ---------------------------------------------------------------------------------------------
 // Peer messages (node to node)
 
-export type PeerMessage =
+export type PeerMessage = Data.TaggedEnum<{
   /** Liveness beacon; any message counts as a sign of life. */
-  | { readonly _tag: "Heartbeat" }
+  Heartbeat: {}
   /** Ask a replica for its object of `key`. */
-  | { readonly _tag: "ReadRequest"; readonly rid: number; readonly key: string }
-  | { readonly _tag: "ReadResponse"; readonly rid: number; readonly obj: Obj }
+  ReadRequest: { readonly rid: number; readonly key: string }
+  ReadResponse: { readonly rid: number; readonly obj: Obj }
   /**
    * Replicate `obj`: the replica syncs it into its own, persists, then acks.
    *
@@ -145,96 +150,92 @@ export type PeerMessage =
    * receiver drops such a message once older than `maxMessageAgeMs` (RECLAIM-1): a stale copy
    * of a reclaimed key can then never land after the reclamation. Absent: an old sender; kept.
    */
-  | {
-      readonly _tag: "WriteRequest"
-      readonly rid: number
-      readonly key: string
-      readonly obj: Obj
-      readonly at?: number | undefined
-    }
-  | { readonly _tag: "WriteAck"; readonly rid: number }
+  WriteRequest: {
+    readonly rid: number
+    readonly key: string
+    readonly obj: Obj
+    readonly at?: number | undefined
+  }
+  WriteAck: { readonly rid: number }
   /**
    * Sloppy quorum: store `obj` as a hint for `owner` (a preferred replica believed down), then
    * ack like a WriteRequest. The hint is durable and handed off when the owner is back.
    */
-  | {
-      readonly _tag: "HintedWrite"
-      readonly rid: number
-      readonly key: string
-      readonly obj: Obj
-      readonly owner: NodeId
-      readonly at?: number | undefined
-    }
+  HintedWrite: {
+    readonly rid: number
+    readonly key: string
+    readonly obj: Obj
+    readonly owner: NodeId
+    readonly at?: number | undefined
+  }
   /** Hinted handoff: the hint holder delivers a hinted object to its owner. */
-  | { readonly _tag: "Handoff"; readonly key: string; readonly obj: Obj; readonly at?: number }
+  Handoff: { readonly key: string; readonly obj: Obj; readonly at?: number }
   /** The owner has `obj` durably; the holder may drop its hint if it has not changed. */
-  | { readonly _tag: "HandoffAck"; readonly key: string; readonly obj: Obj }
+  HandoffAck: { readonly key: string; readonly obj: Obj }
   /** Merkle anti-entropy (impl/core/anti-entropy.ts) between two replicas. */
-  | {
-      readonly _tag: "AntiEntropy"
-      readonly message: AntiEntropy.Message
-      readonly at?: number | undefined
-    }
+  AntiEntropy: {
+    readonly message: AntiEntropy.Message
+    readonly at?: number | undefined
+  }
   /** Membership gossip (impl/core/membership.ts), carried between storage nodes. */
-  | { readonly _tag: "Gossip"; readonly message: Membership.Message }
+  Gossip: { readonly message: Membership.Message }
   /** Rebalancing: a key's object for its new owner, which syncs, persists and acks. */
-  | { readonly _tag: "StreamPush"; readonly key: string; readonly obj: Obj; readonly at?: number }
-  | { readonly _tag: "StreamAck"; readonly key: string }
+  StreamPush: { readonly key: string; readonly obj: Obj; readonly at?: number }
+  StreamAck: { readonly key: string }
   /** The sender has pushed everything it holds for the placement with this signature. */
-  | { readonly _tag: "StreamDone"; readonly signature: string }
+  StreamDone: { readonly signature: string }
   /** Read repair: like WriteRequest but nobody waits for an ack. */
-  | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj; readonly at?: number }
+  Repair: { readonly key: string; readonly obj: Obj; readonly at?: number }
   /**
    * Purge a fully replicated tombstone: the replica drops the tombstone value (keeping only the
    * version vector) if its stored object still equals `obj`, i.e. nothing newer arrived since
    * every replica was seen holding it.
    */
-  | { readonly _tag: "Purge"; readonly key: string; readonly obj: Obj }
+  Purge: { readonly key: string; readonly obj: Obj }
   /**
    * Reclaim a key (RECLAIM-1): every replica held this dead object, twice, with the cluster
    * calm in between (impl/core/node-reap.ts). The replica deletes the key, clock and all, if
    * its stored object still equals `obj`; anything newer stays.
    */
-  | { readonly _tag: "Reap"; readonly key: string; readonly obj: Obj; readonly at: number }
+  Reap: { readonly key: string; readonly obj: Obj; readonly at: number }
   /** Chord routing (impl/core/chord.ts): lookups and ring maintenance between storage nodes. */
-  | { readonly _tag: "Chord"; readonly message: Chord.ChordMessage }
+  Chord: { readonly message: Chord.ChordMessage }
   /**
    * A node outside the preference list asks a replica to coordinate a write. `replicas`: under
    * Chord routing, the key's preference list as the forwarder's lookup found it (the coordinator
    * has no ring to compute it from).
    */
-  | {
-      readonly _tag: "CoordinateRequest"
-      readonly rid: number
-      readonly op: PutOp
-      readonly replicas?: ReadonlyArray<Chord.Peer> | undefined
-    }
-  | { readonly _tag: "CoordinateResponse"; readonly rid: number; readonly result: ClientResult }
+  CoordinateRequest: {
+    readonly rid: number
+    readonly op: PutOp
+    readonly replicas?: ReadonlyArray<Chord.Peer> | undefined
+  }
+  CoordinateResponse: { readonly rid: number; readonly result: ClientResult }
   /**
    * The coordinator of a forwarded write asks its forwarder for the right to run it (KV-9):
    * `rid` is the forwarder's request id, `put` the coordinator's own.
    */
-  | { readonly _tag: "CoordinateClaim"; readonly rid: number; readonly put: number }
+  CoordinateClaim: { readonly rid: number; readonly put: number }
   /** The forwarder's answer to a claim; `rid` is the coordinator's request id. */
-  | { readonly _tag: "CoordinateGrant"; readonly rid: number; readonly granted: boolean }
+  CoordinateGrant: { readonly rid: number; readonly granted: boolean }
   /** SCAN: this node's next live keys after `after` (SCAN-1). */
-  | {
-      readonly _tag: "ScanRequest"
-      readonly rid: number
-      readonly after?: string | undefined
-      readonly count: number
-      readonly match?: string | undefined
-    }
+  ScanRequest: {
+    readonly rid: number
+    readonly after?: string | undefined
+    readonly count: number
+    readonly match?: string | undefined
+  }
   /**
    * `keys`: live matching keys after the request's `after`, in order; `upTo`: this node holds no
    * other live matching key up to and including it (null: none at all after `after`).
    */
-  | {
-      readonly _tag: "ScanResponse"
-      readonly rid: number
-      readonly keys: ReadonlyArray<string>
-      readonly upTo: string | null
-    }
+  ScanResponse: {
+    readonly rid: number
+    readonly keys: ReadonlyArray<string>
+    readonly upTo: string | null
+  }
+}>
+export const PeerMessage = Data.taggedEnum<PeerMessage>()
 
 // ---------------------------------------------------------------------------------------------
 // Events and commands of the storage machine
@@ -245,64 +246,61 @@ export type ClientRef = number
 /** ChordStabilize: the Chord stabilize timer; ChordRpc: the deadline of Chord rpc `rid`. */
 export type TimerKind = "Deadline" | "Forward" | "AntiEntropy" | "ChordStabilize" | "ChordRpc"
 
-export type Event =
-  | {
-      readonly _tag: "ClientRequested"
-      readonly now: number
-      readonly client: ClientRef
-      readonly op: ClientOp
-    }
-  | {
-      readonly _tag: "MessageReceived"
-      readonly now: number
-      readonly from: NodeId
-      readonly message: PeerMessage
-    }
-  | {
-      readonly _tag: "TimerFired"
-      readonly now: number
-      readonly rid: number
-      readonly kind: TimerKind
-    }
-  | { readonly _tag: "TickElapsed"; readonly now: number }
-  | {
-      readonly _tag: "OperatorRequested"
-      readonly now: number
-      readonly client: ClientRef
-      readonly op: OperatorOp
-    }
+export type Event = Data.TaggedEnum<{
+  ClientRequested: {
+    readonly now: number
+    readonly client: ClientRef
+    readonly op: ClientOp
+  }
+  MessageReceived: {
+    readonly now: number
+    readonly from: NodeId
+    readonly message: PeerMessage
+  }
+  TimerFired: {
+    readonly now: number
+    readonly rid: number
+    readonly kind: TimerKind
+  }
+  TickElapsed: { readonly now: number }
+  OperatorRequested: {
+    readonly now: number
+    readonly client: ClientRef
+    readonly op: OperatorOp
+  }
+}>
+export const Event = Data.taggedEnum<Event>()
 
-export type Command =
+export type Command = Data.TaggedEnum<{
   /** `address`: where to reach `to` when the driver does not know it yet (gossip to a seed). */
-  | {
-      readonly _tag: "Send"
-      readonly to: NodeId
-      readonly message: PeerMessage
-      readonly address?: string | undefined
-    }
-  | { readonly _tag: "Reply"; readonly client: ClientRef; readonly result: ClientResult }
+  Send: {
+    readonly to: NodeId
+    readonly message: PeerMessage
+    readonly address?: string | undefined
+  }
+  Reply: { readonly client: ClientRef; readonly result: ClientResult }
   /** Make `obj` the stored object of `key`. Every command after it waits until it is durable. */
-  | { readonly _tag: "Persist"; readonly key: string; readonly obj: Obj }
+  Persist: { readonly key: string; readonly obj: Obj }
   /** Store `obj` as the hint for (`owner`, `key`). Ordered like Persist. */
-  | {
-      readonly _tag: "PersistHint"
-      readonly owner: NodeId
-      readonly key: string
-      readonly obj: Obj
-    }
+  PersistHint: {
+    readonly owner: NodeId
+    readonly key: string
+    readonly obj: Obj
+  }
   /** Drop the hint for (`owner`, `key`) if it still equals `obj`. Ordered like Persist. */
-  | { readonly _tag: "DropHint"; readonly owner: NodeId; readonly key: string; readonly obj: Obj }
+  DropHint: { readonly owner: NodeId; readonly key: string; readonly obj: Obj }
   /** Delete `key` if its stored object still equals `obj` (handed over to new owners). */
-  | { readonly _tag: "Drop"; readonly key: string; readonly obj: Obj }
+  Drop: { readonly key: string; readonly obj: Obj }
   /** This node has been removed from the cluster (it left, or an operator removed it). */
-  | { readonly _tag: "Removed" }
+  Removed: {}
   /** Deliver TimerFired{rid, kind} at time `at` (or later). Timers are never cancelled. */
-  | {
-      readonly _tag: "SetTimer"
-      readonly rid: number
-      readonly kind: TimerKind
-      readonly at: number
-    }
+  SetTimer: {
+    readonly rid: number
+    readonly kind: TimerKind
+    readonly at: number
+  }
+}>
+export const Command = Data.taggedEnum<Command>()
 
 /** A hinted copy held for a preferred replica that was down. */
 export interface Hint {

@@ -47,13 +47,13 @@ import { isStoreWrite } from "../core/executor.ts"
 import type { NodeId } from "../core/ids.ts"
 import { NodeId as mkNodeId } from "../core/ids.ts"
 import * as Membership from "../core/membership.ts"
-import type {
-  ClientOp,
+import {
+  type ClientOp,
   ClientResult,
-  Command,
-  Event,
-  PeerMessage,
-  TimerKind,
+  type Command,
+  type Event,
+  type PeerMessage,
+  type TimerKind,
 } from "../core/messages.ts"
 import * as Node from "../core/node.ts"
 import * as Version from "../core/version.ts"
@@ -677,18 +677,14 @@ const describeOp = (op: ClientOp): string =>
         : `SET ${op.key}=${op.value}`
       : op._tag
 
-export const describeResult = (r: ClientResult): string => {
-  switch (r._tag) {
-    case "GetOk":
-      return `GetOk ${describeObj(r.obj)}`
-    case "PutOk":
-      return `PutOk dot=${r.dot[0]}:${r.dot[1]}`
-    case "Failed":
-      return `Failed ${r.reason} (${r.message})`
-    default:
-      return r._tag
-  }
-}
+export const describeResult: (r: ClientResult) => string = ClientResult.$match({
+  Done: (r) => `Done (${r.message})`,
+  GetOk: (r) => `GetOk ${describeObj(r.obj)}`,
+  PutOk: (r) => `PutOk dot=${r.dot[0]}:${r.dot[1]}`,
+  ScanOk: (r) => `ScanOk ${r.keys.length} keys`,
+  PutSkipped: () => "PutSkipped",
+  Failed: (r) => `Failed ${r.reason} (${r.message})`,
+})
 
 // ---------------------------------------------------------------------------------------------
 // The explorer

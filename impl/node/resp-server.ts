@@ -25,11 +25,12 @@
  * command is forgotten: its late results are dropped.
  */
 import * as net from "node:net"
-import { Effect, type Scope } from "effect"
+import { Effect, Match, type Scope } from "effect"
 import { NodeId } from "../core/ids.ts"
 import {
   type ClientOp,
   type ClientResult,
+  type FailureReason,
   type OperatorOp,
   type PutOp,
   SCAN_COUNT_MAX,
@@ -126,27 +127,24 @@ export const make = (options: RespServerOptions): Effect.Effect<RespServer, Erro
 // ---------------------------------------------------------------------------------------------
 // Replies from machine results
 
-const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply => {
-  switch (result.reason) {
-    case "QuorumNotMet":
-      // Every QuorumNotMet message starts "quorum not met: …" (node-state.ts failQuorum and
-      // its kin), as Redis clients and docs/clients.md expect after the ERR prefix.
-      return Resp.error(`ERR ${result.message}`)
-    case "NotReplica":
-      // Nothing was written; Redis's TRYAGAIN tells clients to retry.
-      return Resp.error(`TRYAGAIN ${result.message}`)
-    case "Timeout":
-      return Resp.error(`TIMEOUT ${result.message}`)
-    case "Overloaded":
-      return Resp.error(`OVERLOADED ${result.message}`)
-    case "Unavailable":
-      return Resp.error(`UNAVAILABLE ${result.message}`)
-    case "BadRequest":
-      return Resp.error(`ERR ${result.message}`)
-    default:
-      return Resp.error(`ERR ${result.reason}: ${result.message}`)
-  }
-}
+/**
+ * The RESP error code of each failure reason, matched exhaustively: a new reason does not
+ * compile until it has a code. QuorumNotMet messages start "quorum not met: …" (node-state.ts
+ * failQuorum and its kin), as Redis clients and docs/clients.md expect after ERR; NotReplica
+ * wrote nothing, and Redis's TRYAGAIN tells clients to retry.
+ */
+const failureCode: (reason: FailureReason) => string = Match.type<FailureReason>().pipe(
+  Match.when("QuorumNotMet", () => "ERR"),
+  Match.when("NotReplica", () => "TRYAGAIN"),
+  Match.when("Timeout", () => "TIMEOUT"),
+  Match.when("Overloaded", () => "OVERLOADED"),
+  Match.when("Unavailable", () => "UNAVAILABLE"),
+  Match.when("BadRequest", () => "ERR"),
+  Match.exhaustive,
+)
+
+const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply =>
+  Resp.error(`${failureCode(result.reason)} ${result.message}`)
 
 /**
  * The value a plain GET returns: the resolved sibling, null for none, a tombstone or an expired
