@@ -1,15 +1,36 @@
 /**
- * The storage node's anti-entropy glue (impl/core/node.ts): which Merkle trees it keeps and
- * with whom it compares them (impl/core/anti-entropy.ts, impl/core/merkle.ts).
+ * The storage node's anti-entropy glue (impl/core/node.ts): the anti-entropy machine
+ * (impl/core/anti-entropy.ts) it runs, the Merkle trees it keeps (impl/core/merkle.ts) and their
+ * upkeep as the node writes.
+ *
+ * Owns: `ae`, `aeTrees`, `stats.aeRepairs`. Must not: choose its partners or which keys a tree
+ * holds (node-placement.ts answers both for either routing mode; node-membership.ts and
+ * node-chord.ts set the targets), or write a repaired object but through `mergeLocal`.
  */
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
 import type { Command, StoreView } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Merkle from "./merkle.ts"
-import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
+import type { Config } from "./node-config.ts"
 import { mergeLocal, type State } from "./node-state.ts"
+import { antiEntropyHolds, antiEntropyPeerOf } from "./node-placement.ts"
+
+/** The anti-entropy machine a node starts with: no targets until its ring or arc is known. */
+export const initAntiEntropy = (config: Config, now: number): AntiEntropy.State =>
+  AntiEntropy.init(
+    {
+      self: config.self,
+      intervalMs: config.aeIntervalMs,
+      exchangeTimeoutMs: config.requestTimeoutMs * 2,
+      maxKeys: config.aeMaxKeys,
+      ratePerSec: config.aeRatePerSec,
+      burst: Math.max(config.aeMaxKeys, config.aeRatePerSec),
+    },
+    [],
+    now,
+  )
 
 // ---------------------------------------------------------------------------------------------
 // Anti-entropy (Dynamo section 4.7): Merkle exchanges with every replica peer
@@ -23,28 +44,9 @@ export const pairRange = (a: NodeId, b: NodeId): Merkle.Range => {
   return { start, end: start }
 }
 
-/**
- * Whose trees `key` belongs in, as a test on a tree's peer (computed once per key, then asked
- * of every kept tree). On the ring a pair tree holds the keys this node shares with its peer.
- * Under Chord routing a tree (peer null) holds every key of its range, the node's own arc or a
- * predecessor's it is asked about; trees ignore keys outside their range by themselves.
- */
-const belongs = (state: State, key: string): ((peer: NodeId | null) => boolean) => {
-  if (state.chord !== undefined) return () => true
-  const replicas = Ring.preferenceList(state.ring, key, state.config.n)
-  const mine = replicas.includes(state.config.self)
-  return (peer) => mine && peer !== null && replicas.includes(peer)
-}
-
 /** Does the kept tree hold `key` (for checks of the trees against the store)? */
 export const keeps = (state: State, peer: NodeId | null, key: string): boolean =>
-  belongs(state, key)(peer)
-
-/** The peer whose shared keys the tree of `range` holds; null under Chord routing. */
-const peerOf = (state: State, range: Merkle.Range): NodeId | null | undefined =>
-  state.chord !== undefined
-    ? null
-    : state.ae.targets.find((t) => Merkle.sameRange(t.range, range))?.peer
+  antiEntropyHolds(state, key)(peer)
 
 /** Trees kept at most (arcs and shapes asked about come and go). */
 const TREES_MAX = 16
@@ -64,7 +66,7 @@ const treeFor = (
   range: Merkle.Range,
   shape?: Merkle.Shape,
 ): Merkle.Tree | undefined => {
-  const peer = peerOf(state, range)
+  const peer = antiEntropyPeerOf(state, range)
   if (peer === undefined) return undefined
   if (shape !== undefined) {
     const cached = state.aeTrees.get(shapeId(range, shape))
@@ -78,7 +80,7 @@ const treeFor = (
   }
   const entries = store
     .scan(undefined, Number.MAX_SAFE_INTEGER)
-    .filter(([key]) => belongs(state, key)(peer))
+    .filter(([key]) => antiEntropyHolds(state, key)(peer))
   const chosen = shape ?? Merkle.shapeFor(entries.length)
   if (state.aeTrees.size >= TREES_MAX) state.aeTrees.clear()
   const tree = Merkle.build(range, chosen, entries)
@@ -104,7 +106,7 @@ export const trackWrites = (state: State, store: StoreView, out: ReadonlyArray<C
           ? undefined
           : before
     written.set(c.key, after)
-    const inTree = belongs(state, c.key)
+    const inTree = antiEntropyHolds(state, c.key)
     for (const [id, kept] of state.aeTrees) {
       if (!inTree(kept.peer)) continue
       try {

@@ -8,10 +8,16 @@
  * its arc and the survivors of a failure re-replicate theirs; a placement sweep hands keys
  * written during ring changes to their replicas. No membership, gossip, sloppy quorum or
  * rebalancing passes in this mode.
+ *
+ * Owns: the Chord slice of the node's state (`ChordRouting`: the Chord machine, the address
+ * book, parked and routed requests, the join and sweep pacing). Must not: decide whether this
+ * node routes by Chord, or fetch the slice from the node's state itself (node-placement.ts owns
+ * the routing mode and hands every function here the slice it works on); run a routed request
+ * itself (it queues it in `routed` for the coordinator, once this step's Chord work is done).
  */
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
-import type { Command, KeyOp, OperatorOp, StoreView } from "./messages.ts"
+import type { ClientRef, Command, KeyOp, OperatorOp, StoreView, TimerKind } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Chord from "./chord.ts"
 import * as Merkle from "./merkle.ts"
@@ -23,10 +29,10 @@ import {
   PUSH_GIVE_UP_REQUESTS,
   respond,
   type ChordRouting,
-  type Config,
   type Origin,
   type State,
 } from "./node-state.ts"
+import type { Config } from "./node-config.ts"
 
 export const initChord = (config: Config): ChordRouting => {
   const addresses = new Map<NodeId, string>()
@@ -83,15 +89,17 @@ const replicasFrom = (successors: ReadonlyArray<Chord.Peer>, n: number, replier:
   return out
 }
 
+/** Park a request until the lookup of its key's successor completes (then `routed` runs it). */
 export const lookupThen = (
   state: State,
+  c: ChordRouting,
   now: number,
   origin: Origin,
   op: KeyOp,
   store: StoreView,
   out: Array<Command>,
 ): void => {
-  lookUp(state, now, op.key, store, out, (id) => state.chord!.parked.set(id, { origin, op }))
+  lookUp(state, c, now, op.key, store, out, (id) => c.parked.set(id, { origin, op }))
 }
 
 /**
@@ -100,6 +108,7 @@ export const lookupThen = (
  */
 const lookUp = (
   state: State,
+  c: ChordRouting,
   now: number,
   key: string,
   store: StoreView,
@@ -109,17 +118,17 @@ const lookUp = (
   const requestId = state.nextRid++
   register(requestId)
   const target = position(key)
-  chordStep(state, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
+  chordStep(state, c, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
 }
 
-export const chordStep = (
+const chordStep = (
   state: State,
+  c: ChordRouting,
   now: number,
   event: Chord.ChordEvent,
   store: StoreView,
   out: Array<Command>,
 ): void => {
-  const c = state.chord!
   const [next, commands] = Chord.step(c.ring, event)
   c.ring = next
   for (const cmd of commands) {
@@ -189,7 +198,38 @@ export const chordStep = (
         break
     }
   }
-  refreshNeighbourhood(state, now)
+  refreshNeighbourhood(state, c, now)
+}
+
+/** A Chord message from a peer: its peers go into the address book, then to the machine. */
+export const onMessage = (
+  state: State,
+  c: ChordRouting,
+  now: number,
+  from: NodeId,
+  message: Chord.ChordMessage,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  learnPeers(c, Chord.peersIn(message))
+  chordStep(state, c, now, { _tag: "MessageReceived", now, from, message }, store, out)
+}
+
+/** The Chord machine's timers: the stabilize round and an RPC's timeout. */
+export const onTimer = (
+  state: State,
+  c: ChordRouting,
+  now: number,
+  rid: number,
+  kind: Extract<TimerKind, "ChordStabilize" | "ChordRpc">,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const event: Chord.ChordEvent =
+    kind === "ChordStabilize"
+      ? { _tag: "StabilizeTicked", now, random: Rng.uniform(c.random) }
+      : { _tag: "RpcTimedOut", now, rpc: rid }
+  chordStep(state, c, now, event, store, out)
 }
 
 /** Stabilize intervals between two seed checks of a member (CheckRequested). */
@@ -215,11 +255,11 @@ const isCreator = (state: State): boolean => state.config.chordSeeds[0]?.id === 
  */
 export const maybeJoinChord = (
   state: State,
+  c: ChordRouting,
   now: number,
   store: StoreView,
   out: Array<Command>,
 ) => {
-  const c = state.chord!
   const interval = state.config.chord.stabilizeIntervalMs
   const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
   if (c.ring.status === "Idle" && now >= c.nextJoinAt) {
@@ -239,25 +279,30 @@ export const maybeJoinChord = (
         ? 0
         : 1 + ((attempt >> 1) % (seeds.length - 1))
     const via = create ? null : seeds[turn]!
-    chordStep(state, now, { _tag: "JoinRequested", now, via }, store, out)
+    chordStep(state, c, now, { _tag: "JoinRequested", now, via }, store, out)
   } else if (c.ring.status === "Active" && seeds.length > 0 && now >= c.nextJoinAt) {
     c.nextJoinAt = now + CHECK_INTERVALS * interval
     const via = seeds[c.nextSeed++ % seeds.length]!
-    chordStep(state, now, { _tag: "CheckRequested", now, via }, store, out)
+    chordStep(state, c, now, { _tag: "CheckRequested", now, via }, store, out)
   }
   if (!c.started) {
     c.started = true
     const random = Rng.uniform(c.random)
-    chordStep(state, now, { _tag: "StabilizeTicked", now, random }, store, out)
+    chordStep(state, c, now, { _tag: "StabilizeTicked", now, random }, store, out)
   }
-  maybeSweep(state, now, store, out)
+  maybeSweep(state, c, now, store, out)
 }
 
 /** Keys the placement sweep looks up per stabilize interval (a lookup costs O(log N) hops). */
 const SWEEP_KEYS_PER_ROUND = 32
 
-const maybeSweep = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
-  const c = state.chord!
+const maybeSweep = (
+  state: State,
+  c: ChordRouting,
+  now: number,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
   const pred = c.ring.predecessor
   if (c.ring.status !== "Active" || pred === null || now < c.nextSweepAt) return
   if (c.checking.size > 0) return // the previous round's lookups are still running
@@ -274,7 +319,7 @@ const maybeSweep = (state: State, now: number, store: StoreView, out: Array<Comm
   const own: Merkle.Range = { start: pred.pos, end: c.ring.self.pos }
   for (const [key, obj] of batch) {
     if (Merkle.contains(own, key) || state.rebalance.pushes.has(key)) continue
-    lookUp(state, now, key, store, out, (id) => c.checking.set(id, { key, obj }))
+    lookUp(state, c, now, key, store, out, (id) => c.checking.set(id, { key, obj }))
   }
 }
 
@@ -310,8 +355,7 @@ const handBack = (
  * Heartbeats go to the Chord neighbourhood (successors and predecessor), and anti-entropy
  * keeps this node's arc (predecessor, self] in sync with its first N-1 successors.
  */
-const refreshNeighbourhood = (state: State, now: number): void => {
-  const c = state.chord!
+const refreshNeighbourhood = (state: State, c: ChordRouting, now: number): void => {
   const self = state.config.self
   const pred = c.ring.predecessor
   const successors = c.ring.successors.filter((p) => p.id !== self)
@@ -354,15 +398,17 @@ const handOver = (
 }
 
 /** Operator intents under Chord routing: a node joins at start-up and leaves gracefully. */
-export const onChordOperator = (
+export const onOperator = (
   state: State,
+  c: ChordRouting,
   now: number,
-  origin: Origin,
+  client: ClientRef,
   op: OperatorOp,
   store: StoreView,
   out: Array<Command>,
 ): void => {
-  const status = state.chord!.ring.status
+  const origin: Origin = { _tag: "Client", client }
+  const status = c.ring.status
   const ok = (message: string) => respond(state, origin, { _tag: "Done", message }, out)
   switch (op._tag) {
     case "Join":
@@ -371,7 +417,7 @@ export const onChordOperator = (
       if (status !== "Active") {
         return fail(state, origin, "BadRequest", `cannot leave: this node is ${status}`, out)
       }
-      chordStep(state, now, { _tag: "LeaveRequested", now }, store, out)
+      chordStep(state, c, now, { _tag: "LeaveRequested", now }, store, out)
       state.removedAt = now
       return ok("leaving: this node's arc goes to its successor, then the node stops")
     case "Remove":
@@ -387,9 +433,7 @@ export const onChordOperator = (
 }
 
 /** What `dht status` shows of a Chord node: its routing state and lookup statistics. */
-export const chordReport = (state: State) => {
-  const c = state.chord
-  if (c === undefined) return undefined
+export const report = (state: State, c: ChordRouting) => {
   const r = c.ring
   const fingers = new Set(r.fingers.filter((f) => f !== null).map((f) => f!.id))
   const known = new Set([...r.successors.map((p) => p.id), ...fingers])

@@ -95,6 +95,25 @@ export const mergedOf = (state: State, p: GetPending): Version.Obj => {
 }
 
 /**
+ * The read's deadline: a read that has not met R by now fails (the answers already in are
+ * still used to repair the replicas that answered).
+ */
+export const onGetDeadline = (
+  state: State,
+  now: number,
+  rid: number,
+  p: GetPending,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  if (!p.replied) {
+    failQuorum(state, p.origin, "R", p.tally, out)
+    p.replied = true
+  }
+  finishGet(state, now, rid, p, store, out)
+}
+
+/**
  * Read repair: every replica that answered with less than the merged object gets it. When every
  * replica answered with the same tombstone older than the grace period, purge it (KV-7).
  */

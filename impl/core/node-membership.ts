@@ -1,14 +1,88 @@
-import type { ClientRef, Command, OperatorOp, PeerMessage, StoreView } from "./messages.ts"
+/**
+ * The storage node's membership glue (impl/core/membership.ts): the membership this node boots
+ * with, gossip, operator intents (join, leave, remove), the rings they imply and the peers and
+ * anti-entropy partners that follow from the rings, and the members part of `dht status`.
+ *
+ * Owns: `membership`, `ring`, `futureRing`, `ringSignature`, `peers` (on the ring),
+ * `nextGossipAt`, `removedAt`. Must not: move data (a new placement is node-rebalance.ts's to
+ * stream), or run under Chord routing, which keeps no membership (node-placement.ts decides;
+ * node-chord.ts handles a Chord node's operator intents).
+ */
+import { position } from "./hash.ts"
+import type { NodeId } from "./ids.ts"
+import type { ClientRef, Command, OperatorOp, PeerMessage } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Membership from "./membership.ts"
 import * as Phi from "./phi.ts"
 import * as Ring from "./ring.ts"
-import { fail, peerAddressOf, respond, type Origin, type State } from "./node-state.ts"
+import type { Config } from "./node-config.ts"
+import { believedUp, fail, respond, type Origin, type State } from "./node-state.ts"
 import { pairRange } from "./node-ae.ts"
-import { onChordOperator } from "./node-chord.ts"
+import { bootstrapMembers, peerAddressOf } from "./node-placement.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Membership (impl/core/membership.ts): gossip, operator intents, the rings they imply
+
+/**
+ * The membership a node starts with, and this run's generation: the bootstrap members, merged
+ * with the view this node saved before it stopped (if any).
+ */
+export const initMembership = (
+  config: Config,
+  now: number,
+): { readonly membership: Membership.State; readonly generation: number } => {
+  const bootMembers = bootstrapMembers(config)
+  const known: Array<Membership.Entry> = bootMembers.map((m) => ({
+    id: m.id,
+    peerAddress: config.addresses.get(m.id) ?? m.id,
+    clientAddress: "",
+    weight: m.weight,
+    status: "up",
+    generation: 0,
+    version: 0,
+    heartbeat: 0,
+  }))
+  const saved = config.savedMembers ?? []
+  const savedSelf = saved.find((e) => e.id === config.self)
+  // This run's incarnation is above every one its own saved entry names: that entry may carry a
+  // generation adopted from peers after the data directory was emptied (the store's counter
+  // started again at 1), and a generation at or below it would look like a restored copy
+  // (StaleStore) and reuse request ids (KV-6).
+  const generation = Math.max(config.generation, (savedSelf?.generation ?? 0) + 1)
+  const self = bootMembers.find((m) => m.id === config.self)
+  const membership = Membership.init(
+    {
+      self: {
+        id: config.self,
+        peerAddress: config.peerAddress || config.self,
+        clientAddress: config.clientAddress,
+        weight: self?.weight ?? 1,
+      },
+      seeds: known
+        .filter((e) => e.id !== config.self)
+        .map((e) => ({ id: e.id, peerAddress: e.peerAddress })),
+      generation,
+      restarted: config.savedMembers !== undefined && config.unsafeReclaim !== "no-stale-store",
+      status:
+        savedSelf !== undefined && savedSelf.status !== "removed"
+          ? savedSelf.status
+          : config.joining
+            ? "joining"
+            : self !== undefined
+              ? "up"
+              : undefined,
+      // Saved entries are newer than the bootstrap ones; merge keeps the newest of each.
+      // A saved tombstone of this very node is kept: a removed node stays removed.
+      knownMembers: [
+        ...known,
+        ...saved.filter((e) => e.id !== config.self || e.status === "removed"),
+      ],
+      randomSeed: position(config.self),
+    },
+    now,
+  )
+  return { membership, generation }
+}
 
 const ringSignatureOf = (ring: ReadonlyArray<Ring.Member>, future: ReadonlyArray<Ring.Member>) =>
   `${ring.map((m) => `${m.id}*${m.weight}`).join(",")}|${future.map((m) => `${m.id}*${m.weight}`).join(",")}`
@@ -128,11 +202,9 @@ export const onOperator = (
   now: number,
   client: ClientRef,
   op: OperatorOp,
-  store: StoreView,
   out: Array<Command>,
 ): void => {
   const origin: Origin = { _tag: "Client", client }
-  if (state.chord !== undefined) return onChordOperator(state, now, origin, op, store, out)
   const self = Membership.selfEntry(state.membership)
   const active = [...Membership.view(state.membership).values()].filter(
     (e) => e.status === "up" || e.status === "joining",
@@ -184,4 +256,44 @@ export const onOperator = (
       return ok(`${op.node} removed; its ranges are re-replicated from the surviving replicas`)
     }
   }
+}
+
+export interface MemberStatus {
+  readonly id: NodeId
+  readonly status: Membership.Status
+  /** Believed up by this node (phi below the threshold). */
+  readonly reachable: boolean
+  readonly peerAddress: string
+  readonly clientAddress: string
+  readonly weight: number
+  /** Tokens on the current ring (0 when not on it). */
+  readonly tokens: number
+  /** Fraction of the ring it owns as primary. */
+  readonly owned: number
+  /** Fraction of the keyspace it holds as one of the N replicas. */
+  readonly replicated: number
+}
+
+/** The members as this node sees them, with their share of the ring (`dht status`). */
+export const memberStatuses = (state: State, now: number): ReadonlyArray<MemberStatus> => {
+  const owned = Ring.ownership(state.ring)
+  const replicated = Ring.replicaOwnership(state.ring, state.config.n)
+  const tokens = new Map<NodeId, number>()
+  for (const o of state.ring.owners) {
+    const id = state.ring.nodes[o]!
+    tokens.set(id, (tokens.get(id) ?? 0) + 1)
+  }
+  return [...Membership.view(state.membership).values()]
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map((e) => ({
+      id: e.id,
+      status: e.status,
+      reachable: e.status !== "removed" && believedUp(state, e.id, now),
+      peerAddress: e.peerAddress,
+      clientAddress: e.clientAddress,
+      weight: e.weight,
+      tokens: tokens.get(e.id) ?? 0,
+      owned: owned.get(e.id) ?? 0,
+      replicated: replicated.get(e.id) ?? 0,
+    }))
 }

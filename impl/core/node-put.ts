@@ -1,21 +1,18 @@
 /**
- * The PUT/DEL coordinator, and the forwarder of a write received by a node outside the key's
- * preference list (KV-9): read phase (the context a plain write supersedes, or what a
- * conditional write depends on), then mint once — on a replica, once granted — persist and
+ * The PUT/DEL coordinator, on a replica of the key: read phase (the context a plain write
+ * supersedes, or what a conditional write depends on), then mint once — for a write forwarded
+ * here, once its forwarder granted it (KV-9; the forwarder is node-forward.ts) — persist and
  * replicate to W (sloppy substitutes and pending owners included).
  *
- * Owns: the Put and Forward requests in `state.pending`. Must not: mint a forwarded write
- * without its forwarder's grant, fail over after granting, or reuse a dot (RECLAIM-2).
+ * Owns: the Put requests in `state.pending`. Must not: mint a forwarded write without its
+ * forwarder's grant, run a write this node does not replicate, or reuse a dot (RECLAIM-2).
  */
 import * as Hlc from "./hlc.ts"
-import type * as Chord from "./chord.ts"
 import * as Quorum from "./quorum.ts"
-import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import type { ClientRef, ClientResult, Command, PeerMessage, PutOp, StoreView } from "./messages.ts"
+import type { ClientResult, Command, PeerMessage, PutOp, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import {
-  believedUp,
   fail,
   failQuorum,
   reconcile,
@@ -25,50 +22,15 @@ import {
   type PutPending,
   type State,
 } from "./node-state.ts"
-import { counts, readSet, targetsOf, tooFewReplicas } from "./node-placement.ts"
-
-/** Hand a write to a replica to coordinate; the ones believed up first, in preference order. */
-export const forward = (
-  state: State,
-  now: number,
-  client: ClientRef,
-  op: PutOp,
-  replicas: ReadonlyArray<NodeId>,
-  chordReplicas: ReadonlyArray<Chord.Peer> | undefined,
-  out: Array<Command>,
-): void => {
-  const up = replicas.filter((r) => believedUp(state, r, now))
-  const candidates = [...up, ...replicas.filter((r) => !up.includes(r))]
-  const rid = state.nextRid++
-  state.pending.set(rid, {
-    _tag: "Forward",
-    client,
-    op,
-    candidates,
-    replicas: chordReplicas,
-    attempt: 0,
-    granted: undefined,
-  })
-  state.stats.forwarded++
-  // Outlast the coordinator's own deadline, so that its clear answer (e.g. a quorum error)
-  // arrives before we give up on it, and long enough for the failure detector to judge a silent
-  // coordinator down (about 6 s with the defaults) and for the next replica to answer.
-  const deadline = now + state.config.forwardDeadlineMs
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
-  sendForward(state, now, rid, out)
-}
-
-export const sendForward = (state: State, now: number, rid: number, out: Array<Command>): void => {
-  const p = state.pending.get(rid)
-  if (p?._tag !== "Forward") return
-  const to = p.candidates[p.attempt % p.candidates.length]!
-  const message: PeerMessage =
-    p.replicas === undefined
-      ? { _tag: "CoordinateRequest", rid, op: p.op }
-      : { _tag: "CoordinateRequest", rid, op: p.op, replicas: p.replicas }
-  out.push({ _tag: "Send", to, message })
-  out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
-}
+import {
+  counts,
+  forwardedRoute,
+  pendingOwnersOf,
+  preferred,
+  readSet,
+  targetsOf,
+  tooFewReplicas,
+} from "./node-placement.ts"
 
 export const startPut = (
   state: State,
@@ -236,12 +198,7 @@ export const beginWrite = (
   // Pending owners (joining nodes, or the heirs of a leaving one) get every write too, and
   // must acknowledge it on top of W (Cassandra's pending ranges): once they own the key, no
   // acknowledged write may be missing from them.
-  const pendingOwners =
-    p.placement !== undefined
-      ? []
-      : Ring.preferenceList(state.futureRing, p.op.key, state.config.n).filter(
-          (node) => !Ring.preferenceList(state.ring, p.op.key, state.config.n).includes(node),
-        )
+  const pendingOwners = pendingOwnersOf(state, p.op.key, p.placement)
   p.targets = [
     ...targetsOf(state, p.op.key, now, p.placement),
     ...pendingOwners.map((node) => ({ node, hintFor: undefined })),
@@ -352,30 +309,60 @@ export const maybeFinishPut = (
 }
 
 // ---------------------------------------------------------------------------------------------
-// Peer messages
+// Peer messages and the deadline
 
 /**
- * Grant a forwarded write to its first claimant only; refuse every other claim, and every claim
- * for a request this node no longer has (answered, timed out, or of an earlier incarnation:
- * request ids never repeat, KV-6).
+ * A write forwarded to this node (KV-9): it runs here if this node is one of the key's replicas
+ * (by its own ring, or by the forwarder's lookup under Chord routing); else it is refused before
+ * anything is done, so that the forwarder may try the next replica.
  */
-export const onClaim = (
+export const onCoordinateRequest = (
   state: State,
-  from: NodeId,
-  rid: number,
-  put: number,
+  now: number,
+  origin: Origin,
+  message: Extract<PeerMessage, { _tag: "CoordinateRequest" }>,
+  store: StoreView,
   out: Array<Command>,
 ): void => {
+  const route = forwardedRoute(state, message.replicas)
+  if (route === undefined) {
+    return fail(state, origin, "BadRequest", "Chord routing: no replicas named", out)
+  }
+  const replicas = preferred(state, message.op.key, route.placement)
+  if (!replicas.includes(state.config.self)) {
+    // Our views disagree (membership or the Chord ring changing): refuse rather than mint a
+    // stray event.
+    return fail(state, origin, "NotReplica", "forwarded to a node that is not a replica", out)
+  }
+  startPut(state, now, origin, message.op, replicas, store, out, route.placement)
+}
+
+/** A replica acknowledged its copy: the write may have reached W. */
+export const onWriteAck = (state: State, rid: number, from: NodeId, out: Array<Command>): void => {
   const p = state.pending.get(rid)
-  const granted =
-    p?._tag === "Forward" &&
-    // Only a replica this write was sent to may run it.
-    p.candidates.slice(0, p.attempt + 1).includes(from) &&
-    (p.granted === undefined || (p.granted.node === from && p.granted.put === put))
-  if (granted) p.granted = { node: from, put }
-  else state.stats.claimsRefused++
-  const answer: PeerMessage = { _tag: "CoordinateGrant", rid: put, granted }
-  out.push({ _tag: "Send", to: from, message: answer })
+  if (p?._tag !== "Put" || p.phase !== "Writing") return
+  p.tally = Quorum.addOk(p.tally, from)
+  maybeFinishPut(state, rid, p, out)
+}
+
+/** The write's deadline: it fails with a quorum error (it may still take effect). */
+export const onPutDeadline = (
+  state: State,
+  rid: number,
+  p: PutPending,
+  out: Array<Command>,
+): void => {
+  state.pending.delete(rid)
+  if (p.claim === "Waiting") {
+    return fail(
+      state,
+      p.origin,
+      "Timeout",
+      "the forwarder never granted this replica the write (it went to another replica)",
+      out,
+    )
+  }
+  failQuorum(state, p.origin, p.phase === "Reading" ? "R" : "W", p.tally, out)
 }
 
 /** The forwarder's answer to this coordinator's claim (KV-9). */

@@ -37,7 +37,24 @@ import * as Membership from "./membership.ts"
 import type { Command, PeerMessage, StoreView } from "./messages.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import { believedUp, mergeLocal, reconcile, type ReapPending, type State } from "./node-state.ts"
+import {
+  believedUp,
+  mergeLocal,
+  reconcile,
+  type Reap,
+  type ReapPending,
+  type State,
+} from "./node-state.ts"
+
+/** The reaper of a node that starts: no pass yet, the first one due at once. */
+export const initReap = (now: number): Reap => ({
+  cursor: undefined,
+  nextAt: now,
+  candidates: new Map(),
+  rounds: 0,
+  pass: { keys: 0, dead: 0 },
+  last: undefined,
+})
 
 /** Messages that carry objects to be stored: these carry `at` and may be stale. */
 const CARRIES_OBJECTS: ReadonlySet<PeerMessage["_tag"]> = new Set([
@@ -249,3 +266,18 @@ export const onReap = (
   state.stats.reaped++
   out.push({ _tag: "Drop", key, obj })
 }
+
+/**
+ * Reclamation (RECLAIM-1), for INFO and `dht status`: keys reclaimed here, the reaper's last
+ * complete pass over the store (keys it saw, of which dead: tombstones and expired values not
+ * yet reclaimed), candidates waiting for their second round, and whether this node is calm.
+ */
+export const reclaimReport = (state: State) => ({
+  reaped: state.stats.reaped,
+  lastPass:
+    state.reap.last === undefined
+      ? null
+      : { keys: state.reap.last.keys, dead: state.reap.last.dead, at: state.reap.last.at },
+  candidates: state.reap.candidates.size,
+  calm: state.calmSince !== undefined,
+})

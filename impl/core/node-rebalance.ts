@@ -1,13 +1,53 @@
+/**
+ * Rebalancing on the ring: after every change of placement (join, leave, remove) each node
+ * streams the keys it holds to the owners they gain, rate-limited, and drops the ones it no
+ * longer owns once every new owner acknowledged them; a joining member becomes "up" once every
+ * owner has pushed to it.
+ *
+ * Owns: `rebalance` (the pass: cursor, settled placement, pushes, StreamDone bookkeeping) and
+ * `stats.streamed`/`stats.dropped`. Must not: drop a key before every new owner acknowledged it
+ * durably, or run passes under Chord routing (node-placement.ts decides; there the only pushes
+ * are node-chord.ts's hand-backs of swept keys, which share `rebalance.pushes` and its acks).
+ */
 import type { NodeId } from "./ids.ts"
 import type { Command, StoreView } from "./messages.ts"
 import * as Membership from "./membership.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import { believedUp, mergeLocal, type State, PUSH_GIVE_UP_REQUESTS } from "./node-state.ts"
+import {
+  believedUp,
+  mergeLocal,
+  PUSH_GIVE_UP_REQUESTS,
+  type Rebalance,
+  type State,
+} from "./node-state.ts"
 import { stepMembership } from "./node-membership.ts"
+import { keepsMembership } from "./node-placement.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Rebalancing: join, leave and remove stream data to the new owners (rate-limited)
+
+/** No pass yet: `settleBootPlacement` decides, once the boot rings are known, if one is due. */
+export const initRebalance = (): Rebalance => ({
+  cursor: undefined,
+  settled: undefined,
+  pushes: new Map(),
+  doneFrom: new Set(),
+  passes: 0,
+  strays: 0,
+})
+
+/**
+ * The placement a node boots with is settled (no streaming until membership changes), unless a
+ * change is pending in it: a member joining or leaving waits for a pass of every owner
+ * (StreamDone), and this node may be one it has not heard from yet (it crashed during the
+ * change). Then a pass runs, pushing only to the owners gained since the current ring.
+ */
+export const settleBootPlacement = (state: State): void => {
+  state.rebalance.settledRing = state.ring
+  const pending = state.ring.nodes.join() !== state.futureRing.nodes.join()
+  if (!pending) state.rebalance.settled = state.ringSignature
+}
 
 const doneFromOf = (state: State): Map<string, Set<NodeId>> => {
   const r = state.rebalance as { doneFrom: unknown }
@@ -152,7 +192,7 @@ export const onStreamAck = (
     out.push({ _tag: "Drop", key, obj: push.obj })
   }
   if (
-    state.chord === undefined &&
+    keepsMembership(state) &&
     state.rebalance.cursor === null &&
     state.rebalance.pushes.size === 0
   )
@@ -187,3 +227,11 @@ const maybeMarkUp = (state: State, now: number, out: Array<Command>): void => {
   if (sources.length === 0 || !sources.every((id) => done.has(id))) return
   stepMembership(state, now, { _tag: "MarkUp", now }, out)
 }
+
+/** Progress of rebalancing, for `dht status`. */
+export const streamingProgress = (state: State) => ({
+  pass: state.rebalance.passes,
+  settled: state.rebalance.settled === state.ringSignature,
+  pending: state.rebalance.pushes.size,
+  scanning: state.rebalance.cursor !== null,
+})

@@ -22,15 +22,16 @@ import {
   type ScanPending,
   type State,
 } from "./node-state.ts"
+import { scanMembers } from "./node-placement.ts"
+
+/** A SCAN page's deadline, in request timeouts. */
+export const SCAN_DEADLINE_REQUESTS = 3
 
 /**
  * This node's answer to a page request: its next live keys after `after` matching `match`, up
  * to `count`, examining at most `examineMax` objects. `upTo` is the last key examined (the
  * node has nothing else up to it) or null when its store is exhausted.
  */
-/** A SCAN page's deadline, in request timeouts. */
-export const SCAN_DEADLINE_REQUESTS = 3
-
 export const scanLocal = (
   examineMax: number,
   store: StoreView,
@@ -75,7 +76,8 @@ export const startScan = (
   store: StoreView,
   out: Array<Command>,
 ): void => {
-  if (state.chord !== undefined) {
+  const members = scanMembers(state)
+  if (members === undefined) {
     return fail(
       state,
       origin,
@@ -85,7 +87,6 @@ export const startScan = (
     )
   }
   const count = Math.max(1, Math.min(op.count, SCAN_COUNT_MAX))
-  const members = [state.config.self, ...state.peers]
   const down = members.filter((m) => m !== state.config.self && !believedUp(state, m, now))
   if (down.length >= state.config.n) {
     return fail(
@@ -147,4 +148,43 @@ export const onScanResponse = (
   const keys = [...union].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).slice(0, p.count)
   const next = keys.length >= p.count ? keys[keys.length - 1]! : frontier
   respond(state, p.origin, { _tag: "ScanOk", keys, next }, out)
+}
+
+/**
+ * A peer's page request. A node that is not serving yet has nothing to list: what it holds, its
+ * replicas hold too (a SCAN tolerates N-1 members with nothing to say, as it tolerates N-1 down).
+ */
+export const onScanRequest = (
+  state: State,
+  now: number,
+  from: NodeId,
+  request: Extract<PeerMessage, { _tag: "ScanRequest" }>,
+  serving: boolean,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const answer = serving
+    ? scanLocal(state.config.scanExamineMax, store, request, now)
+    : { keys: [], upTo: null }
+  const reply: PeerMessage = { _tag: "ScanResponse", rid: request.rid, ...answer }
+  out.push({ _tag: "Send", to: from, message: reply })
+}
+
+/** A page whose deadline passed before every member asked answered fails. */
+export const onScanDeadline = (
+  state: State,
+  rid: number,
+  p: ScanPending,
+  out: Array<Command>,
+): void => {
+  state.pending.delete(rid)
+  const silent = p.asked.filter((m) => !p.answers.has(m))
+  fail(
+    state,
+    p.origin,
+    "QuorumNotMet",
+    `quorum not met: SCAN heard from ${p.answers.size} of ${p.asked.length} members ` +
+      `(no answer from ${silent.join(", ")})`,
+    out,
+  )
 }

@@ -1,3 +1,12 @@
+/**
+ * The storage node's shared vocabulary (impl/core/node.ts and its parts, node-*.ts): the
+ * runtime state of one node, the requests in flight, the chord slice of the state, and the few
+ * helpers every part uses (replies and failures, `mergeLocal`, `believedUp`).
+ *
+ * Owns: the types of the state, not its fields: each part owns the fields it updates (its
+ * header says which). Must not: import a part (node-*.ts imports this file, never the other
+ * way round), or decide anything about routing, placement or a request's outcome.
+ */
 import * as Hlc from "./hlc.ts"
 import type { NodeId } from "./ids.ts"
 import type {
@@ -11,190 +20,15 @@ import type {
   StoreView,
 } from "./messages.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
-import * as Chord from "./chord.ts"
-import * as Membership from "./membership.ts"
+import type * as Chord from "./chord.ts"
+import type * as Membership from "./membership.ts"
 import type * as Merkle from "./merkle.ts"
 import * as Phi from "./phi.ts"
 import type * as Quorum from "./quorum.ts"
-import * as Ring from "./ring.ts"
+import type * as Ring from "./ring.ts"
 import type * as Rng from "./rng.ts"
 import * as Version from "./version.ts"
-
-export interface Config {
-  readonly self: NodeId
-  /**
-   * The cluster this node starts in (bootstrap members, all "up"), this node included unless it
-   * is `joining`. Membership then changes by gossip (impl/core/membership.ts).
-   */
-  readonly members: ReadonlyArray<Ring.Member>
-  /** Start as a joining member: stream data in, then become "up". */
-  readonly joining: boolean
-  /**
-   * The membership view this node saved before it stopped (a driver persists it): restarting
-   * with it, a node keeps what it knew (members that joined later, removals, its own status)
-   * instead of falling back to the bootstrap members.
-   */
-  readonly savedMembers?: ReadonlyArray<Membership.Entry> | undefined
-  /** Incarnation of this process: strictly larger on every restart (a driver persists it). */
-  readonly generation: number
-  /** Peer and client addresses of this node, as gossip advertises them. */
-  readonly peerAddress: string
-  readonly clientAddress: string
-  /** How to reach the bootstrap members (id -> peer address); ids alone in the simulator. */
-  readonly addresses: ReadonlyMap<NodeId, string>
-  readonly gossipIntervalMs: number
-  readonly tokensPerNode: number
-  readonly n: number
-  readonly r: number
-  readonly w: number
-  /** A request that has not met its quorum by then fails with a quorum error. */
-  readonly requestTimeoutMs: number
-  /**
-   * A forwarded write whose coordinator is silent this long is sent to the next replica — if the
-   * failure detector now believes the silent one down; otherwise it keeps waiting.
-   */
-  readonly forwardTimeoutMs: number
-  /** A forwarded write with no answer by then fails (it may still take effect). */
-  readonly forwardDeadlineMs: number
-  /**
-   * Test-only negative control: restore the old failover, where the coordinator of a forwarded
-   * write runs it without the forwarder's grant (KV-9 must then fail). Never set in production.
-   */
-  readonly unsafeFailover: boolean
-  /**
-   * Test-only negative controls of reclamation (RECLAIM-1): "no-message-age" keeps stale
-   * object-carrying messages; "no-calm" reclaims without waiting for every member to be calm;
-   * "no-stale-store" serves a store restored from an older copy of itself.
-   * Each must make the reclamation scenarios bring a deleted value back. Never set in production.
-   */
-  readonly unsafeReclaim?: "no-message-age" | "no-calm" | "no-stale-store" | undefined
-  /** Objects a node examines for one SCAN page request at most (every loop is bounded). */
-  readonly scanExamineMax: number
-  /** Direct heartbeats to every member, the evidence of the routing failure detector. */
-  readonly heartbeatMs: number
-  /** Phi-accrual threshold: above it a peer is believed down (routed around, never removed). */
-  readonly phiThreshold: number
-  /** Bound on requests in flight at this node; past it requests fail with Overloaded. */
-  readonly maxPending: number
-  /**
-   * Conflict policy per key prefix (longest prefix wins; default "siblings"). "lww" keeps only
-   * the sibling with the latest hybrid timestamp: concurrent writes are lost by design.
-   */
-  readonly namespaces: ReadonlyArray<Namespace>
-  /**
-   * A dead key (tombstone or expired value) is reclaimed no sooner than this after it died
-   * (hybrid-clock milliseconds), and only once every replica holds it (RECLAIM-1,
-   * impl/core/node-reap.ts). A read that finds every replica holding it drops its value sooner.
-   */
-  readonly tombstoneGraceMs: number
-  /**
-   * A message carrying an object to store is dropped once older than this (by the receiver's
-   * clock against the sender's stamp). Reclamation waits this long (plus `maxClockSkewMs`)
-   * after every replica was seen holding the dead object, so that no copy sent before can
-   * still land. Must exceed `requestTimeoutMs`: no request outlives it.
-   */
-  readonly maxMessageAgeMs: number
-  /** The assumed bound on the difference between two nodes' clocks (reclamation's margin). */
-  readonly maxClockSkewMs: number
-  /** The reaper examines up to `reapBatch` stored keys every `reapIntervalMs`. */
-  readonly reapIntervalMs: number
-  readonly reapBatch: number
-  /**
-   * "ap" (default): sloppy quorum — a write whose preferred replica is down goes to the next
-   * healthy node with a hint. "cp": strict quorums only, and a node that cannot see a majority
-   * of the cluster refuses writes.
-   */
-  readonly mode: "ap" | "cp"
-  /** Hinted handoff budget: at most this many hints delivered per interval. */
-  readonly handoffBatch: number
-  readonly handoffIntervalMs: number
-  /** Streaming budget (join, leave, remove): keys pushed per interval. */
-  readonly streamBatch: number
-  readonly streamIntervalMs: number
-  /** Anti-entropy: one Merkle exchange per interval, at most `aeMaxKeys` keys, `aeRatePerSec`. */
-  readonly aeIntervalMs: number
-  readonly aeMaxKeys: number
-  readonly aeRatePerSec: number
-  /**
-   * "ring" (default): one-hop routing on the gossiped membership. "chord": the node keeps only
-   * its Chord state (impl/core/chord.ts: successor list, predecessor, fingers) and no membership;
-   * a request first looks up its key's successor in O(log N) hops, and the key's N replicas are
-   * the first N nodes of the owner's successor list. See "Chord routing" below.
-   */
-  readonly routing: Routing
-  /** Chord routing: the Chord machine's settings. */
-  readonly chord: Chord.ChordConfig
-  /**
-   * Chord routing: members to join through, tried in turn until one answers, listed alike on
-   * every node (this node may be among them). The first seed is the ring's creator: it tries the
-   * other seeds once, then creates the ring if none answers, so that a restarted creator rejoins
-   * the ring it made instead of starting a second one. No seeds but itself: it creates at once.
-   */
-  readonly chordSeeds: ReadonlyArray<Chord.Peer>
-}
-
-export type Routing = "ring" | "chord"
-
-export type Policy = "siblings" | "lww"
-
-export interface Namespace {
-  readonly prefix: string
-  readonly policy: Policy
-}
-
-export const defaults = {
-  tokensPerNode: Ring.DEFAULT_TOKENS_PER_NODE,
-  n: 3,
-  r: 2,
-  w: 2,
-  requestTimeoutMs: 2000,
-  forwardTimeoutMs: 500,
-  forwardDeadlineMs: 10_000,
-  unsafeFailover: false,
-  scanExamineMax: 4096,
-  heartbeatMs: 250,
-  phiThreshold: Phi.DEFAULT_THRESHOLD,
-  joining: false,
-  generation: 1,
-  peerAddress: "",
-  clientAddress: "",
-  addresses: new Map() as ReadonlyMap<NodeId, string>,
-  gossipIntervalMs: 500,
-  streamBatch: 256,
-  streamIntervalMs: 100,
-  aeIntervalMs: 1000,
-  aeMaxKeys: 256,
-  aeRatePerSec: 1024,
-  maxPending: 100_000,
-  namespaces: [] as ReadonlyArray<Namespace>,
-  tombstoneGraceMs: 600_000,
-  maxMessageAgeMs: 30_000,
-  maxClockSkewMs: 1000,
-  reapIntervalMs: 1000,
-  reapBatch: 4096,
-  mode: "ap" as "ap" | "cp",
-  handoffBatch: 64,
-  handoffIntervalMs: 1000,
-  routing: "ring" as Routing,
-  /**
-   * Chord on real nodes: the successor list outlasts N replicas, stabilization runs every
-   * second (the paper's 30 s suits its simulations, not a cluster that should heal in seconds),
-   * and a lookup gives up after a few timeouts so that the client hears back in bounded time.
-   */
-  chord: {
-    ...Chord.defaultConfig,
-    successorListLength: 8,
-    stabilizeIntervalMs: 1000,
-    rpcTimeoutMs: 500,
-    lookupTimeoutsMax: 4,
-    pendingLookupsMax: 4096,
-    suspectTtlMs: 10_000,
-    // A lost message is not a death: three silent RPCs in a row are (the transport does not
-    // retransmit, and a sibling's stabilize may race a restart).
-    timeoutsBeforeDead: 3,
-  } as Chord.ChordConfig,
-  chordSeeds: [] as ReadonlyArray<Chord.Peer>,
-}
+import { policyOf, type Config } from "./node-config.ts"
 
 export type Origin =
   | { readonly _tag: "Client"; readonly client: ClientRef }
@@ -253,7 +87,7 @@ export interface PutPending {
   claim: "Waiting" | "Granted"
 }
 
-interface ForwardPending {
+export interface ForwardPending {
   readonly _tag: "Forward"
   readonly client: ClientRef
   readonly op: PutOp
@@ -315,6 +149,23 @@ export interface Stats {
   /** Messages dropped because their object was older than `maxMessageAgeMs`. */
   stale: number
 }
+
+export const initStats = (): Stats => ({
+  gets: 0,
+  puts: 0,
+  forwarded: 0,
+  readRepairs: 0,
+  purges: 0,
+  hintsStored: 0,
+  hintsDelivered: 0,
+  streamed: 0,
+  dropped: 0,
+  aeRepairs: 0,
+  failures: 0,
+  claimsRefused: 0,
+  reaped: 0,
+  stale: 0,
+})
 
 /** The reaper (impl/core/node-reap.ts). */
 export interface Reap {
@@ -423,20 +274,6 @@ export interface Target {
   readonly hintFor: NodeId | undefined
 }
 
-/** The conflict policy of a key: its longest matching namespace prefix, else "siblings". */
-export const policyOf = (config: Config, key: string): Policy => {
-  let best: Namespace | undefined
-  for (const ns of config.namespaces) {
-    if (
-      key.startsWith(ns.prefix) &&
-      (best === undefined || ns.prefix.length > best.prefix.length)
-    ) {
-      best = ns
-    }
-  }
-  return best?.policy ?? "siblings"
-}
-
 /** Apply the key's policy to an object: lww keeps the latest sibling only. */
 export const reconcile = (state: State, key: string, obj: Version.Obj): Version.Obj =>
   policyOf(state.config, key) === "lww" ? Version.pruneLww(obj) : obj
@@ -487,7 +324,7 @@ interface Push {
   drop: boolean
 }
 
-interface Rebalance {
+export interface Rebalance {
   /** Where the scan of local keys stands in the current pass; null when the scan is done. */
   cursor: string | undefined | null
   /** Signature of the placement the last completed pass established. */
@@ -509,12 +346,6 @@ interface Rebalance {
   strays: number
   retryAt?: number
 }
-
-/** Where to reach a member (its advertised peer address), if known. */
-export const peerAddressOf = (state: State, id: NodeId): string | undefined =>
-  state.chord?.addresses.get(id) ??
-  Membership.view(state.membership).get(id)?.peerAddress ??
-  state.config.addresses.get(id)
 
 // ---------------------------------------------------------------------------------------------
 // Replies

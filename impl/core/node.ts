@@ -27,26 +27,26 @@
  *    context it supersedes.
  *
  * Here: the composition — `init`, the `step` that dispatches every event to the part that owns
- * it, the gate of a restarted node (`serving`), timers and ticks, the status report. The parts
- * share one state (node-state.ts: configuration, state, replies, mergeLocal) and none of them
- * imports this file:
- *  - node-placement.ts: who holds a key's copies (replicas, sloppy substitutes, read sets);
- *  - node-get.ts, node-put.ts: the GET and PUT/DEL coordinators (and the forwarder, KV-9);
+ * it, the gate of a restarted node (`serving`), the tick, the status report. The parts share one
+ * state (node-state.ts; the settings are node-config.ts's) and none of them imports this file:
+ *  - node-placement.ts: who holds a key's copies (replicas, sloppy substitutes, read sets), and
+ *    the routing mode: the ring, or Chord routing (node-chord.ts), asked through it alone;
+ *  - node-get.ts, node-put.ts: the GET and PUT/DEL coordinators; node-forward.ts: the
+ *    forwarder of a write to a replica (KV-9);
  *  - node-replica.ts: the replica side of the request path, hints and hinted handoff;
  *  - node-scan.ts: cluster-wide SCAN pages;
  *  - node-membership.ts (gossip, rings, operator intents), node-rebalance.ts (streaming on
  *    join, leave and remove), node-ae.ts (Merkle anti-entropy), node-reap.ts (reclamation of
  *    dead keys) and node-chord.ts (Chord routing in place of the ring).
  *
+ * Must not: decide anything a part owns (who replicates a key, which routing mode runs, what a
+ * request answers): it only routes each event to its part, in a fixed order.
+ *
  * Invariants kept: KV-1..KV-9 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
  */
-import * as AntiEntropy from "./anti-entropy.ts"
-import * as Chord from "./chord.ts"
 import * as Membership from "./membership.ts"
 import * as Phi from "./phi.ts"
-import * as Quorum from "./quorum.ts"
 import * as Ring from "./ring.ts"
-import * as Rng from "./rng.ts"
 import type * as Version from "./version.ts"
 import type {
   ClientOp,
@@ -58,103 +58,85 @@ import type {
   StoreView,
   TimerKind,
 } from "./messages.ts"
-import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
-import { believedUp, fail, failQuorum, type Config, type Origin, type State } from "./node-state.ts"
-import { stepAntiEntropy, trackWrites } from "./node-ae.ts"
+import type { Config } from "./node-config.ts"
+import { believedUp, fail, initStats, type Origin, type State } from "./node-state.ts"
+import { initAntiEntropy, stepAntiEntropy, trackWrites } from "./node-ae.ts"
 import {
+  initMembership,
   maybeGossip,
   maybeStop,
+  memberStatuses,
   onOperator,
   refreshRing,
   stepMembership,
 } from "./node-membership.ts"
-import { maybeRebalance, onStreamAck, onStreamDone, onStreamPush } from "./node-rebalance.ts"
-import { endReapRound, maybeReap, onReapAnswer, stale, updateCalm } from "./node-reap.ts"
+import {
+  initRebalance,
+  maybeRebalance,
+  onStreamAck,
+  onStreamDone,
+  onStreamPush,
+  settleBootPlacement,
+  streamingProgress,
+} from "./node-rebalance.ts"
+import {
+  endReapRound,
+  initReap,
+  maybeReap,
+  onReapAnswer,
+  reclaimReport,
+  stale,
+  updateCalm,
+} from "./node-reap.ts"
 import {
   chordReport,
-  chordStep,
-  initChord,
-  learnPeers,
-  lookupThen,
-  maybeJoinChord,
-} from "./node-chord.ts"
-import { seesMajority } from "./node-placement.ts"
-import { onScanResponse, scanLocal, startScan } from "./node-scan.ts"
-import { finishGet, onGetRead, startGet } from "./node-get.ts"
+  initRouting,
+  keepsMembership,
+  lookupsPending,
+  onChordMessage,
+  onChordOperator,
+  onChordTimer,
+  preferred,
+  route,
+  seesMajority,
+  takeRouted,
+  tickChord,
+  type Route,
+} from "./node-placement.ts"
+import { onScanDeadline, onScanRequest, onScanResponse, startScan } from "./node-scan.ts"
+import { onGetDeadline, onGetRead, startGet } from "./node-get.ts"
 import {
-  forward,
-  maybeFinishPut,
-  onClaim,
+  onCoordinateRequest,
   onGrant,
+  onPutDeadline,
   onPutRead,
-  sendForward,
+  onWriteAck,
   startPut,
 } from "./node-put.ts"
+import {
+  forward,
+  onClaim,
+  onCoordinateResponse,
+  onForwardDeadline,
+  onForwardTimer,
+} from "./node-forward.ts"
 import { maybeHandoff, onReplicaMessage } from "./node-replica.ts"
 
-// The machine's public face: its vocabulary lives in node-state.ts, its parts in node-*.ts.
-export type { Config, Namespace, Policy, Routing, State, Stats, Target } from "./node-state.ts"
-export { believedUp, defaults, peerAddressOf, policyOf } from "./node-state.ts"
-export { members } from "./node-membership.ts"
-export { chordReport } from "./node-chord.ts"
-export { targetsOf } from "./node-placement.ts"
+// The machine's public face: its vocabulary lives in node-config.ts and node-state.ts, its
+// parts in node-*.ts.
+export type { Config, Namespace, Policy, Routing } from "./node-config.ts"
+export { defaults, policyOf } from "./node-config.ts"
+export type { State, Stats, Target } from "./node-state.ts"
+export { believedUp } from "./node-state.ts"
+export { members, type MemberStatus } from "./node-membership.ts"
+export { chordReport, peerAddressOf, targetsOf } from "./node-placement.ts"
+export { reclaimReport } from "./node-reap.ts"
+export { streamingProgress } from "./node-rebalance.ts"
 
 export const init = (config: Config, now: number): State => {
-  if (config.routing === "chord" && config.mode === "cp") {
-    throw new Error("CP mode needs ring routing: Chord routing has no membership to count")
-  }
-  // Chord routing keeps no membership: the bootstrap members play no part.
-  const bootMembers = config.routing === "chord" ? [] : config.members
-  const known: Array<Membership.Entry> = bootMembers.map((m) => ({
-    id: m.id,
-    peerAddress: config.addresses.get(m.id) ?? m.id,
-    clientAddress: "",
-    weight: m.weight,
-    status: "up",
-    generation: 0,
-    version: 0,
-    heartbeat: 0,
-  }))
-  const saved = config.savedMembers ?? []
-  const savedSelf = saved.find((e) => e.id === config.self)
-  // This run's incarnation is above every one its own saved entry names: that entry may carry a
-  // generation adopted from peers after the data directory was emptied (the store's counter
-  // started again at 1), and a generation at or below it would look like a restored copy
-  // (StaleStore) and reuse request ids (KV-6).
-  const generation = Math.max(config.generation, (savedSelf?.generation ?? 0) + 1)
-  const self = bootMembers.find((m) => m.id === config.self)
-  const membership = Membership.init(
-    {
-      self: {
-        id: config.self,
-        peerAddress: config.peerAddress || config.self,
-        clientAddress: config.clientAddress,
-        weight: self?.weight ?? 1,
-      },
-      seeds: known
-        .filter((e) => e.id !== config.self)
-        .map((e) => ({ id: e.id, peerAddress: e.peerAddress })),
-      generation,
-      restarted: config.savedMembers !== undefined && config.unsafeReclaim !== "no-stale-store",
-      status:
-        savedSelf !== undefined && savedSelf.status !== "removed"
-          ? savedSelf.status
-          : config.joining
-            ? "joining"
-            : self !== undefined
-              ? "up"
-              : undefined,
-      // Saved entries are newer than the bootstrap ones; merge keeps the newest of each.
-      // A saved tombstone of this very node is kept: a removed node stays removed.
-      knownMembers: [
-        ...known,
-        ...saved.filter((e) => e.id !== config.self || e.status === "removed"),
-      ],
-      randomSeed: position(config.self),
-    },
-    now,
-  )
+  const chord = initRouting(config)
+  const { membership, generation } = initMembership(config, now)
   const detector = Phi.make({
     minStdDevMs: Math.max(50, config.heartbeatMs / 2),
     firstHeartbeatEstimateMs: config.heartbeatMs,
@@ -177,65 +159,19 @@ export const init = (config: Config, now: number): State => {
     hlc: 0,
     pending: new Map(),
     nextHeartbeatAt: now,
-    rebalance: {
-      cursor: undefined,
-      settled: undefined,
-      pushes: new Map(),
-      doneFrom: new Set(),
-      passes: 0,
-      strays: 0,
-    },
-    ae: AntiEntropy.init(
-      {
-        self: config.self,
-        intervalMs: config.aeIntervalMs,
-        exchangeTimeoutMs: config.requestTimeoutMs * 2,
-        maxKeys: config.aeMaxKeys,
-        ratePerSec: config.aeRatePerSec,
-        burst: Math.max(config.aeMaxKeys, config.aeRatePerSec),
-      },
-      [],
-      now,
-    ),
+    rebalance: initRebalance(),
+    ae: initAntiEntropy(config, now),
     aeTrees: new Map(),
     now,
-    stats: {
-      gets: 0,
-      puts: 0,
-      forwarded: 0,
-      readRepairs: 0,
-      purges: 0,
-      hintsStored: 0,
-      hintsDelivered: 0,
-      streamed: 0,
-      dropped: 0,
-      aeRepairs: 0,
-      failures: 0,
-      claimsRefused: 0,
-      reaped: 0,
-      stale: 0,
-    },
+    stats: initStats(),
     handoffInFlight: new Map(),
     nextHandoffAt: now,
-    reap: {
-      cursor: undefined,
-      nextAt: now,
-      candidates: new Map(),
-      rounds: 0,
-      pass: { keys: 0, dead: 0 },
-      last: undefined,
-    },
+    reap: initReap(now),
     calmSince: undefined,
-    chord: config.routing === "chord" ? initChord(config) : undefined,
+    chord,
   }
   refreshRing(state, now)
-  // The placement this node boots with is settled (no streaming until membership changes),
-  // unless a change is pending in it: a member joining or leaving waits for a pass of every
-  // owner (StreamDone), and this node may be one it has not heard from yet (it crashed during
-  // the change). Then a pass runs, pushing only to the owners gained since the current ring.
-  state.rebalance.settledRing = state.ring
-  const pending = state.ring.nodes.join() !== state.futureRing.nodes.join()
-  if (!pending) state.rebalance.settled = state.ringSignature
+  settleBootPlacement(state)
   // Monitor every peer from boot: one that never heartbeats is suspected in bounded time.
   for (const peer of state.peers) Phi.heartbeat(state.detector, peer, now)
   return state
@@ -256,7 +192,8 @@ export const step = (
       onMessage(state, event.now, event.from, event.message, store, out)
       break
     case "OperatorRequested":
-      onOperator(state, event.now, event.client, event.op, store, out)
+      if (keepsMembership(state)) onOperator(state, event.now, event.client, event.op, out)
+      else onChordOperator(state, event.now, event.client, event.op, store, out)
       break
     case "TimerFired":
       onTimer(state, event.now, event.rid, event.kind, store, out)
@@ -265,8 +202,10 @@ export const step = (
       onTick(state, event.now, store, out)
       break
   }
-  if (state.chord !== undefined && state.chord.routed.length > 0) {
-    runRouted(state, event.now, store, out)
+  // Requests whose key's replicas a Chord lookup found in this step run now.
+  const routed = takeRouted(state)
+  if (routed !== undefined) {
+    for (const r of routed) runKeyOp(state, event.now, r.origin, r.op, r.route, store, out)
   }
   // Keep the Merkle trees in step with the writes this step emits.
   trackWrites(state, store, out)
@@ -275,22 +214,6 @@ export const step = (
 
 // ---------------------------------------------------------------------------------------------
 // Client requests
-
-/** Chord routing: run the requests whose key's replicas a lookup found (impl/core/node-chord.ts). */
-const runRouted = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
-  for (const { origin, op, replicas } of state.chord!.routed.splice(0)) {
-    const placement = replicas.map((p) => p.id)
-    if (op._tag === "Get") startGet(state, now, origin, op, store, out, placement)
-    else if (placement.includes(state.config.self)) {
-      startPut(state, now, origin, op, placement, store, out, placement)
-    } else if (origin._tag === "Client") {
-      forward(state, now, origin.client, op, placement, replicas, out)
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// SCAN (SCAN-1)
 
 /**
  * A node restarted on a saved store serves nothing from it (answers no read, sends no data)
@@ -301,7 +224,7 @@ const runRouted = (state: State, now: number, store: StoreView, out: Array<Comma
  * the key over and dropped it (REBAL-1 found an acknowledged write read back as nil).
  */
 const serving = (state: State): boolean =>
-  state.chord !== undefined ||
+  !keepsMembership(state) ||
   state.peers.length === 0 ||
   (Membership.confirmed(state.membership) &&
     (!state.config.joining || Membership.heard(state.membership)))
@@ -337,11 +260,27 @@ const onClientRequested = (
   if (op._tag === "Scan") return startScan(state, now, origin, op, store, out)
   const invalid = validate(state, op)
   if (invalid !== undefined) return fail(state, origin, "BadRequest", invalid, out)
-  if (state.pending.size + (state.chord?.parked.size ?? 0) >= state.config.maxPending) {
+  if (state.pending.size + lookupsPending(state) >= state.config.maxPending) {
     return fail(state, origin, "Overloaded", "too many requests in flight; retry later", out)
   }
-  if (state.chord !== undefined) return lookupThen(state, now, origin, op, store, out)
-  if (op._tag === "Get") return startGet(state, now, origin, op, store, out)
+  const r = route(state, now, origin, op, store, out)
+  if (r !== undefined) runKeyOp(state, now, origin, op, r, store, out)
+}
+
+/**
+ * Run a client's key request once its replicas are known: a GET here; a write here if this node
+ * is a replica, else forwarded to one (KV-9).
+ */
+const runKeyOp = (
+  state: State,
+  now: number,
+  origin: Origin,
+  op: KeyOp,
+  r: Route,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  if (op._tag === "Get") return startGet(state, now, origin, op, store, out, r.placement)
   if (state.config.mode === "cp" && !seesMajority(state, now)) {
     const up = 1 + state.peers.filter((p) => believedUp(state, p, now)).length
     return fail(
@@ -353,12 +292,15 @@ const onClientRequested = (
       out,
     )
   }
-  const replicas = Ring.preferenceList(state.ring, op.key, state.config.n)
+  const replicas = preferred(state, op.key, r.placement)
   if (replicas.includes(state.config.self)) {
-    return startPut(state, now, origin, op, replicas, store, out)
+    return startPut(state, now, origin, op, replicas, store, out, r.placement)
   }
-  forward(state, now, client, op, replicas, undefined, out)
+  if (origin._tag === "Client") forward(state, now, origin.client, op, replicas, r.peers, out)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Peer messages, timers, ticks
 
 const onMessage = (
   state: State,
@@ -410,77 +352,19 @@ const onMessage = (
       return onReplicaMessage(state, from, message, store, out)
     case "ReadResponse":
       return onReadResponse(state, now, message.rid, from, message.obj, store, out)
-    case "WriteAck": {
-      const p = state.pending.get(message.rid)
-      if (p?._tag !== "Put" || p.phase !== "Writing") return
-      p.tally = Quorum.addOk(p.tally, from)
-      return maybeFinishPut(state, message.rid, p, out)
-    }
+    case "WriteAck":
+      return onWriteAck(state, message.rid, from, out)
     case "Chord":
-      if (state.chord === undefined) return
-      learnPeers(state.chord, Chord.peersIn(message.message))
-      return chordStep(
-        state,
-        now,
-        { _tag: "MessageReceived", now, from, message: message.message },
-        store,
-        out,
-      )
+      return onChordMessage(state, now, from, message.message, store, out)
     case "CoordinateRequest": {
       const origin: Origin = { _tag: "Peer", node: from, rid: message.rid }
       if (!serving(state)) return failStarting(state, origin, out)
-      if (state.chord !== undefined) {
-        if (message.replicas === undefined) {
-          return fail(state, origin, "BadRequest", "Chord routing: no replicas named", out)
-        }
-        learnPeers(state.chord, message.replicas)
-        const placement = message.replicas.map((p) => p.id)
-        if (!placement.includes(state.config.self)) {
-          return fail(state, origin, "NotReplica", "forwarded to a node that is not a replica", out)
-        }
-        return startPut(state, now, origin, message.op, placement, store, out, placement)
-      }
-      const replicas = Ring.preferenceList(state.ring, message.op.key, state.config.n)
-      if (!replicas.includes(state.config.self)) {
-        // Our rings disagree (membership changing): refuse rather than mint a stray event.
-        return fail(state, origin, "NotReplica", "forwarded to a node that is not a replica", out)
-      }
-      return startPut(state, now, origin, message.op, replicas, store, out)
+      return onCoordinateRequest(state, now, origin, message, store, out)
     }
-    case "CoordinateResponse": {
-      const p = state.pending.get(message.rid)
-      if (p?._tag !== "Forward") return
-      // Once granted, only the grantee speaks for the write (another answer is a refused copy).
-      if (p.granted !== undefined && p.granted.node !== from) return
-      // Refused before anything was done (it is no replica in its view) and nobody holds the
-      // grant: the next replica may run the write (KV-9 holds: no copy can run elsewhere).
-      if (
-        message.result._tag === "Failed" &&
-        message.result.reason === "NotReplica" &&
-        p.granted === undefined &&
-        p.attempt + 1 < p.candidates.length
-      ) {
-        p.attempt++
-        return sendForward(state, now, message.rid, out)
-      }
-      state.pending.delete(message.rid)
-      if (message.result._tag === "Failed") state.stats.failures++
-      out.push({ _tag: "Reply", client: p.client, result: message.result })
-      return
-    }
-    case "ScanRequest": {
-      if (!serving(state)) {
-        // Nothing to list yet: what a starting node holds, its replicas hold too (a SCAN
-        // tolerates N-1 members with nothing to say, as it tolerates N-1 down).
-        const empty: PeerMessage = { _tag: "ScanResponse", rid: message.rid, keys: [], upTo: null }
-        out.push({ _tag: "Send", to: from, message: empty })
-        return
-      }
-      const answer = scanLocal(state.config.scanExamineMax, store, message, now)
-      const reply: PeerMessage = { _tag: "ScanResponse", rid: message.rid, ...answer }
-      out.push({ _tag: "Send", to: from, message: reply })
-      return
-    }
+    case "CoordinateResponse":
+      return onCoordinateResponse(state, now, from, message, out)
+    case "ScanRequest":
+      return onScanRequest(state, now, from, message, serving(state), store, out)
     case "ScanResponse":
       return onScanResponse(state, message.rid, from, message, out)
     case "CoordinateClaim":
@@ -523,84 +407,33 @@ const onTimer = (
     return stepAntiEntropy(state, { _tag: "TimerFired", now, xid: rid }, store, out)
   }
   if (kind === "ChordStabilize" || kind === "ChordRpc") {
-    const c = state.chord
-    if (c === undefined) return
-    const event: Chord.ChordEvent =
-      kind === "ChordStabilize"
-        ? { _tag: "StabilizeTicked", now, random: Rng.uniform(c.random) }
-        : { _tag: "RpcTimedOut", now, rpc: rid }
-    return chordStep(state, now, event, store, out)
+    return onChordTimer(state, now, rid, kind, store, out)
   }
   const p = state.pending.get(rid)
   if (p === undefined) return
   if (kind === "Forward") {
-    if (p._tag !== "Forward") return
-    const current = p.candidates[p.attempt % p.candidates.length]!
-    // A grantee may run the write however late: nobody else may (KV-9), so wait for it. A
-    // replica believed up is waited for too: slow is not dead, and a second copy is wasted work.
-    if (p.granted !== undefined || believedUp(state, current, now)) {
-      out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
-      return
-    }
-    p.attempt++
-    if (p.attempt < p.candidates.length) sendForward(state, now, rid, out)
+    if (p._tag === "Forward") onForwardTimer(state, now, rid, p, out)
     return
   }
+  // A request's deadline.
   switch (p._tag) {
     case "Reap":
       // A replica did not answer: no verdict; the next pass asks again.
       return endReapRound(state, rid)
-    case "Scan": {
-      state.pending.delete(rid)
-      const silent = p.asked.filter((m) => !p.answers.has(m))
-      return fail(
-        state,
-        p.origin,
-        "QuorumNotMet",
-        `quorum not met: SCAN heard from ${p.answers.size} of ${p.asked.length} members ` +
-          `(no answer from ${silent.join(", ")})`,
-        out,
-      )
-    }
+    case "Scan":
+      return onScanDeadline(state, rid, p, out)
     case "Forward":
-      state.pending.delete(rid)
-      state.stats.failures++
-      out.push({
-        _tag: "Reply",
-        client: p.client,
-        result: {
-          _tag: "Failed",
-          reason: "Timeout",
-          message:
-            `no replica of the key answered within ${state.config.forwardDeadlineMs} ms ` +
-            `(tried ${p.candidates.join(", ")})`,
-        },
-      })
-      return
+      return onForwardDeadline(state, rid, p, out)
     case "Get":
-      if (!p.replied) {
-        failQuorum(state, p.origin, "R", p.tally, out)
-        p.replied = true
-      }
-      return finishGet(state, now, rid, p, store, out)
+      return onGetDeadline(state, now, rid, p, store, out)
     case "Put":
-      state.pending.delete(rid)
-      if (p.claim === "Waiting") {
-        return fail(
-          state,
-          p.origin,
-          "Timeout",
-          "the forwarder never granted this replica the write (it went to another replica)",
-          out,
-        )
-      }
-      return failQuorum(state, p.origin, p.phase === "Reading" ? "R" : "W", p.tally, out)
+      return onPutDeadline(state, rid, p, out)
   }
 }
 
 const onTick = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
   maybeStop(state, now, out)
-  if (state.chord === undefined) {
+  if (keepsMembership(state)) {
     const ok = serving(state)
     if (ok) maybeHandoff(state, now, store, out)
     updateCalm(state, now, store)
@@ -608,7 +441,7 @@ const onTick = (state: State, now: number, store: StoreView, out: Array<Command>
     if (ok) maybeRebalance(state, now, store, out)
     if (ok) maybeReap(state, now, store, out)
   } else {
-    maybeJoinChord(state, now, store, out)
+    tickChord(state, now, store, out)
   }
   if (serving(state)) stepAntiEntropy(state, { _tag: "TickElapsed", now }, store, out)
   if (now < state.nextHeartbeatAt) return
@@ -619,82 +452,21 @@ const onTick = (state: State, now: number, store: StoreView, out: Array<Command>
   }
 }
 
-export interface MemberStatus {
-  readonly id: NodeId
-  readonly status: Membership.Status
-  /** Believed up by this node (phi below the threshold). */
-  readonly reachable: boolean
-  readonly peerAddress: string
-  readonly clientAddress: string
-  readonly weight: number
-  /** Tokens on the current ring (0 when not on it). */
-  readonly tokens: number
-  /** Fraction of the ring it owns as primary. */
-  readonly owned: number
-  /** Fraction of the keyspace it holds as one of the N replicas. */
-  readonly replicated: number
-}
-
 /** The cluster as this node sees it, for `dht status` and DHT.STATUS. */
-export const statusReport = (state: State, now: number) => {
-  const owned = Ring.ownership(state.ring)
-  const replicated = Ring.replicaOwnership(state.ring, state.config.n)
-  const tokens = new Map<NodeId, number>()
-  for (const o of state.ring.owners) {
-    const id = state.ring.nodes[o]!
-    tokens.set(id, (tokens.get(id) ?? 0) + 1)
-  }
-  const members: ReadonlyArray<MemberStatus> = [...Membership.view(state.membership).values()]
-    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .map((e) => ({
-      id: e.id,
-      status: e.status,
-      reachable: e.status !== "removed" && believedUp(state, e.id, now),
-      peerAddress: e.peerAddress,
-      clientAddress: e.clientAddress,
-      weight: e.weight,
-      tokens: tokens.get(e.id) ?? 0,
-      owned: owned.get(e.id) ?? 0,
-      replicated: replicated.get(e.id) ?? 0,
-    }))
-  return {
-    self: state.config.self,
-    mode: state.config.mode,
-    routing: state.config.routing,
-    chord: chordReport(state),
-    n: state.config.n,
-    r: state.config.r,
-    w: state.config.w,
-    members,
-    streaming: {
-      ...streamingProgress(state),
-      streamed: state.stats.streamed,
-      dropped: state.stats.dropped,
-    },
-    reclaim: reclaimReport(state),
-    stats: { ...state.stats },
-  }
-}
-
-/**
- * Reclamation (RECLAIM-1), for INFO and `dht status`: keys reclaimed here, the reaper's last
- * complete pass over the store (keys it saw, of which dead: tombstones and expired values not
- * yet reclaimed), candidates waiting for their second round, and whether this node is calm.
- */
-export const reclaimReport = (state: State) => ({
-  reaped: state.stats.reaped,
-  lastPass:
-    state.reap.last === undefined
-      ? null
-      : { keys: state.reap.last.keys, dead: state.reap.last.dead, at: state.reap.last.at },
-  candidates: state.reap.candidates.size,
-  calm: state.calmSince !== undefined,
-})
-
-/** Progress of rebalancing, for `dht status`. */
-export const streamingProgress = (state: State) => ({
-  pass: state.rebalance.passes,
-  settled: state.rebalance.settled === state.ringSignature,
-  pending: state.rebalance.pushes.size,
-  scanning: state.rebalance.cursor !== null,
+export const statusReport = (state: State, now: number) => ({
+  self: state.config.self,
+  mode: state.config.mode,
+  routing: state.config.routing,
+  chord: chordReport(state),
+  n: state.config.n,
+  r: state.config.r,
+  w: state.config.w,
+  members: memberStatuses(state, now),
+  streaming: {
+    ...streamingProgress(state),
+    streamed: state.stats.streamed,
+    dropped: state.stats.dropped,
+  },
+  reclaim: reclaimReport(state),
+  stats: { ...state.stats },
 })
