@@ -19,7 +19,9 @@
  * write that fails to become durable stops the executor (nothing held is ever released) and
  * reports through `writeFailed`: the store and the machine now disagree, and the node must stop.
  *
- * Pure: no I/O of its own, no clock; it only orders the callbacks it is given.
+ * Owns: the commands held back and the writes not yet durable. Must not: do I/O of its own or
+ * read a clock (it only orders the callbacks it is given), or release a held command before
+ * every write ahead of it is durable.
  */
 import type { Command } from "./messages.ts"
 

@@ -1,7 +1,7 @@
 /**
  * Redis's glob patterns (SCAN … MATCH, KEYS): `*` any run of bytes, `?` one byte, `[abc]`,
  * `[^a]` and `[a-z]` classes, `\x` a literal x. Case-sensitive, over byte strings (one char per
- * byte). Owns nothing else; no regular expressions are built from client input.
+ * byte). Owns nothing but the matcher. Must not: build a regular expression from client input.
  *
  * Backtracking on the last `*` only (the classic two-pointer matcher), so a match costs
  * O(pattern × key) in the worst case, never exponential time.

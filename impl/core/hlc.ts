@@ -6,6 +6,8 @@
  *
  * Pure: the caller passes its physical time in. Packed values stay below 2^53 until the year
  * 2248 at 1024 logical ticks per millisecond.
+ *
+ * Owns nothing: the caller keeps its last timestamp. Must not: read a clock.
  */
 
 const LOGICAL = 1024

@@ -1,7 +1,7 @@
 /**
  * Branded identifiers, so that a node id, a request id and a ring token cannot be confused.
- * Pure types and constructors: no validation beyond the type system here (impl/wire validates
- * everything that crosses a socket).
+ * Owns: the id types and their constructors. Must not: validate beyond the type system
+ * (impl/wire validates everything that crosses a socket).
  */
 import type { Brand } from "effect"
 

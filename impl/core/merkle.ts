@@ -44,6 +44,11 @@
  * Invariants kept: AE-1 (equal contents give equal roots; the diff finds exactly the differing
  * keys), AE-2 (the diff descends only into differing subtrees), AE-4 (incremental update equals
  * rebuild), AE-5 (a key exchange returns at most `limit` keys, the first differing ones).
+ *
+ * Why trees and the diff protocol are one file of over 500 lines: the protocol's messages are
+ * addressed in the tree's own coordinates (level, node index, leaf bucket, key digest), and
+ * AE-1, AE-2 and AE-5 are properties of the two together, which properties/merkle.test.ts
+ * checks through this one module; about 60 of its lines are this comment.
  */
 import {
   murmur3Final,

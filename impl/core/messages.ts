@@ -4,6 +4,8 @@
  * the simulator can delay, drop, duplicate and reorder them and a test can assert on them.
  * impl/wire/schema.ts holds the effect/Schema codecs for every type that crosses a socket; a
  * compile-time check there keeps the two in step.
+ *
+ * Owns: the types (and their constructors and matchers). Must not: hold behaviour or codecs.
  */
 import { Data } from "effect"
 import type { NodeId } from "./ids.ts"

@@ -2,6 +2,8 @@
  * mulberry32: a tiny seeded generator whose whole state is one 32-bit integer, so that the
  * machines that need randomness (gossip peer choice, Chord's stabilize jitter) keep it as plain
  * data and stay deterministic: the same seed and events give the same run.
+ *
+ * Owns nothing: the caller keeps the state. Must not: read Math.random or a clock.
  */
 export interface Rng {
   rng: number
