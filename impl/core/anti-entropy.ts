@@ -40,6 +40,7 @@
  * AE-6 (any event sequence, including malformed and stray messages, is handled without a throw
  * and keeps at most one exchange in flight), BUDGET-1.
  */
+import { absurd } from "effect/Function"
 import * as Budget from "./budget.ts"
 import type { NodeId } from "./ids.ts"
 import * as Merkle from "./merkle.ts"
@@ -238,6 +239,8 @@ export const step = (
       state.targets = event.targets
       state.cursor = 0
       break
+    default:
+      absurd(event)
   }
   return [state, out]
 }
@@ -322,6 +325,8 @@ const onLevelResponse = (
       x.expect = { _tag: "Keys", request: next.request }
       out.push({ _tag: "Send", to: x.peer, message: next.request })
       return
+    default:
+      return absurd(next)
   }
 }
 
@@ -454,5 +459,11 @@ const onMessage = (
     case "ExchangeRefused":
       if (activeFor(state, from, message.xid) !== undefined) finish(state, "refused")
       return
+    default: {
+      // Exhaustive at compile time; at run time a malformed message lands here and is ignored
+      // (AE-6: no input throws), so no absurd().
+      const unknown: never = message
+      return unknown
+    }
   }
 }

@@ -57,6 +57,7 @@
  * alone. The sections below (vocabulary, ring arithmetic, construction, step, join and leave,
  * periodic repair, messages, lookups, RPCs) are its seams for reading.
  */
+import { absurd } from "effect/Function"
 import { RING_SIZE } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
 
@@ -435,6 +436,8 @@ const dispatch = (s: ChordState, e: ChordEvent, out: Out): ChordState => {
       return handleMessage(s, e.now, e.from, e.message, out)
     case "RpcTimedOut":
       return handleRpcTimedOut(s, e.now, e.rpc, out)
+    default:
+      return absurd(e)
   }
 }
 
@@ -686,7 +689,13 @@ const fingerFixed = (s: ChordState, index: number, owner: Peer): ChordState => {
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-const handleMessage = (s: ChordState, now: number, from: NodeId, msg: ChordMessage, out: Out) => {
+const handleMessage = (
+  s: ChordState,
+  now: number,
+  from: NodeId,
+  msg: ChordMessage,
+  out: Out,
+): ChordState => {
   // Anyone who speaks is alive.
   const heard = s.strikes.size > 0 && s.strikes.has(from) ? withoutStrikes(s, from) : s
   const t = heard.suspects.size > 0 ? unsuspect(heard, from) : heard
@@ -728,6 +737,8 @@ const handleMessage = (s: ChordState, now: number, from: NodeId, msg: ChordMessa
     case "Pong":
     case "FingersAre":
       return handleReply(t, now, from, msg, out)
+    default:
+      return absurd(msg)
   }
 }
 
@@ -805,7 +816,10 @@ const handleReply = (
   s: ChordState,
   now: number,
   from: NodeId,
-  msg: Extract<ChordMessage, { rpc: number }>,
+  msg: Extract<
+    ChordMessage,
+    { _tag: "FoundSuccessor" | "NextHops" | "PredecessorIs" | "Pong" | "FingersAre" }
+  >,
   out: Out,
 ): ChordState => {
   const rpc = s.rpcs.get(msg.rpc)
@@ -825,8 +839,10 @@ const handleReply = (
     case "FingersAre":
       if (rpc.purpose._tag !== "FetchFingers") return t
       return fingersFetched(t, msg.fingers)
+    case "Pong":
+      return t // check-predecessor's answer: taking its RPC off the table is all it does
     default:
-      return t
+      return absurd(msg)
   }
 }
 
@@ -939,6 +955,8 @@ export const peersIn = (m: ChordMessage): ReadonlyArray<Peer> => {
     case "Pong":
     case "GetFingers":
       return []
+    default:
+      return absurd(m)
   }
 }
 
@@ -1139,6 +1157,8 @@ const lookupDone = (
       return s.status === "Active" ? fingerFixed(s, lookup.purpose.index, owner) : s
     case "Check":
       return s.status === "Active" ? checked(s, found, replier, out) : s
+    default:
+      return absurd(lookup.purpose)
   }
 }
 
@@ -1162,6 +1182,8 @@ const lookupFailed = (
     }
     case "Check":
       return s // the driver checks again later
+    default:
+      return absurd(lookup.purpose)
   }
 }
 
@@ -1254,6 +1276,8 @@ const handleRpcTimedOut = (s: ChordState, now: number, rpcId: number, out: Out):
     case "CheckPredecessor":
     case "FetchFingers":
       return t
+    default:
+      return absurd(rpc.purpose)
   }
 }
 

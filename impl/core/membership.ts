@@ -53,6 +53,7 @@
  * CRDT alone is under 100 lines, so splitting it off would leave the machine over 500 lines all
  * the same, and about 50 of them are this comment.
  */
+import { absurd } from "effect/Function"
 import type { NodeId } from "./ids.ts"
 import * as Phi from "./phi.ts"
 import * as Rng from "./rng.ts"
@@ -370,6 +371,8 @@ export const step = (state: State, event: Event): readonly [State, ReadonlyArray
     case "RemoveRequested":
       onRemoveRequested(state, event.node)
       break
+    default:
+      absurd(event)
   }
   state.stats.sent += out.length
   return [state, out]
@@ -509,6 +512,8 @@ const onMessage = (
     case "GossipAck":
       learn(state, message.entries, now)
       return
+    default:
+      return absurd(message)
   }
 }
 

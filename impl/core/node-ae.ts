@@ -7,6 +7,7 @@
  * holds (node-placement.ts answers both for either routing mode; node-membership.ts and
  * node-chord.ts set the targets), or write a repaired object but through `mergeLocal`.
  */
+import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
 import type { Command, StoreView } from "./messages.ts"
@@ -144,6 +145,8 @@ export const stepAntiEntropy = (
       case "Repair":
         if (mergeLocal(state, store, c.key, c.obj, out)) state.stats.aeRepairs++
         break
+      default:
+        absurd(c)
     }
   }
 }

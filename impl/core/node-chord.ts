@@ -15,6 +15,7 @@
  * the routing mode and hands every function here the slice it works on); run a routed request
  * itself (it queues it in `routed` for the coordinator, once this step's Chord work is done).
  */
+import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
 import type { ClientRef, Command, KeyOp, OperatorOp, StoreView, TimerKind } from "./messages.ts"
@@ -196,6 +197,8 @@ const chordStep = (
       case "HandOver":
         handOver(cmd, store, out)
         break
+      default:
+        absurd(cmd)
     }
   }
   refreshNeighbourhood(state, c, now)
@@ -429,6 +432,8 @@ export const onOperator = (
           "a dead node by itself",
         out,
       )
+    default:
+      return absurd(op)
   }
 }
 

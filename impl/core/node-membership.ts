@@ -8,6 +8,7 @@
  * stream), or run under Chord routing, which keeps no membership (node-placement.ts decides;
  * node-chord.ts handles a Chord node's operator intents).
  */
+import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
 import type { ClientRef, Command, OperatorOp, PeerMessage } from "./messages.ts"
@@ -255,6 +256,8 @@ export const onOperator = (
       stepMembership(state, now, { _tag: "RemoveRequested", now, node: op.node }, out)
       return ok(`${op.node} removed; its ranges are re-replicated from the surviving replicas`)
     }
+    default:
+      return absurd(op)
   }
 }
 

@@ -6,6 +6,7 @@
  * Owns: `handoffInFlight`, `nextHandoffAt`. Must not: mint events, or drop a hint before its
  * owner acknowledged it durably.
  */
+import { absurd } from "effect/Function"
 import * as Version from "./version.ts"
 import type { Command, PeerMessage, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
@@ -116,6 +117,8 @@ export const onReplicaMessage = (
     }
     case "Reap":
       return onReap(state, message.key, message.obj, store, out)
+    default:
+      return absurd(message)
   }
 }
 

@@ -44,6 +44,7 @@
  *
  * Invariants kept: KV-1..KV-9 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
  */
+import { absurd } from "effect/Function"
 import * as Membership from "./membership.ts"
 import * as Phi from "./phi.ts"
 import * as Ring from "./ring.ts"
@@ -201,6 +202,8 @@ export const step = (
     case "TickElapsed":
       onTick(state, event.now, store, out)
       break
+    default:
+      absurd(event)
   }
   // Requests whose key's replicas a Chord lookup found in this step run now.
   const routed = takeRouted(state)
@@ -371,6 +374,8 @@ const onMessage = (
       return onClaim(state, from, message.rid, message.put, out)
     case "CoordinateGrant":
       return onGrant(state, now, from, message.rid, message.granted, store, out)
+    default:
+      return absurd(message)
   }
 }
 
@@ -392,6 +397,11 @@ const onReadResponse = (
       return onPutRead(state, now, rid, p, from, obj, store, out)
     case "Get":
       return onGetRead(state, now, rid, p, from, obj, store, out)
+    case "Forward":
+    case "Scan":
+      return // they read nothing: a stray answer whose rid now names another request
+    default:
+      return absurd(p)
   }
 }
 
@@ -428,6 +438,8 @@ const onTimer = (
       return onGetDeadline(state, now, rid, p, store, out)
     case "Put":
       return onPutDeadline(state, rid, p, out)
+    default:
+      return absurd(p)
   }
 }
 
