@@ -195,7 +195,7 @@ test("AE-1: for differing contents the diff finds exactly the differing keys", (
       if (expected.length > 0) differed++
       // Applying the reconciliation leaves both sides with sync(a, b) on every differing key.
       if (run.request === undefined) return
-      const response: Merkle.KeysResponse = { _tag: "KeysResponse", xid: 7, entries: run.entries }
+      const response: Merkle.KeysResponse = { _tag: "KeysResponse", rid: 7, entries: run.entries }
       const { repairs, pushes } = Merkle.reconcile(ta, (k) => a.get(k), run.request, response)
       const a2 = new Map(a)
       const b2 = new Map(b)
@@ -365,7 +365,7 @@ interface SimOptions {
 class AeSim {
   readonly replicas: Array<Replica>
   readonly net: Array<InFlight> = []
-  readonly timers: Array<{ readonly node: number; readonly xid: number; readonly at: number }> = []
+  readonly timers: Array<{ readonly node: number; readonly rid: number; readonly at: number }> = []
   now = 0
   /** Per replica: [time, budget spent]: K per exchange started, 1 per key served. */
   readonly spent: Array<Array<readonly [number, number]>>
@@ -429,7 +429,7 @@ class AeSim {
       if (c._tag === "Send" && c.message._tag === "ExchangeRefused") {
         if (c.message.reason === "Busy") this.busy++
       }
-      if (c._tag === "SetTimer") this.timers.push({ node: index, xid: c.xid, at: c.at })
+      if (c._tag === "SetTimer") this.timers.push({ node: index, rid: c.rid, at: c.at })
       if (c._tag === "Repair") this.apply(r, c.key, c.obj)
     }
     return commands
@@ -453,7 +453,7 @@ class AeSim {
     const due = this.timers.filter((t) => t.at <= this.now)
     for (const t of due) {
       this.timers.splice(this.timers.indexOf(t), 1)
-      this.step(t.node, { _tag: "TimerFired", now: this.now, xid: t.xid })
+      this.step(t.node, { _tag: "TimerFired", now: this.now, rid: t.rid })
     }
   }
 
@@ -666,10 +666,10 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
   const rangeIx = fc.integer({ min: 0, max: ranges.length })
   const pick = (i: number): Merkle.Range => ranges[i] ?? { start: 5, end: 9 } // last: unknown
   const messageArb: fc.Arbitrary<AE.Message> = fc.oneof(
-    fc.record({ xid: fc.nat(6), r: rangeIx, level: fc.nat(3), indices: fc.array(fc.nat(5)) }).map(
+    fc.record({ rid: fc.nat(6), r: rangeIx, level: fc.nat(3), indices: fc.array(fc.nat(5)) }).map(
       (m): AE.Message => ({
         _tag: "TreeLevelRequest",
-        xid: m.xid,
+        rid: m.rid,
         range: pick(m.r),
         shape,
         level: m.level,
@@ -677,20 +677,20 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
       }),
     ),
     fc
-      .record({ xid: fc.nat(6), level: fc.nat(3), hashes: fc.array(digestArb, { maxLength: 4 }) })
+      .record({ rid: fc.nat(6), level: fc.nat(3), hashes: fc.array(digestArb, { maxLength: 4 }) })
       .map(
         (m): AE.Message => ({
           _tag: "TreeLevelResponse",
-          xid: m.xid,
+          rid: m.rid,
           level: m.level,
           indices: m.hashes.map((_, i) => i),
           hashes: m.hashes,
         }),
       ),
-    fc.record({ xid: fc.nat(6), r: rangeIx, buckets: fc.array(fc.nat(5)), limit: fc.nat(10) }).map(
+    fc.record({ rid: fc.nat(6), r: rangeIx, buckets: fc.array(fc.nat(5)), limit: fc.nat(10) }).map(
       (m): AE.Message => ({
         _tag: "KeysRequest",
-        xid: m.xid,
+        rid: m.rid,
         range: pick(m.r),
         shape,
         buckets: m.buckets,
@@ -700,34 +700,34 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
     ),
     fc
       .record({
-        xid: fc.nat(6),
+        rid: fc.nat(6),
         entries: fc.array(fc.record({ key: keyArb, obj: fc.option(objArb, { nil: null }) })),
       })
       .map((m): AE.Message => ({ _tag: "KeysResponse", ...m })),
     fc
       .record({
-        xid: fc.nat(6),
+        rid: fc.nat(6),
         r: rangeIx,
         entries: fc.array(fc.record({ key: keyArb, obj: objArb })),
       })
       .map(
         (m): AE.Message => ({
           _tag: "KeysPush",
-          xid: m.xid,
+          rid: m.rid,
           range: pick(m.r),
           entries: m.entries,
         }),
       ),
     fc
       .record({
-        xid: fc.nat(6),
+        rid: fc.nat(6),
         reason: fc.constantFrom<AE.RefusalReason>("NoTree", "BadRequest", "Busy"),
       })
       .map((m): AE.Message => ({ _tag: "ExchangeRefused", ...m, detail: "" })),
   )
   const eventArb = fc.oneof(
     fc.record({ kind: fc.constant("tick" as const), dt: fc.nat(1500) }),
-    fc.record({ kind: fc.constant("timer" as const), xid: fc.nat(6) }),
+    fc.record({ kind: fc.constant("timer" as const), rid: fc.nat(6) }),
     fc.record({ kind: fc.constant("msg" as const), from: fc.nat(2), message: messageArb }),
     // A genuine answer from the peer of the running exchange, possibly duplicated later.
     { arbitrary: fc.record({ kind: fc.constant("echo" as const), dup: fc.boolean() }), weight: 4 },
@@ -763,7 +763,7 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
         if (ev.kind === "tick") {
           now += ev.dt
           event = { _tag: "TickElapsed", now }
-        } else if (ev.kind === "timer") event = { _tag: "TimerFired", now, xid: ev.xid }
+        } else if (ev.kind === "timer") event = { _tag: "TimerFired", now, rid: ev.rid }
         else if (ev.kind === "msg") {
           event = { _tag: "MessageReceived", now, from: ids[ev.from]!, message: ev.message }
         } else if (ev.kind === "retarget") {
@@ -775,7 +775,7 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
           if (state.active.expect._tag === "Keys") forgedAtKeys++
           const message: AE.Message = {
             _tag: "KeysResponse",
-            xid: state.active.xid,
+            rid: state.active.rid,
             entries: ev.entries,
           }
           event = { _tag: "MessageReceived", now, from: state.active.peer, message }

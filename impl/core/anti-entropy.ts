@@ -29,7 +29,7 @@
  *  - commands run in order; `Repair{key, obj}` means: sync obj into the stored object of key,
  *    persist it if it changed, and update the range trees (`Merkle.update`) before the next
  *    event is stepped (the view must show the store as it is);
- *  - `SetTimer{xid, at}` delivers TimerFired{xid} at `at` or later; timers are never cancelled;
+ *  - `SetTimer{rid, at}` delivers TimerFired{rid} at `at` or later; timers are never cancelled;
  *  - messages may be lost, duplicated, delayed or reordered.
  *
  * Deliberately not here: choosing ranges and peers from the ring (the caller hands in
@@ -53,7 +53,7 @@ import type { Obj } from "./version.ts"
 /** The merged objects of an exchange, for the responder to sync into its store. */
 export interface KeysPush {
   readonly _tag: "KeysPush"
-  readonly xid: number
+  readonly rid: number
   readonly range: Merkle.Range
   readonly entries: ReadonlyArray<{ readonly key: string; readonly obj: Obj }>
 }
@@ -63,7 +63,7 @@ export type RefusalReason = "NoTree" | "BadRequest" | "Busy"
 /** The responder cannot take part: the initiator abandons the exchange. */
 export interface ExchangeRefused {
   readonly _tag: "ExchangeRefused"
-  readonly xid: number
+  readonly rid: number
   readonly reason: RefusalReason
   readonly detail: string
 }
@@ -85,8 +85,8 @@ export type Event =
       readonly from: NodeId
       readonly message: Message
     }
-  /** The timer of exchange `xid` fired: abandon it if it is still running. */
-  | { readonly _tag: "TimerFired"; readonly now: number; readonly xid: number }
+  /** The timer of exchange `rid` fired: abandon it if it is still running. */
+  | { readonly _tag: "TimerFired"; readonly now: number; readonly rid: number }
   /** The ring changed: these are now the (peer, range) pairs to visit, round-robin. */
   | {
       readonly _tag: "TargetsChanged"
@@ -98,8 +98,8 @@ export type Command =
   | { readonly _tag: "Send"; readonly to: NodeId; readonly message: Message }
   /** Sync `obj` into the local object of `key` (persist if it changed; update the trees). */
   | { readonly _tag: "Repair"; readonly key: string; readonly obj: Obj }
-  /** Deliver TimerFired{xid} at `at` (or later). */
-  | { readonly _tag: "SetTimer"; readonly xid: number; readonly at: number }
+  /** Deliver TimerFired{rid} at `at` (or later). */
+  | { readonly _tag: "SetTimer"; readonly rid: number; readonly at: number }
 
 /** The machine's read-only view of the local store and of the tree of each range it keeps. */
 export interface View {
@@ -142,7 +142,7 @@ type Expect =
   | { readonly _tag: "Keys"; readonly request: Merkle.KeysRequest }
 
 interface Exchange {
-  readonly xid: number
+  readonly rid: number
   readonly peer: NodeId
   readonly range: Merkle.Range
   readonly startedAt: number
@@ -179,7 +179,7 @@ export interface State {
   cursor: number
   /** No exchange starts before this time. */
   nextStartAt: number
-  nextXid: number
+  nextRid: number
   /** The exchange this node initiated and is running, if any (at most one). */
   active: Exchange | undefined
   budget: Budget.Budget
@@ -198,7 +198,7 @@ export const init = (config: Config, targets: ReadonlyArray<Target>, now: number
     targets,
     cursor: 0,
     nextStartAt: now,
-    nextXid: 1,
+    nextRid: 1,
     active: undefined,
     budget: Budget.make(config.ratePerSec, config.burst, now),
     stats: {
@@ -230,7 +230,7 @@ export const step = (
       onMessage(state, event.now, event.from, event.message, view, out)
       break
     case "TimerFired":
-      if (state.active?.xid === event.xid) {
+      if (state.active?.rid === event.rid) {
         state.active = undefined
         state.stats.timedOut++
       }
@@ -274,10 +274,10 @@ const maybeStart = (state: State, now: number, view: View, out: Array<Command>):
     return
   }
   state.cursor = (state.cursor + 1) % state.targets.length
-  const xid = state.nextXid++
-  const request = Merkle.startDiff(tree, xid)
+  const rid = state.nextRid++
+  const request = Merkle.startDiff(tree, rid)
   state.active = {
-    xid,
+    rid,
     peer: target.peer,
     range: target.range,
     startedAt: now,
@@ -285,7 +285,7 @@ const maybeStart = (state: State, now: number, view: View, out: Array<Command>):
   }
   state.nextStartAt = now + state.config.intervalMs
   state.stats.started++
-  out.push({ _tag: "SetTimer", xid, at: now + state.config.exchangeTimeoutMs })
+  out.push({ _tag: "SetTimer", rid, at: now + state.config.exchangeTimeoutMs })
   out.push({ _tag: "Send", to: target.peer, message: request })
 }
 
@@ -294,10 +294,10 @@ const finish = (state: State, outcome: "inSync" | "repaired" | "refused"): void 
   state.stats[outcome]++
 }
 
-/** The running exchange, if `from` and `xid` are its peer and id. */
-const activeFor = (state: State, from: NodeId, xid: number): Exchange | undefined => {
+/** The running exchange, if `from` and `rid` are its peer and id. */
+const activeFor = (state: State, from: NodeId, rid: number): Exchange | undefined => {
   const x = state.active
-  return x !== undefined && x.peer === from && x.xid === xid ? x : undefined
+  return x !== undefined && x.peer === from && x.rid === rid ? x : undefined
 }
 
 const onLevelResponse = (
@@ -307,7 +307,7 @@ const onLevelResponse = (
   view: View,
   out: Array<Command>,
 ): void => {
-  const x = activeFor(state, from, response.xid)
+  const x = activeFor(state, from, response.rid)
   // Stale, duplicated or foreign answers do not fit what we wait for: ignore them.
   if (x?.expect._tag !== "Level" || !Merkle.answers(x.expect.request, response)) return
   const tree = view.tree(x.range, x.expect.request.shape)
@@ -337,7 +337,7 @@ const onKeysResponse = (
   view: View,
   out: Array<Command>,
 ): void => {
-  const x = activeFor(state, from, response.xid)
+  const x = activeFor(state, from, response.rid)
   if (x?.expect._tag !== "Keys") return
   const tree = view.tree(x.range, x.expect.request.shape)
   if (tree === undefined) return finish(state, "refused")
@@ -347,7 +347,7 @@ const onKeysResponse = (
     out.push({
       _tag: "Send",
       to: x.peer,
-      message: { _tag: "KeysPush", xid: x.xid, range: x.range, entries: pushes },
+      message: { _tag: "KeysPush", rid: x.rid, range: x.range, entries: pushes },
     })
   }
   state.stats.keysRepaired += repairs.length
@@ -360,12 +360,12 @@ const onKeysResponse = (
 
 const refuse = (
   to: NodeId,
-  xid: number,
+  rid: number,
   reason: RefusalReason,
   detail: string,
   out: Array<Command>,
 ): void => {
-  out.push({ _tag: "Send", to, message: { _tag: "ExchangeRefused", xid, reason, detail } })
+  out.push({ _tag: "Send", to, message: { _tag: "ExchangeRefused", rid, reason, detail } })
 }
 
 /** The local tree a request names (in the request's shape, if it names one), or why there is none. */
@@ -386,9 +386,9 @@ const onLevelRequest = (
   out: Array<Command>,
 ): void => {
   const tree = treeFor(view, request.range, request.shape)
-  if (typeof tree === "string") return refuse(from, request.xid, "NoTree", tree, out)
+  if (typeof tree === "string") return refuse(from, request.rid, "NoTree", tree, out)
   const answer = Merkle.answerLevel(tree, request)
-  if (answer._tag === "Invalid") return refuse(from, request.xid, "BadRequest", answer.reason, out)
+  if (answer._tag === "Invalid") return refuse(from, request.rid, "BadRequest", answer.reason, out)
   out.push({ _tag: "Send", to: from, message: answer.message })
 }
 
@@ -401,14 +401,14 @@ const onKeysRequest = (
   out: Array<Command>,
 ): void => {
   const tree = treeFor(view, request.range, request.shape)
-  if (typeof tree === "string") return refuse(from, request.xid, "NoTree", tree, out)
+  if (typeof tree === "string") return refuse(from, request.rid, "NoTree", tree, out)
   const answer = Merkle.answerKeys(tree, view.get, request, state.config.maxKeys)
-  if (answer._tag === "Invalid") return refuse(from, request.xid, "BadRequest", answer.reason, out)
+  if (answer._tag === "Invalid") return refuse(from, request.rid, "BadRequest", answer.reason, out)
   // Serve what the budget allows (a partial answer is still a prefix in (bucket, key) order).
   const all = answer.message.entries
   const affordable = Math.min(all.length, Math.floor(Budget.available(state.budget, now)))
   if (all.length > 0 && affordable === 0) {
-    return refuse(from, request.xid, "Busy", "anti-entropy budget spent", out)
+    return refuse(from, request.rid, "Busy", "anti-entropy budget spent", out)
   }
   state.budget = Budget.take(state.budget, affordable, now).budget
   state.stats.keysServed += affordable
@@ -457,7 +457,7 @@ const onMessage = (
     case "KeysPush":
       return onKeysPush(state, message, view, out)
     case "ExchangeRefused":
-      if (activeFor(state, from, message.xid) !== undefined) finish(state, "refused")
+      if (activeFor(state, from, message.rid) !== undefined) finish(state, "refused")
       return
     default: {
       // Exhaustive at compile time; at run time a malformed message lands here and is ignored

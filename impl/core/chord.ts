@@ -13,7 +13,7 @@
  *   init(config, self)              a fresh, not yet joined node
  *   step(state, event)              => readonly [state, commands]
  *   events:   JoinRequested{via} (via null creates a ring), LeaveRequested, LookupRequested,
- *             StabilizeTicked, MessageReceived{from, message}, RpcTimedOut{rpc},
+ *             StabilizeTicked, MessageReceived{from, message}, RpcTimedOut{rid},
  *             CheckRequested{via} (look this node up through a seed; merges disjoint rings)
  *   commands: Send{to, message}, ScheduleTimer{at, timer}, LookupCompleted / LookupFailed,
  *             JoinCompleted / JoinFailed, HandOver{to, from, through}
@@ -21,7 +21,7 @@
  *   every tick schedules the next one until the node leaves. Idle and joining nodes only
  *   reschedule, and refuse lookups through them (an empty NextHops). Timers are never
  *   cancelled: the driver turns ScheduleTimer{timer: Stabilize} into StabilizeTicked and
- *   ScheduleTimer{timer: RpcDeadline{rpc}} into RpcTimedOut{rpc} at `at` (or later); the
+ *   ScheduleTimer{timer: RpcDeadline{rid}} into RpcTimedOut{rid} at `at` (or later); the
  *   machine ignores deadlines of RPCs that already completed.
  *   stabilized(config, ring, index) builds the state a node has once the ring has converged,
  *   for simulators that start from a stabilized ring (as the paper's simulator did).
@@ -135,7 +135,7 @@ export type Status = "Idle" | "Joining" | "Active" | "Left"
  * node's place through a seed (CheckRequested).
  */
 export type LookupPurpose =
-  | { readonly _tag: "Client"; readonly requestId: number }
+  | { readonly _tag: "Client"; readonly rid: number }
   | { readonly _tag: "Join" }
   | { readonly _tag: "FixFinger"; readonly index: number }
   | { readonly _tag: "Check" }
@@ -159,7 +159,7 @@ export interface PendingLookup {
   readonly closest: { readonly peer: Peer; readonly successors: ReadonlyArray<Peer> } | null
 }
 
-/** What an outstanding RPC is for; its reply (or deadline) is matched by the rpc number. */
+/** What an outstanding RPC is for; its reply (or deadline) is matched by its rid. */
 export type RpcPurpose =
   | { readonly _tag: "Lookup"; readonly lookup: number }
   | { readonly _tag: "Stabilize" }
@@ -184,8 +184,8 @@ export interface ChordState {
   readonly fingerNext: number
   readonly lookups: ReadonlyMap<number, PendingLookup>
   readonly rpcs: ReadonlyMap<number, Rpc>
-  /** Source of rpc and lookup numbers, increasing. */
-  readonly serial: number
+  /** Source of RPC and lookup ids (rids), increasing. */
+  readonly nextRid: number
   /** Peers recently found dead; kept out of every list until they expire or speak again. */
   readonly suspects: ReadonlyMap<NodeId, number>
   /** Consecutive RPC timeouts per peer not yet taken for dead (at most suspectsMax entries). */
@@ -194,11 +194,11 @@ export interface ChordState {
 
 export type ChordMessage =
   /** Iterative lookup query: "what do you know about the successor of `target`?" */
-  | { readonly _tag: "FindSuccessor"; readonly rpc: number; readonly target: number }
+  | { readonly _tag: "FindSuccessor"; readonly rid: number; readonly target: number }
   /** The target lies between the replier and its successor: here is the successor list. */
   | {
       readonly _tag: "FoundSuccessor"
-      readonly rpc: number
+      readonly rid: number
       readonly successors: ReadonlyArray<Peer>
     }
   /**
@@ -209,25 +209,25 @@ export type ChordMessage =
    */
   | {
       readonly _tag: "NextHops"
-      readonly rpc: number
+      readonly rid: number
       readonly candidates: ReadonlyArray<Peer>
       readonly successors: ReadonlyArray<Peer>
     }
-  | { readonly _tag: "GetPredecessor"; readonly rpc: number }
+  | { readonly _tag: "GetPredecessor"; readonly rid: number }
   | {
       readonly _tag: "PredecessorIs"
-      readonly rpc: number
+      readonly rid: number
       readonly predecessor: Peer | null
       readonly successors: ReadonlyArray<Peer>
     }
   /** "I think I might be your predecessor." One-way. */
   | { readonly _tag: "Notify"; readonly peer: Peer }
-  | { readonly _tag: "Ping"; readonly rpc: number }
-  | { readonly _tag: "Pong"; readonly rpc: number }
-  | { readonly _tag: "GetFingers"; readonly rpc: number }
+  | { readonly _tag: "Ping"; readonly rid: number }
+  | { readonly _tag: "Pong"; readonly rid: number }
+  | { readonly _tag: "GetFingers"; readonly rid: number }
   | {
       readonly _tag: "FingersAre"
-      readonly rpc: number
+      readonly rid: number
       readonly fingers: ReadonlyArray<Peer | null>
     }
   /** The sender leaves for good; splice it out. One-way. */
@@ -239,7 +239,7 @@ export type ChordMessage =
 
 export type ChordTimer =
   | { readonly _tag: "Stabilize" }
-  | { readonly _tag: "RpcDeadline"; readonly rpc: number }
+  | { readonly _tag: "RpcDeadline"; readonly rid: number }
 
 export type ChordEvent =
   /** Join the ring through `via` (any live member), or create a new ring when `via` is null. */
@@ -255,7 +255,7 @@ export type ChordEvent =
   | {
       readonly _tag: "LookupRequested"
       readonly now: number
-      readonly requestId: number
+      readonly rid: number
       readonly target: number
     }
   /** The stabilize timer fired; `random` in [0, 1) jitters the next one. */
@@ -266,7 +266,7 @@ export type ChordEvent =
       readonly from: NodeId
       readonly message: ChordMessage
     }
-  | { readonly _tag: "RpcTimedOut"; readonly now: number; readonly rpc: number }
+  | { readonly _tag: "RpcTimedOut"; readonly now: number; readonly rid: number }
 
 /** Refused: nobody answered, and the last peer asked is in no ring itself (it refused). */
 export type LookupFailure =
@@ -282,7 +282,7 @@ export type ChordCommand =
   | { readonly _tag: "ScheduleTimer"; readonly at: number; readonly timer: ChordTimer }
   | {
       readonly _tag: "LookupCompleted"
-      readonly requestId: number
+      readonly rid: number
       readonly owner: Peer
       /** The owner and the nodes after it (the replier's successor list): replica candidates. */
       readonly successors: ReadonlyArray<Peer>
@@ -297,7 +297,7 @@ export type ChordCommand =
     }
   | {
       readonly _tag: "LookupFailed"
-      readonly requestId: number
+      readonly rid: number
       readonly reason: LookupFailure
       readonly hops: number
       readonly timeouts: number
@@ -365,7 +365,7 @@ export const init = (config: ChordConfig, self: Peer): ChordState => {
     fingerNext: 0,
     lookups: new Map(),
     rpcs: new Map(),
-    serial: 0,
+    nextRid: 0,
     suspects: new Map(),
     strikes: new Map(),
   }
@@ -429,13 +429,13 @@ const dispatch = (s: ChordState, e: ChordEvent, out: Out): ChordState => {
     case "LeaveRequested":
       return handleLeaveRequested(s, out)
     case "LookupRequested":
-      return startLookup(s, e.now, { _tag: "Client", requestId: e.requestId }, e.target, out)
+      return startLookup(s, e.now, { _tag: "Client", rid: e.rid }, e.target, out)
     case "StabilizeTicked":
       return handleStabilizeTicked(s, e.now, e.random, out)
     case "MessageReceived":
       return handleMessage(s, e.now, e.from, e.message, out)
     case "RpcTimedOut":
-      return handleRpcTimedOut(s, e.now, e.rpc, out)
+      return handleRpcTimedOut(s, e.now, e.rid, out)
     default:
       return absurd(e)
   }
@@ -463,7 +463,7 @@ const handleJoinRequested = (
   // (section 4.4: n.join(n') asks n'.find_successor(n)).
   return sendLookup(
     now,
-    s.serial,
+    s.nextRid,
     {
       purpose: { _tag: "Join" },
       target: s.self.pos,
@@ -473,7 +473,7 @@ const handleJoinRequested = (
       tried: [],
       closest: null,
     },
-    { ...joining, serial: s.serial + 1 },
+    { ...joining, nextRid: s.nextRid + 1 },
     out,
   )
 }
@@ -488,7 +488,7 @@ const handleCheckRequested = (s: ChordState, now: number, via: Peer, out: Out): 
   for (const lookup of s.lookups.values()) if (lookup.purpose._tag === "Check") return s
   return sendLookup(
     now,
-    s.serial,
+    s.nextRid,
     {
       purpose: { _tag: "Check" },
       target: s.self.pos,
@@ -498,7 +498,7 @@ const handleCheckRequested = (s: ChordState, now: number, via: Peer, out: Out): 
       tried: [],
       closest: null,
     },
-    { ...s, serial: s.serial + 1 },
+    { ...s, nextRid: s.nextRid + 1 },
     out,
   )
 }
@@ -562,7 +562,7 @@ const becomeActive = (
     now,
     first,
     { _tag: "FetchFingers" },
-    (rpc) => ({ _tag: "GetFingers", rpc }),
+    (rid) => ({ _tag: "GetFingers", rid }),
     out,
   )
 }
@@ -635,7 +635,7 @@ const stabilize = (s: ChordState, now: number, out: Out): ChordState => {
     now,
     succ,
     { _tag: "Stabilize" },
-    (rpc) => ({ _tag: "GetPredecessor", rpc }),
+    (rid) => ({ _tag: "GetPredecessor", rid }),
     out,
   )
 }
@@ -643,7 +643,7 @@ const stabilize = (s: ChordState, now: number, out: Out): ChordState => {
 const checkPredecessor = (s: ChordState, now: number, out: Out): ChordState => {
   const pred = s.predecessor
   if (pred === null || pred.id === s.self.id || hasRpc(s, "CheckPredecessor")) return s
-  return sendRpc(s, now, pred, { _tag: "CheckPredecessor" }, (rpc) => ({ _tag: "Ping", rpc }), out)
+  return sendRpc(s, now, pred, { _tag: "CheckPredecessor" }, (rid) => ({ _tag: "Ping", rid }), out)
 }
 
 /**
@@ -701,7 +701,7 @@ const handleMessage = (
   const t = heard.suspects.size > 0 ? unsuspect(heard, from) : heard
   switch (msg._tag) {
     case "FindSuccessor":
-      return answerFindSuccessor(t, from, msg.rpc, msg.target, out)
+      return answerFindSuccessor(t, from, msg.rid, msg.target, out)
     case "GetPredecessor":
       if (t.status !== "Active") return t
       out.push({
@@ -709,7 +709,7 @@ const handleMessage = (
         to: from,
         message: {
           _tag: "PredecessorIs",
-          rpc: msg.rpc,
+          rid: msg.rid,
           predecessor: t.predecessor,
           successors: t.successors,
         },
@@ -717,14 +717,14 @@ const handleMessage = (
       return t
     case "Ping":
       if (t.status === "Active")
-        out.push({ _tag: "Send", to: from, message: { _tag: "Pong", rpc: msg.rpc } })
+        out.push({ _tag: "Send", to: from, message: { _tag: "Pong", rid: msg.rid } })
       return t
     case "GetFingers":
       if (t.status !== "Active") return t
       out.push({
         _tag: "Send",
         to: from,
-        message: { _tag: "FingersAre", rpc: msg.rpc, fingers: t.fingers },
+        message: { _tag: "FingersAre", rid: msg.rid, fingers: t.fingers },
       })
       return t
     case "Notify":
@@ -745,7 +745,7 @@ const handleMessage = (
 const answerFindSuccessor = (
   s: ChordState,
   from: NodeId,
-  rpc: number,
+  rid: number,
   target: number,
   out: Out,
 ) => {
@@ -753,17 +753,17 @@ const answerFindSuccessor = (
   // asker moves on without waiting for a timeout, and knows this peer is alive but not a member
   // (a node bootstrapping a ring counts on that: impl/core/node-chord.ts).
   if (s.status !== "Active") {
-    const refusal: ChordMessage = { _tag: "NextHops", rpc, candidates: [], successors: [] }
+    const refusal: ChordMessage = { _tag: "NextHops", rid, candidates: [], successors: [] }
     out.push({ _tag: "Send", to: from, message: refusal })
     return s
   }
   const succ = s.successors[0]
   const message: ChordMessage =
     succ !== undefined && inHalfOpen(target, s.self.pos, succ.pos)
-      ? { _tag: "FoundSuccessor", rpc, successors: s.successors }
+      ? { _tag: "FoundSuccessor", rid, successors: s.successors }
       : {
           _tag: "NextHops",
-          rpc,
+          rid,
           candidates: routeCandidates(s, target, s.config.nextHopsReplied),
           successors: s.successors,
         }
@@ -822,11 +822,11 @@ const handleReply = (
   >,
   out: Out,
 ): ChordState => {
-  const rpc = s.rpcs.get(msg.rpc)
+  const rpc = s.rpcs.get(msg.rid)
   // Guard: late (after the deadline), duplicated or unsolicited replies are ignored.
   if (rpc === undefined || rpc.peer.id !== from) return s
   const rpcs = new Map(s.rpcs)
-  rpcs.delete(msg.rpc)
+  rpcs.delete(msg.rid)
   const t: ChordState = { ...s, rpcs }
   switch (msg._tag) {
     case "FoundSuccessor":
@@ -1006,8 +1006,8 @@ const startLookup = (
   const local = ownsAfter(s, target)
   if (local !== null) return lookupDone(s, now, fresh, local, s.self, out)
   const candidates = routeCandidates(s, target, s.config.lookupCandidatesMax)
-  const id = s.serial
-  return sendLookup(now, id, { ...fresh, candidates }, { ...s, serial: s.serial + 1 }, out)
+  const id = s.nextRid
+  return sendLookup(now, id, { ...fresh, candidates }, { ...s, nextRid: s.nextRid + 1 }, out)
 }
 
 /** Query the best untried candidate of lookup `id`, or give up when none is left. */
@@ -1045,7 +1045,7 @@ const sendLookup = (
     now,
     next,
     { _tag: "Lookup", lookup: id },
-    (rpc) => ({ _tag: "FindSuccessor", rpc, target }),
+    (rid) => ({ _tag: "FindSuccessor", rid, target }),
     out,
   )
 }
@@ -1143,7 +1143,7 @@ const lookupDone = (
     case "Client":
       out.push({
         _tag: "LookupCompleted",
-        requestId: lookup.purpose.requestId,
+        rid: lookup.purpose.rid,
         owner,
         successors: found.slice(0, s.config.successorListLength),
         replier,
@@ -1191,7 +1191,7 @@ const emitFailure = (lookup: PendingLookup, reason: LookupFailure, out: Out) => 
   if (lookup.purpose._tag !== "Client") return
   out.push({
     _tag: "LookupFailed",
-    requestId: lookup.purpose.requestId,
+    rid: lookup.purpose.rid,
     reason,
     hops: lookup.hops,
     timeouts: lookup.timeouts,
@@ -1206,27 +1206,27 @@ const sendRpc = (
   now: number,
   peer: Peer,
   purpose: RpcPurpose,
-  message: (rpc: number) => ChordMessage,
+  message: (rid: number) => ChordMessage,
   out: Out,
 ): ChordState => {
-  const rpc = s.serial
+  const rid = s.nextRid
   const rpcs = new Map(s.rpcs)
-  rpcs.set(rpc, { peer, purpose })
-  out.push({ _tag: "Send", to: peer.id, message: message(rpc) })
+  rpcs.set(rid, { peer, purpose })
+  out.push({ _tag: "Send", to: peer.id, message: message(rid) })
   out.push({
     _tag: "ScheduleTimer",
     at: now + s.config.rpcTimeoutMs,
-    timer: { _tag: "RpcDeadline", rpc },
+    timer: { _tag: "RpcDeadline", rid },
   })
-  return { ...s, rpcs, serial: s.serial + 1 }
+  return { ...s, rpcs, nextRid: s.nextRid + 1 }
 }
 
-const handleRpcTimedOut = (s: ChordState, now: number, rpcId: number, out: Out): ChordState => {
-  const rpc = s.rpcs.get(rpcId)
+const handleRpcTimedOut = (s: ChordState, now: number, rid: number, out: Out): ChordState => {
+  const rpc = s.rpcs.get(rid)
   // Guard: the reply came in time; the deadline is stale.
   if (rpc === undefined) return s
   const rpcs = new Map(s.rpcs)
-  rpcs.delete(rpcId)
+  rpcs.delete(rid)
   const strikes = (s.strikes.get(rpc.peer.id) ?? 0) + 1
   if (strikes < s.config.timeoutsBeforeDead) {
     // Not dead yet (the message may have been lost): this RPC failed, the peer stays.

@@ -384,8 +384,8 @@ export const clone = (tree: Tree): Tree => ({
 /** Ask the peer for the hashes of nodes `indices` (ascending) at `level` of its tree. */
 export interface TreeLevelRequest {
   readonly _tag: "TreeLevelRequest"
-  /** Exchange id, chosen by the initiator, echoed in every answer. */
-  readonly xid: number
+  /** The exchange's rid, minted by the initiator, echoed in every answer. */
+  readonly rid: number
   readonly range: Range
   readonly shape: Shape
   readonly level: number
@@ -394,7 +394,7 @@ export interface TreeLevelRequest {
 
 export interface TreeLevelResponse {
   readonly _tag: "TreeLevelResponse"
-  readonly xid: number
+  readonly rid: number
   readonly level: number
   /** Echo of the request's indices, so a stale or duplicated answer is recognised. */
   readonly indices: ReadonlyArray<number>
@@ -405,7 +405,7 @@ export interface TreeLevelResponse {
 /** Ask for the peer's objects of the keys in `buckets` whose digest differs from ours. */
 export interface KeysRequest {
   readonly _tag: "KeysRequest"
-  readonly xid: number
+  readonly rid: number
   readonly range: Range
   readonly shape: Shape
   /** Leaf buckets, ascending, at most `limit`. */
@@ -424,7 +424,7 @@ export interface KeyEntry {
 
 export interface KeysResponse {
   readonly _tag: "KeysResponse"
-  readonly xid: number
+  readonly rid: number
   /** The first `limit` differing keys in (bucket, key) order. */
   readonly entries: ReadonlyArray<KeyEntry>
 }
@@ -437,9 +437,9 @@ export type Answer<M> =
   | { readonly _tag: "Invalid"; readonly reason: string }
 
 /** The first request of a diff: the root. */
-export const startDiff = (tree: Tree, xid: number): TreeLevelRequest => ({
+export const startDiff = (tree: Tree, rid: number): TreeLevelRequest => ({
   _tag: "TreeLevelRequest",
-  xid,
+  rid,
   range: tree.range,
   shape: tree.shape,
   level: 0,
@@ -468,7 +468,7 @@ export const answerLevel = (tree: Tree, request: TreeLevelRequest): Answer<TreeL
   const hashes = indices.map((i) => nodeHash(tree, level, i))
   return {
     _tag: "Answer",
-    message: { _tag: "TreeLevelResponse", xid: request.xid, level, indices, hashes },
+    message: { _tag: "TreeLevelResponse", rid: request.rid, level, indices, hashes },
   }
 }
 
@@ -481,7 +481,7 @@ export type Next =
 
 /** Does `response` answer `request`? (same exchange, level and indices, one hash per index) */
 export const answers = (request: TreeLevelRequest, response: TreeLevelResponse): boolean =>
-  response.xid === request.xid &&
+  response.rid === request.rid &&
   response.level === request.level &&
   Array.isArray(response.indices) &&
   Array.isArray(response.hashes) &&
@@ -515,7 +515,7 @@ export const compareLevel = (
   }
   if (differing.length === 0) return { _tag: "InSync", compared }
   if (request.level === tree.shape.depth) {
-    const keys = keysRequest(tree, request.xid, differing, limit)
+    const keys = keysRequest(tree, request.rid, differing, limit)
     return { _tag: "FetchKeys", request: keys, compared }
   }
   const f = tree.shape.fanout
@@ -531,7 +531,7 @@ export const compareLevel = (
 /** Ask for the keys of `buckets` (ascending), carrying our digests of them. */
 export const keysRequest = (
   tree: Tree,
-  xid: number,
+  rid: number,
   buckets: ReadonlyArray<number>,
   limit: number,
 ): KeysRequest => {
@@ -540,7 +540,7 @@ export const keysRequest = (
   digests.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
   return {
     _tag: "KeysRequest",
-    xid,
+    rid,
     range: tree.range,
     shape: tree.shape,
     buckets: [...buckets],
@@ -594,7 +594,7 @@ export const answerKeys = (
       entries.push({ key, obj })
     }
   }
-  return { _tag: "Answer", message: { _tag: "KeysResponse", xid: request.xid, entries } }
+  return { _tag: "Answer", message: { _tag: "KeysResponse", rid: request.rid, entries } }
 }
 
 export interface Reconciled {
@@ -617,7 +617,7 @@ export const reconcile = (
 ): Reconciled => {
   const repairs: Array<{ key: string; obj: Obj }> = []
   const pushes: Array<{ key: string; obj: Obj }> = []
-  if (response.xid !== request.xid || !Array.isArray(response.entries)) return { repairs, pushes }
+  if (response.rid !== request.rid || !Array.isArray(response.entries)) return { repairs, pushes }
   const wanted = new Set(request.buckets)
   const seen = new Set<string>()
   for (const entry of response.entries.slice(0, request.limit)) {

@@ -140,7 +140,7 @@ export const stepAntiEntropy = (
         })
         break
       case "SetTimer":
-        out.push({ _tag: "SetTimer", rid: c.xid, kind: "AntiEntropy", at: c.at })
+        out.push({ _tag: "SetTimer", rid: c.rid, kind: "AntiEntropy", at: c.at })
         break
       case "Repair":
         if (mergeLocal(state, store, c.key, c.obj, out)) state.stats.aeRepairs++

@@ -114,12 +114,12 @@ const lookUp = (
   key: string,
   store: StoreView,
   out: Array<Command>,
-  register: (requestId: number) => void,
+  register: (rid: number) => void,
 ): void => {
-  const requestId = state.nextRid++
-  register(requestId)
+  const rid = state.nextRid++
+  register(rid)
   const target = position(key)
-  chordStep(state, c, now, { _tag: "LookupRequested", now, requestId, target }, store, out)
+  chordStep(state, c, now, { _tag: "LookupRequested", now, rid, target }, store, out)
 }
 
 const chordStep = (
@@ -141,13 +141,13 @@ const chordStep = (
         out.push(
           cmd.timer._tag === "Stabilize"
             ? { _tag: "SetTimer", rid: 0, kind: "ChordStabilize", at: cmd.at }
-            : { _tag: "SetTimer", rid: cmd.timer.rpc, kind: "ChordRpc", at: cmd.at },
+            : { _tag: "SetTimer", rid: cmd.timer.rid, kind: "ChordRpc", at: cmd.at },
         )
         break
       case "LookupCompleted": {
-        const sweep = c.checking.get(cmd.requestId)
+        const sweep = c.checking.get(cmd.rid)
         if (sweep !== undefined) {
-          c.checking.delete(cmd.requestId)
+          c.checking.delete(cmd.rid)
           learnPeers(c, cmd.successors)
           const replicas = replicasFrom(cmd.successors, state.config.n, cmd.replier).map(
             (p) => p.id,
@@ -155,9 +155,9 @@ const chordStep = (
           handBack(state, now, sweep.key, sweep.obj, replicas, out)
           break
         }
-        const parked = c.parked.get(cmd.requestId)
+        const parked = c.parked.get(cmd.rid)
         if (parked === undefined) break
-        c.parked.delete(cmd.requestId)
+        c.parked.delete(cmd.rid)
         c.stats.lookups++
         c.stats.hops += cmd.hops
         c.stats.maxHops = Math.max(c.stats.maxHops, cmd.hops)
@@ -170,10 +170,10 @@ const chordStep = (
         break
       }
       case "LookupFailed": {
-        c.checking.delete(cmd.requestId) // a sweep lookup: the next pass tries again
-        const parked = c.parked.get(cmd.requestId)
+        c.checking.delete(cmd.rid) // a sweep lookup: the next pass tries again
+        const parked = c.parked.get(cmd.rid)
         if (parked === undefined) break
-        c.parked.delete(cmd.requestId)
+        c.parked.delete(cmd.rid)
         c.stats.lookupFailures++
         const why =
           cmd.reason === "NotJoined"
@@ -231,7 +231,7 @@ export const onTimer = (
   const event: Chord.ChordEvent =
     kind === "ChordStabilize"
       ? { _tag: "StabilizeTicked", now, random: Rng.uniform(c.random) }
-      : { _tag: "RpcTimedOut", now, rpc: rid }
+      : { _tag: "RpcTimedOut", now, rid }
   chordStep(state, c, now, event, store, out)
 }
 

@@ -414,7 +414,7 @@ const onTimer = (
   out: Array<Command>,
 ): void => {
   if (kind === "AntiEntropy") {
-    return stepAntiEntropy(state, { _tag: "TimerFired", now, xid: rid }, store, out)
+    return stepAntiEntropy(state, { _tag: "TimerFired", now, rid }, store, out)
   }
   if (kind === "ChordStabilize" || kind === "ChordRpc") {
     return onChordTimer(state, now, rid, kind, store, out)

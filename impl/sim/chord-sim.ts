@@ -85,7 +85,7 @@ interface Scheduled {
   readonly kind: number
   readonly from: number
   readonly message: Chord.ChordMessage | null
-  readonly rpc: number
+  readonly rid: number
   /** The incarnation of `node` it was meant for: a node restarted since never sees it. */
   readonly inc: number
 }
@@ -175,7 +175,7 @@ export class ChordSim {
   private readonly livePos: Array<number> = []
   private readonly heap = new EventHeap()
   private seq = 0
-  private requestSerial = 0
+  private nextRid = 0
   private readonly lookupWaiters = new Map<number, (outcome: LookupOutcome) => void>()
   private readonly joinRetries = new Map<number, number>()
   private readonly watches = new Map<number, Watch>()
@@ -312,9 +312,9 @@ export class ChordSim {
 
   /** Start a lookup for ring position `target` at `node`; `done` gets its outcome. */
   lookup(node: number, target: number, done: (outcome: LookupOutcome) => void): void {
-    const requestId = this.requestSerial++
-    this.lookupWaiters.set(requestId, done)
-    this.deliver(node, { _tag: "LookupRequested", now: this.now, requestId, target })
+    const rid = this.nextRid++
+    this.lookupWaiters.set(rid, done)
+    this.deliver(node, { _tag: "LookupRequested", now: this.now, rid, target })
   }
 
   /** Process events up to and including time `until` (or until `stop` holds, or the budget). */
@@ -356,7 +356,7 @@ export class ChordSim {
         this.deliver(ev.node, { _tag: "StabilizeTicked", now: ev.at, random: this.prng.float() })
         return
       default:
-        this.deliver(ev.node, { _tag: "RpcTimedOut", now: ev.at, rpc: ev.rpc })
+        this.deliver(ev.node, { _tag: "RpcTimedOut", now: ev.at, rid: ev.rid })
     }
   }
 
@@ -390,13 +390,13 @@ export class ChordSim {
       }
       case "ScheduleTimer":
         if (c.timer._tag === "Stabilize") this.push(c.at, node, KIND_STABILIZE, -1, null, -1)
-        else this.push(c.at, node, KIND_DEADLINE, -1, null, c.timer.rpc)
+        else this.push(c.at, node, KIND_DEADLINE, -1, null, c.timer.rid)
         return
       case "LookupCompleted":
       case "LookupFailed": {
-        const done = this.lookupWaiters.get(c.requestId)
+        const done = this.lookupWaiters.get(c.rid)
         if (done === undefined) return
-        this.lookupWaiters.delete(c.requestId)
+        this.lookupWaiters.delete(c.rid)
         done(
           c._tag === "LookupCompleted"
             ? {
@@ -441,10 +441,10 @@ export class ChordSim {
     kind: number,
     from: number,
     message: Chord.ChordMessage | null,
-    rpc: number,
+    rid: number,
   ): void {
     const inc = this.incarnation[node]!
-    this.heap.push({ at, seq: this.seq++, node, kind, from, message, rpc, inc })
+    this.heap.push({ at, seq: this.seq++, node, kind, from, message, rid, inc })
   }
 
   // -------------------------------------------------------------------------------------------

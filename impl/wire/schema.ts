@@ -185,7 +185,7 @@ const DigestSchema32 = Schema.Tuple(Word, Word)
 export const AntiEntropyMessageSchema = Schema.Union(
   Schema.Struct({
     _tag: Schema.Literal("TreeLevelRequest"),
-    xid: Count,
+    rid: Count,
     range: RangeSchema,
     shape: ShapeSchema,
     level: Count,
@@ -193,14 +193,14 @@ export const AntiEntropyMessageSchema = Schema.Union(
   }),
   Schema.Struct({
     _tag: Schema.Literal("TreeLevelResponse"),
-    xid: Count,
+    rid: Count,
     level: Count,
     indices: Schema.Array(Count),
     hashes: Schema.Array(DigestSchema32),
   }),
   Schema.Struct({
     _tag: Schema.Literal("KeysRequest"),
-    xid: Count,
+    rid: Count,
     range: RangeSchema,
     shape: ShapeSchema,
     buckets: Schema.Array(Count),
@@ -209,18 +209,18 @@ export const AntiEntropyMessageSchema = Schema.Union(
   }),
   Schema.Struct({
     _tag: Schema.Literal("KeysResponse"),
-    xid: Count,
+    rid: Count,
     entries: Schema.Array(Schema.Struct({ key: Schema.String, obj: Schema.NullOr(ObjSchema) })),
   }),
   Schema.Struct({
     _tag: Schema.Literal("KeysPush"),
-    xid: Count,
+    rid: Count,
     range: RangeSchema,
     entries: Schema.Array(Schema.Struct({ key: Schema.String, obj: ObjSchema })),
   }),
   Schema.Struct({
     _tag: Schema.Literal("ExchangeRefused"),
-    xid: Count,
+    rid: Count,
     reason: Schema.Literal("NoTree", "BadRequest", "Busy"),
     detail: Schema.String,
   }),
@@ -238,28 +238,28 @@ export const ChordPeerSchema = Schema.Struct({
 const Peers = Schema.Array(ChordPeerSchema)
 
 export const ChordMessageSchema = Schema.Union(
-  Schema.Struct({ _tag: Schema.Literal("FindSuccessor"), rpc: Count, target: Position }),
-  Schema.Struct({ _tag: Schema.Literal("FoundSuccessor"), rpc: Count, successors: Peers }),
+  Schema.Struct({ _tag: Schema.Literal("FindSuccessor"), rid: Count, target: Position }),
+  Schema.Struct({ _tag: Schema.Literal("FoundSuccessor"), rid: Count, successors: Peers }),
   Schema.Struct({
     _tag: Schema.Literal("NextHops"),
-    rpc: Count,
+    rid: Count,
     candidates: Peers,
     successors: Peers,
   }),
-  Schema.Struct({ _tag: Schema.Literal("GetPredecessor"), rpc: Count }),
+  Schema.Struct({ _tag: Schema.Literal("GetPredecessor"), rid: Count }),
   Schema.Struct({
     _tag: Schema.Literal("PredecessorIs"),
-    rpc: Count,
+    rid: Count,
     predecessor: Schema.NullOr(ChordPeerSchema),
     successors: Peers,
   }),
   Schema.Struct({ _tag: Schema.Literal("Notify"), peer: ChordPeerSchema }),
-  Schema.Struct({ _tag: Schema.Literal("Ping"), rpc: Count }),
-  Schema.Struct({ _tag: Schema.Literal("Pong"), rpc: Count }),
-  Schema.Struct({ _tag: Schema.Literal("GetFingers"), rpc: Count }),
+  Schema.Struct({ _tag: Schema.Literal("Ping"), rid: Count }),
+  Schema.Struct({ _tag: Schema.Literal("Pong"), rid: Count }),
+  Schema.Struct({ _tag: Schema.Literal("GetFingers"), rid: Count }),
   Schema.Struct({
     _tag: Schema.Literal("FingersAre"),
-    rpc: Count,
+    rid: Count,
     fingers: Schema.Array(Schema.NullOr(ChordPeerSchema)),
   }),
   Schema.Struct({
