@@ -16,6 +16,7 @@ import * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
 import { Driver } from "../impl/node/driver.ts"
 import type { Log } from "../impl/node/log.ts"
+import { systemClock } from "../impl/node/runtime.ts"
 import { makeMemory, type StoreShape } from "../impl/node/store.ts"
 import { params } from "./helpers/fc.ts"
 
@@ -187,6 +188,7 @@ test("KV-1: the driver acknowledges a write only once its commit is durable, and
   const driver = new Driver({
     machine: single(),
     store,
+    clock: systemClock,
     tickMs: 1_000_000,
     log: quietLog,
     send: () => {},
@@ -228,6 +230,7 @@ test("KV-1: a machine exception crash-stops the driver: onFatal is called, nothi
   const driver = new Driver({
     machine: single(),
     store: makeMemory(),
+    clock: systemClock,
     tickMs: 1_000_000,
     log: quietLog,
     send: () => {},

@@ -4,8 +4,10 @@
  * world; it holds no protocol logic.
  *
  * Events: client requests (`submit`, from the RESP server), decoded peer messages (`receive`,
- * from the transport), timers the machine set, and a TickElapsed every tickMs. `now` is
- * Date.now() at the moment the event is stepped.
+ * from the transport), timers the machine set, and a TickElapsed every tickMs. `now` is the
+ * node clock's time at the moment the event is stepped. The clock and its timers are the
+ * `NodeClock` service (impl/node/runtime.ts): the system clock on a real node, Effect's
+ * TestClock under TestContext in tests; the driver reads no other clock.
  *
  * Commands run through the executor the simulator uses too (impl/core/executor.ts), which
  * keeps the machine's durability contract: store writes (Persist, PersistHint, DropHint, Drop)
@@ -37,11 +39,14 @@ import type {
 import * as Executor from "../core/executor.ts"
 import * as Node from "../core/node.ts"
 import type { Log } from "./log.ts"
+import type { Cancel, ClockShape } from "./runtime.ts"
 import type { StoreShape } from "./store.ts"
 
 export interface DriverOptions {
   readonly machine: Node.Config
   readonly store: StoreShape
+  /** Time and timers (impl/node/runtime.ts). */
+  readonly clock: ClockShape
   readonly tickMs: number
   readonly log: Log
   /**
@@ -74,6 +79,8 @@ export interface DriverStats {
 export class Driver {
   private state: Node.State
   private readonly store: StoreShape
+  private readonly clock: ClockShape
+  private readonly tickMs: number
   private readonly storeView: StoreView
   private readonly log: Log
   private readonly send: DriverOptions["send"]
@@ -87,12 +94,15 @@ export class Driver {
   private nextClientRef = 1
   /** Runs the machine's commands under the durability contract. */
   private readonly executor: Executor.Executor
-  private readonly timers = new Set<NodeJS.Timeout>()
-  private ticker: NodeJS.Timeout | undefined
+  /** Cancels of the timers set and not yet fired. */
+  private readonly timers = new Set<Cancel>()
+  private ticker: Cancel | undefined
   private stopped = false
 
   constructor(options: DriverOptions) {
     this.store = options.store
+    this.clock = options.clock
+    this.tickMs = options.tickMs
     this.storeView = {
       get: options.store.get,
       hint: options.store.hint,
@@ -114,23 +124,22 @@ export class Driver {
         this.fatal(`store commit failed: ${detail}`)
       },
     })
-    this.state = Node.init(options.machine, Date.now())
-    this.ticker = setInterval(() => this.tick(), options.tickMs)
-    this.ticker.unref()
+    this.state = Node.init(options.machine, this.clock.now())
+    this.armTicker()
   }
 
   /** Run a client operation; `onResult` is called exactly once, unless the node stops first. */
   submit(op: ClientOp, onResult: (result: ClientResult) => void): void {
     const client = this.nextClientRef++
     this.waiting.set(client, onResult)
-    this.step({ _tag: "ClientRequested", now: Date.now(), client, op })
+    this.step({ _tag: "ClientRequested", now: this.clock.now(), client, op })
   }
 
   /** Run an operator intent (join, leave, remove); `onResult` as for `submit`. */
   operator(op: OperatorOp, onResult: (result: ClientResult) => void): void {
     const client = this.nextClientRef++
     this.waiting.set(client, onResult)
-    this.step({ _tag: "OperatorRequested", now: Date.now(), client, op })
+    this.step({ _tag: "OperatorRequested", now: this.clock.now(), client, op })
   }
 
   /** The members as this node sees them, sorted by id. */
@@ -140,7 +149,7 @@ export class Driver {
 
   /** A decoded message from a peer. */
   receive(from: NodeId, message: PeerMessage): void {
-    this.step({ _tag: "MessageReceived", now: Date.now(), from, message })
+    this.step({ _tag: "MessageReceived", now: this.clock.now(), from, message })
   }
 
   stats(): DriverStats {
@@ -154,7 +163,7 @@ export class Driver {
   /** The cluster as this node sees it, plus its local counts (DHT.STATUS). */
   status(): ReturnType<typeof Node.statusReport> & { keys: number; hints: number } {
     return {
-      ...Node.statusReport(this.state, Date.now()),
+      ...Node.statusReport(this.state, this.clock.now()),
       keys: this.store.size(),
       hints: this.store.hintCount(),
     }
@@ -167,22 +176,31 @@ export class Driver {
 
   /** Peers the machine currently believes up. */
   believedUp(peer: NodeId): boolean {
-    return Node.believedUp(this.state, peer, Date.now())
+    return Node.believedUp(this.state, peer, this.clock.now())
   }
 
   /** Stop ticking and firing timers; results still outstanding are never delivered. */
   stop(): void {
     this.stopped = true
     this.executor.stop()
-    if (this.ticker !== undefined) clearInterval(this.ticker)
+    this.ticker?.()
     this.ticker = undefined
-    for (const timer of this.timers) clearTimeout(timer)
+    for (const cancel of this.timers) cancel()
     this.timers.clear()
     this.waiting.clear()
   }
 
+  /** The next TickElapsed, tickMs from now (after a late tick: from when it ran). */
+  private armTicker(): void {
+    this.ticker = this.clock.schedule(this.clock.now() + this.tickMs, () => {
+      this.ticker = undefined
+      this.tick()
+      if (!this.stopped) this.armTicker()
+    })
+  }
+
   private tick(): void {
-    this.step({ _tag: "TickElapsed", now: Date.now() })
+    this.step({ _tag: "TickElapsed", now: this.clock.now() })
     if (this.stopped) return
     const members = Node.members(this.state)
     const signature = members.map((m) => `${m.id}:${m.status}@${m.peerAddress}`).join(",")
@@ -259,14 +277,10 @@ export class Driver {
 
   private setTimer(rid: number, kind: TimerKind, at: number): void {
     if (this.stopped) return
-    const timer = setTimeout(
-      () => {
-        this.timers.delete(timer)
-        this.step({ _tag: "TimerFired", now: Date.now(), rid, kind })
-      },
-      Math.max(0, at - Date.now()),
-    )
-    timer.unref()
-    this.timers.add(timer)
+    const cancel = this.clock.schedule(at, () => {
+      this.timers.delete(cancel)
+      this.step({ _tag: "TimerFired", now: this.clock.now(), rid, kind })
+    })
+    this.timers.add(cancel)
   }
 }

@@ -1,17 +1,20 @@
 /**
- * `runNode(config)`: one real storage node. Acquires, in a scope, the store, the driver (the
- * storage machine), the peer transport and the RESP server, logs one start-up line, and runs
- * until SIGINT/SIGTERM or a fatal store error. On the way out everything is released in reverse
- * order: clients first, then the machine's timers, the peer sockets, and last the store, which
- * is flushed and closed.
+ * `runNode(config)`: one real storage node. Composes the live layers of the runtime's services
+ * (impl/node/runtime.ts: the system clock, TCP to the peers, the configured store, the parsed
+ * configuration), then acquires, in a scope, the driver (the storage machine), the peer
+ * transport and the RESP server, logs one start-up line, and runs until SIGINT/SIGTERM or a
+ * fatal store error. On the way out everything is released in reverse order: clients first,
+ * then the peer sockets, the machine's timers, and last the store, which is flushed and closed.
  */
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Effect } from "effect"
+import type { NodeId } from "../core/ids.ts"
 import * as Config from "./config.ts"
-import { Driver } from "./driver.ts"
+import type { Driver } from "./driver.ts"
 import * as Log from "./log.ts"
 import * as RespServer from "./resp-server.ts"
+import * as Runtime from "./runtime.ts"
 import * as Store from "./store.ts"
-import * as Transport from "./transport.ts"
+import type * as Transport from "./transport.ts"
 import * as Status from "../wire/status.ts"
 
 export type StopReason = "SIGINT" | "SIGTERM" | "fatal" | "removed"
@@ -27,9 +30,6 @@ export const awaitSignal: Effect.Effect<"SIGINT" | "SIGTERM"> = Effect.async((re
     process.off("SIGTERM", onTerm)
   })
 })
-
-const storeLayer = (config: Config.Config): Layer.Layer<Store.Store, Error> =>
-  config.store === "memory" ? Store.layerMemory : Store.layerLmdb(config.dataDir)
 
 /**
  * While the node runs and shuts down, a repeated SIGINT/SIGTERM (a terminal's Ctrl-C reaches
@@ -54,27 +54,22 @@ export const holdSignals = Effect.acquireRelease(
 const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
   Effect.gen(function* () {
     const config = yield* Config.NodeConfig
-    const store = yield* Store.Store
     const log = yield* Log.make
     const ended = yield* Deferred.make<"fatal" | "removed">()
-    const generation = store.nextGeneration()
     // Test-only negative control (dht verify --unsafe-failover): the old failover, which can run
     // a forwarded write twice and lose acknowledged writes (spec KV-9). Never in production.
     const unsafeFailover = process.env.DHT_UNSAFE_FAILOVER === "1"
     if (unsafeFailover) {
       log.error("DHT_UNSAFE_FAILOVER=1: forwarded writes may run twice (negative control only)")
     }
-    let transport: Transport.Transport | undefined
-    const driver = new Driver({
-      machine: {
-        ...Config.machineConfig(config, generation),
-        unsafeFailover,
-        savedMembers: store.loadMembership()?.members,
-      },
-      store,
-      tickMs: config.tickMs,
+    let forget: ((id: NodeId) => void) | undefined
+    const {
+      driver,
+      transport: peers,
+      generation,
+    } = yield* Runtime.startNode({
       log,
-      send: (to, message, address) => transport?.send(to, message, address),
+      machine: { unsafeFailover },
       onFatal: (reason) => {
         log.error(`stopping: ${reason}`)
         Deferred.unsafeDone(ended, Effect.succeed("fatal" as const))
@@ -89,19 +84,14 @@ const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
           else if (was.status !== m.status) changes.push(`${m.id} ${was.status} -> ${m.status}`)
           else if (was.peerAddress !== m.peerAddress)
             changes.push(`${m.id} moved to ${m.peerAddress}`)
-          if (m.status === "removed" && m.id !== config.id) transport?.forget(m.id)
+          if (m.status === "removed" && m.id !== config.id) forget?.(m.id)
         }
         // The first view is the boot configuration, already in the start-up line.
         if (previous.length > 0 && changes.length > 0) log.info(`membership: ${changes.join("; ")}`)
       },
     })
-    yield* Effect.addFinalizer(() => Effect.sync(() => driver.stop()))
-    transport = yield* Transport.make({
-      config,
-      log,
-      onMessage: (from, message) => driver.receive(from, message),
-    })
-    const peers = transport
+    forget = (id) => peers.forget(id)
+    const store = yield* Store.Store
     const resp = yield* RespServer.make({
       config,
       log,
@@ -216,9 +206,8 @@ export const runNode = (
   Effect.scoped(
     Effect.zipRight(
       holdSignals,
-      // The store's layer is released after the services of `serve`, and before holdSignals.
-      Effect.scoped(serve(stop)).pipe(
-        Effect.provide(Layer.merge(Config.layer(config), storeLayer(config))),
-      ),
+      // The layers (the store last) are released after the services of `serve`, and before
+      // holdSignals.
+      Effect.scoped(serve(stop)).pipe(Effect.provide(Runtime.layerLive(config))),
     ),
   ).pipe(Effect.provide(Log.layer))
