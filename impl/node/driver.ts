@@ -7,7 +7,7 @@
  * from the transport), timers the machine set, and a TickElapsed every tickMs. `now` is the
  * node clock's time at the moment the event is stepped. The clock and its timers are the
  * `NodeClock` service (impl/node/runtime.ts): the system clock on a real node, Effect's
- * TestClock under TestContext in tests; the driver reads no other clock.
+ * TestClock in properties/driver-clock.test.ts; the driver reads no other clock.
  *
  * Commands run through the executor the simulator uses too (impl/core/executor.ts), which
  * keeps the machine's durability contract: store writes (Persist, PersistHint, DropHint, Drop)
@@ -66,6 +66,12 @@ export interface DriverOptions {
     members: ReadonlyArray<Membership.Entry>,
     previous: ReadonlyArray<Membership.Entry>,
   ) => void
+  /**
+   * Test-only negative control (properties/driver-clock.test.ts), never set by a real node:
+   * treat every store write as durable the moment it is issued, so that sends and replies
+   * leave before the writes they follow are durable (breaks KV-1).
+   */
+  readonly unsafeReleaseBeforeDurable?: boolean | undefined
 }
 
 export interface DriverStats {
@@ -81,6 +87,7 @@ export class Driver {
   private readonly store: StoreShape
   private readonly clock: ClockShape
   private readonly tickMs: number
+  private readonly unsafeReleaseBeforeDurable: boolean
   private readonly storeView: StoreView
   private readonly log: Log
   private readonly send: DriverOptions["send"]
@@ -103,6 +110,7 @@ export class Driver {
     this.store = options.store
     this.clock = options.clock
     this.tickMs = options.tickMs
+    this.unsafeReleaseBeforeDurable = options.unsafeReleaseBeforeDurable === true
     this.storeView = {
       get: options.store.get,
       hint: options.store.hint,
@@ -249,7 +257,12 @@ export class Driver {
           return this.store.drop(command.key, command.obj)
       }
     })()
-    return durable === undefined ? undefined : (ok, failed) => durable.then(ok, failed)
+    if (durable === undefined) return undefined
+    if (this.unsafeReleaseBeforeDurable) {
+      durable.catch(() => {})
+      return undefined
+    }
+    return (ok, failed) => durable.then(ok, failed)
   }
 
   private run(command: Executor.Outbound): void {

@@ -230,7 +230,7 @@ export const layerMemory = (
 /** What the node around the driver decides: its log, its exits, and the machine's overrides. */
 export type NodeHooks = Pick<
   DriverOptions,
-  "log" | "onFatal" | "onRemoved" | "onMembership"
+  "log" | "onFatal" | "onRemoved" | "onMembership" | "unsafeReleaseBeforeDurable"
 > & {
   /** Overrides of the machine's configuration (negative controls such as unsafeFailover). */
   readonly machine?: Partial<Node.Config>
@@ -270,6 +270,7 @@ export const startNode = (
       onFatal: hooks.onFatal,
       onRemoved: hooks.onRemoved,
       onMembership: hooks.onMembership,
+      unsafeReleaseBeforeDurable: hooks.unsafeReleaseBeforeDurable,
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => driver.stop()))
     transport = yield* peers.open((from, message) => driver.receive(from, message))
