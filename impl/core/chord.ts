@@ -26,6 +26,9 @@
  *   stabilized(config, ring, index) builds the state a node has once the ring has converged,
  *   for simulators that start from a stabilized ring (as the paper's simulator did).
  *   routeCandidates / ownsAfter expose the routing rule itself.
+ *   `step` updates the state it is given in place and returns it: the machine owns its state,
+ *   as the storage machine (impl/core/node.ts) owns its own. The successor list and the fingers
+ *   are replaced, never changed in place, because messages and commands carry them.
  *
  * Iterative, not recursive, lookups: the originator sends every query and receives every reply.
  * That keeps intermediate nodes stateless (nothing to bound or time out there), lets the one
@@ -171,25 +174,30 @@ export interface Rpc {
   readonly purpose: RpcPurpose
 }
 
+/**
+ * One node's Chord state, which `step` updates in place (the machine owns it, as the storage
+ * machine owns its own). The lists are replaced, never changed in place: messages and commands
+ * carry them (`successors`, `fingers`) and must not see later changes.
+ */
 export interface ChordState {
   readonly config: ChordConfig
   readonly self: Peer
-  readonly status: Status
+  status: Status
   /** First live successors, nearest first, never containing self (except [self] when alone). */
-  readonly successors: ReadonlyArray<Peer>
-  readonly predecessor: Peer | null
+  successors: ReadonlyArray<Peer>
+  predecessor: Peer | null
   /** fingers[k] = first node at or after self + 2^(52 - m + k); null when unknown or self. */
-  readonly fingers: ReadonlyArray<Peer | null>
+  fingers: ReadonlyArray<Peer | null>
   /** The finger fix-fingers refreshes next. */
-  readonly fingerNext: number
-  readonly lookups: ReadonlyMap<number, PendingLookup>
-  readonly rpcs: ReadonlyMap<number, Rpc>
+  fingerNext: number
+  readonly lookups: Map<number, PendingLookup>
+  readonly rpcs: Map<number, Rpc>
   /** Source of RPC and lookup ids (rids), increasing. */
-  readonly nextRid: number
+  nextRid: number
   /** Peers recently found dead; kept out of every list until they expire or speak again. */
-  readonly suspects: ReadonlyMap<NodeId, number>
+  readonly suspects: Map<NodeId, number>
   /** Consecutive RPC timeouts per peer not yet taken for dead (at most suspectsMax entries). */
-  readonly strikes: ReadonlyMap<NodeId, number>
+  readonly strikes: Map<NodeId, number>
 }
 
 export type ChordMessage =
@@ -454,16 +462,19 @@ const handleJoinRequested = (
   if (s.status !== "Idle") return s
   if (via === null || via.id === s.self.id) {
     out.push({ _tag: "JoinCompleted", successor: s.self, hops: 0 })
-    return { ...s, status: "Active", successors: [s.self] }
+    s.status = "Active"
+    s.successors = [s.self]
+    return s
   }
   // Asked to join through `via`: ask it, even if an earlier attempt timed out on it (a seed
   // that was still starting is suspected, and would otherwise be skipped for suspectTtlMs).
-  const joining: ChordState = { ...unsuspect(s, via.id), status: "Joining" }
+  unsuspect(s, via.id)
+  s.status = "Joining"
   // The joiner knows nobody but `via`, which routes the query onward
   // (section 4.4: n.join(n') asks n'.find_successor(n)).
   return sendLookup(
     now,
-    s.nextRid,
+    s.nextRid++,
     {
       purpose: { _tag: "Join" },
       target: s.self.pos,
@@ -473,7 +484,7 @@ const handleJoinRequested = (
       tried: [],
       closest: null,
     },
-    { ...joining, nextRid: s.nextRid + 1 },
+    s,
     out,
   )
 }
@@ -488,7 +499,7 @@ const handleCheckRequested = (s: ChordState, now: number, via: Peer, out: Out): 
   for (const lookup of s.lookups.values()) if (lookup.purpose._tag === "Check") return s
   return sendLookup(
     now,
-    s.nextRid,
+    s.nextRid++,
     {
       purpose: { _tag: "Check" },
       target: s.self.pos,
@@ -498,7 +509,7 @@ const handleCheckRequested = (s: ChordState, now: number, via: Peer, out: Out): 
       tried: [],
       closest: null,
     },
-    { ...s, nextRid: s.nextRid + 1 },
+    s,
     out,
   )
 }
@@ -523,7 +534,8 @@ const checked = (
   if (next === undefined || succ === undefined) return s
   if (succ.id !== s.self.id && !inOpen(next.pos, s.self.pos, succ.pos)) return s
   out.push({ _tag: "Send", to: next.id, message: { _tag: "Notify", peer: s.self } })
-  return { ...s, successors: normalizeSuccessors(s, [next, ...s.successors]) }
+  s.successors = normalizeSuccessors(s, [next, ...s.successors])
+  return s
 }
 
 const becomeActive = (
@@ -542,7 +554,8 @@ const becomeActive = (
   const first = successors[0]
   if (first === undefined) {
     out.push({ _tag: "JoinFailed", reason: "NoRoute", hops })
-    return { ...s, status: "Idle" as const }
+    s.status = "Idle"
+    return s
   }
   out.push({ _tag: "JoinCompleted", successor: first, hops })
   out.push({ _tag: "Send", to: first.id, message: { _tag: "Notify", peer: s.self } })
@@ -550,15 +563,12 @@ const becomeActive = (
   // fix-fingers corrects them.
   // Suspicions gathered while probing seeds (some not in a ring yet, so silent) are forgotten:
   // kept, they would keep live members out of the lists stabilization builds.
-  const active: ChordState = {
-    ...s,
-    status: "Active",
-    successors,
-    predecessor: null,
-    suspects: new Map(),
-  }
+  s.status = "Active"
+  s.successors = successors
+  s.predecessor = null
+  s.suspects.clear()
   return sendRpc(
-    active,
+    s,
     now,
     first,
     { _tag: "FetchFingers" },
@@ -569,10 +579,13 @@ const becomeActive = (
 
 const handleLeaveRequested = (s: ChordState, out: Out): ChordState => {
   failAllLookups(s, out)
-  const left: ChordState = { ...s, status: "Left", lookups: new Map(), rpcs: new Map() }
-  if (s.status !== "Active") return left
+  const was = s.status
+  s.status = "Left"
+  s.lookups.clear()
+  s.rpcs.clear()
+  if (was !== "Active") return s
   const succ = s.successors[0]
-  if (succ === undefined || succ.id === s.self.id) return left
+  if (succ === undefined || succ.id === s.self.id) return s
   // Section 5.3 voluntary departure: hand the keys to the successor, splice ourselves out.
   out.push({ _tag: "HandOver", to: succ, from: s.predecessor?.pos ?? null, through: s.self.pos })
   const leaving: ChordMessage = {
@@ -585,7 +598,7 @@ const handleLeaveRequested = (s: ChordState, out: Out): ChordState => {
   if (pred !== null && pred.id !== succ.id && pred.id !== s.self.id) {
     out.push({ _tag: "Send", to: pred.id, message: leaving })
   }
-  return left
+  return s
 }
 
 const failAllLookups = (s: ChordState, out: Out) => {
@@ -628,7 +641,8 @@ const stabilize = (s: ChordState, now: number, out: Out): ChordState => {
     const x = s.predecessor
     if (x === null || x.id === s.self.id) return s
     out.push({ _tag: "Send", to: x.id, message: { _tag: "Notify", peer: s.self } })
-    return { ...s, successors: [x] }
+    s.successors = [x]
+    return s
   }
   return sendRpc(
     s,
@@ -662,9 +676,10 @@ const fixFingers = (s: ChordState, now: number, out: Out): ChordState => {
     fingers[k] = succ
     k++
   }
-  if (k >= m) return { ...s, fingers, fingerNext: 0 }
-  const t: ChordState = { ...s, fingers, fingerNext: k }
-  return startLookup(t, now, { _tag: "FixFinger", index: k }, fingerStart(s.self.pos, k, m), out)
+  s.fingers = fingers
+  s.fingerNext = k >= m ? 0 : k
+  if (k >= m) return s
+  return startLookup(s, now, { _tag: "FixFinger", index: k }, fingerStart(s.self.pos, k, m), out)
 }
 
 const fingerFixed = (s: ChordState, index: number, owner: Peer): ChordState => {
@@ -683,7 +698,9 @@ const fingerFixed = (s: ChordState, index: number, owner: Peer): ChordState => {
       j++
     }
   }
-  return { ...s, fingers, fingerNext: j >= m ? 0 : j }
+  s.fingers = fingers
+  s.fingerNext = j >= m ? 0 : j
+  return s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -697,46 +714,46 @@ const handleMessage = (
   out: Out,
 ): ChordState => {
   // Anyone who speaks is alive.
-  const heard = s.strikes.size > 0 && s.strikes.has(from) ? withoutStrikes(s, from) : s
-  const t = heard.suspects.size > 0 ? unsuspect(heard, from) : heard
+  s.strikes.delete(from)
+  unsuspect(s, from)
   switch (msg._tag) {
     case "FindSuccessor":
-      return answerFindSuccessor(t, from, msg.rid, msg.target, out)
+      return answerFindSuccessor(s, from, msg.rid, msg.target, out)
     case "GetPredecessor":
-      if (t.status !== "Active") return t
+      if (s.status !== "Active") return s
       out.push({
         _tag: "Send",
         to: from,
         message: {
           _tag: "PredecessorIs",
           rid: msg.rid,
-          predecessor: t.predecessor,
-          successors: t.successors,
+          predecessor: s.predecessor,
+          successors: s.successors,
         },
       })
-      return t
+      return s
     case "Ping":
-      if (t.status === "Active")
+      if (s.status === "Active")
         out.push({ _tag: "Send", to: from, message: { _tag: "Pong", rid: msg.rid } })
-      return t
+      return s
     case "GetFingers":
-      if (t.status !== "Active") return t
+      if (s.status !== "Active") return s
       out.push({
         _tag: "Send",
         to: from,
-        message: { _tag: "FingersAre", rid: msg.rid, fingers: t.fingers },
+        message: { _tag: "FingersAre", rid: msg.rid, fingers: s.fingers },
       })
-      return t
+      return s
     case "Notify":
-      return handleNotify(t, msg.peer, out)
+      return handleNotify(s, msg.peer, out)
     case "Leaving":
-      return handleLeaving(t, now, from, msg.predecessor, msg.successors)
+      return handleLeaving(s, now, from, msg.predecessor, msg.successors)
     case "FoundSuccessor":
     case "NextHops":
     case "PredecessorIs":
     case "Pong":
     case "FingersAre":
-      return handleReply(t, now, from, msg, out)
+      return handleReply(s, now, from, msg, out)
     default:
       return absurd(msg)
   }
@@ -778,7 +795,8 @@ const handleNotify = (s: ChordState, peer: Peer, out: Out): ChordState => {
   if (pred !== null && !inOpen(peer.pos, pred.pos, s.self.pos)) return s
   // The keys in (old predecessor, peer] now belong to peer (section 4.4).
   if (pred !== null) out.push({ _tag: "HandOver", to: peer, from: pred.pos, through: peer.pos })
-  return { ...s, predecessor: peer }
+  s.predecessor = peer
+  return s
 }
 
 const handleLeaving = (
@@ -790,7 +808,6 @@ const handleLeaving = (
 ): ChordState => {
   if (s.status !== "Active") return s
   const cut = s.successors.findIndex((p) => p.id === from)
-  let t: ChordState = s
   if (cut >= 0) {
     // Splice: our own list without the leaver, merged in ring order with the part of the
     // leaver's list that lies beyond it, between it and us. Keep our entries beyond the leaver
@@ -801,15 +818,12 @@ const handleLeaving = (
     const beyond = successors.filter((p) => inOpen(p.pos, leaver, s.self.pos))
     const merged = [...s.successors, ...beyond].filter((p) => p.id !== from && p.id !== s.self.id)
     merged.sort((a, b) => distance(s.self.pos, a.pos) - distance(s.self.pos, b.pos))
-    t = { ...t, successors: normalizeSuccessors(s, merged) }
+    s.successors = normalizeSuccessors(s, merged)
   }
-  if (t.predecessor?.id === from) {
-    t = {
-      ...t,
-      predecessor: predecessor !== null && predecessor.id !== s.self.id ? predecessor : null,
-    }
+  if (s.predecessor?.id === from) {
+    s.predecessor = predecessor !== null && predecessor.id !== s.self.id ? predecessor : null
   }
-  return forget(t, from, now + s.config.suspectTtlMs)
+  return forget(s, from, now + s.config.suspectTtlMs)
 }
 
 const handleReply = (
@@ -825,22 +839,20 @@ const handleReply = (
   const rpc = s.rpcs.get(msg.rid)
   // Guard: late (after the deadline), duplicated or unsolicited replies are ignored.
   if (rpc === undefined || rpc.peer.id !== from) return s
-  const rpcs = new Map(s.rpcs)
-  rpcs.delete(msg.rid)
-  const t: ChordState = { ...s, rpcs }
+  s.rpcs.delete(msg.rid)
   switch (msg._tag) {
     case "FoundSuccessor":
     case "NextHops":
-      if (rpc.purpose._tag !== "Lookup") return t
-      return lookupAnswered(t, now, rpc.purpose.lookup, rpc.peer, msg, out)
+      if (rpc.purpose._tag !== "Lookup") return s
+      return lookupAnswered(s, now, rpc.purpose.lookup, rpc.peer, msg, out)
     case "PredecessorIs":
-      if (rpc.purpose._tag !== "Stabilize") return t
-      return stabilizeAnswered(t, rpc.peer, msg.predecessor, msg.successors, out)
+      if (rpc.purpose._tag !== "Stabilize") return s
+      return stabilizeAnswered(s, rpc.peer, msg.predecessor, msg.successors, out)
     case "FingersAre":
-      if (rpc.purpose._tag !== "FetchFingers") return t
-      return fingersFetched(t, msg.fingers)
+      if (rpc.purpose._tag !== "FetchFingers") return s
+      return fingersFetched(s, msg.fingers)
     case "Pong":
-      return t // check-predecessor's answer: taking its RPC off the table is all it does
+      return s // check-predecessor's answer: taking its RPC off the table is all it does
     default:
       return absurd(msg)
   }
@@ -868,7 +880,8 @@ const stabilizeAnswered = (
   const first = successors[0]
   if (first === undefined) return s
   out.push({ _tag: "Send", to: first.id, message: { _tag: "Notify", peer: s.self } })
-  return { ...s, successors }
+  s.successors = successors
+  return s
 }
 
 const fingersFetched = (s: ChordState, theirs: ReadonlyArray<Peer | null>): ChordState => {
@@ -880,7 +893,8 @@ const fingersFetched = (s: ChordState, theirs: ReadonlyArray<Peer | null>): Chor
       return null
     return hint
   })
-  return { ...s, fingers }
+  s.fingers = fingers
+  return s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1006,8 +1020,7 @@ const startLookup = (
   const local = ownsAfter(s, target)
   if (local !== null) return lookupDone(s, now, fresh, local, s.self, out)
   const candidates = routeCandidates(s, target, s.config.lookupCandidatesMax)
-  const id = s.nextRid
-  return sendLookup(now, id, { ...fresh, candidates }, { ...s, nextRid: s.nextRid + 1 }, out)
+  return sendLookup(now, s.nextRid++, { ...fresh, candidates }, s, out)
 }
 
 /** Query the best untried candidate of lookup `id`, or give up when none is left. */
@@ -1037,11 +1050,10 @@ const sendLookup = (
     candidates: lookup.candidates.slice(i + 1),
     tried: [...lookup.tried, next.id],
   }
-  const lookups = new Map(s.lookups)
-  lookups.set(id, updated)
+  s.lookups.set(id, updated)
   const target = lookup.target
   return sendRpc(
-    { ...s, lookups },
+    s,
     now,
     next,
     { _tag: "Lookup", lookup: id },
@@ -1051,10 +1063,8 @@ const sendLookup = (
 }
 
 const dropLookup = (s: ChordState, id: number): ChordState => {
-  if (!s.lookups.has(id)) return s
-  const lookups = new Map(s.lookups)
-  lookups.delete(id)
-  return { ...s, lookups }
+  s.lookups.delete(id)
+  return s
 }
 
 const lookupAnswered = (
@@ -1174,11 +1184,13 @@ const lookupFailed = (
       return s
     case "Join":
       out.push({ _tag: "JoinFailed", reason, hops: lookup.hops })
-      return { ...s, status: "Idle" }
+      s.status = "Idle"
+      return s
     case "FixFinger": {
       // Skip this finger for now; the next pass retries it.
       const next = lookup.purpose.index + 1
-      return { ...s, fingerNext: next >= s.config.fingerBits ? 0 : next }
+      s.fingerNext = next >= s.config.fingerBits ? 0 : next
+      return s
     }
     case "Check":
       return s // the driver checks again later
@@ -1209,31 +1221,29 @@ const sendRpc = (
   message: (rid: number) => ChordMessage,
   out: Out,
 ): ChordState => {
-  const rid = s.nextRid
-  const rpcs = new Map(s.rpcs)
-  rpcs.set(rid, { peer, purpose })
+  const rid = s.nextRid++
+  s.rpcs.set(rid, { peer, purpose })
   out.push({ _tag: "Send", to: peer.id, message: message(rid) })
   out.push({
     _tag: "ScheduleTimer",
     at: now + s.config.rpcTimeoutMs,
     timer: { _tag: "RpcDeadline", rid },
   })
-  return { ...s, rpcs, nextRid: s.nextRid + 1 }
+  return s
 }
 
 const handleRpcTimedOut = (s: ChordState, now: number, rid: number, out: Out): ChordState => {
   const rpc = s.rpcs.get(rid)
   // Guard: the reply came in time; the deadline is stale.
   if (rpc === undefined) return s
-  const rpcs = new Map(s.rpcs)
-  rpcs.delete(rid)
+  s.rpcs.delete(rid)
   const strikes = (s.strikes.get(rpc.peer.id) ?? 0) + 1
   if (strikes < s.config.timeoutsBeforeDead) {
     // Not dead yet (the message may have been lost): this RPC failed, the peer stays.
-    const t: ChordState = { ...s, rpcs, strikes: withStrike(s.strikes, rpc.peer.id, strikes, s) }
-    if (rpc.purpose._tag !== "Lookup") return t
-    const lookup = t.lookups.get(rpc.purpose.lookup)
-    if (lookup === undefined) return t
+    strike(s, rpc.peer.id, strikes)
+    if (rpc.purpose._tag !== "Lookup") return s
+    const lookup = s.lookups.get(rpc.purpose.lookup)
+    if (lookup === undefined) return s
     // It stays a candidate, asked again once the others are tried: a join through one seed
     // survives a lost message.
     const again = lookup.candidates.length < s.config.lookupCandidatesMax
@@ -1243,17 +1253,14 @@ const handleRpcTimedOut = (s: ChordState, now: number, rid: number, out: Out): C
       candidates: again ? [...lookup.candidates, rpc.peer] : lookup.candidates,
       tried: lookup.tried.filter((id) => id !== rpc.peer.id),
     }
-    return sendLookup(now, rpc.purpose.lookup, retried, t, out)
+    return sendLookup(now, rpc.purpose.lookup, retried, s, out)
   }
-  let t: ChordState = forget(
-    s.strikes.has(rpc.peer.id) ? withoutStrikes({ ...s, rpcs }, rpc.peer.id) : { ...s, rpcs },
-    rpc.peer.id,
-    now + s.config.suspectTtlMs,
-  )
+  s.strikes.delete(rpc.peer.id)
+  forget(s, rpc.peer.id, now + s.config.suspectTtlMs)
   switch (rpc.purpose._tag) {
     case "Lookup": {
-      const lookup = t.lookups.get(rpc.purpose.lookup)
-      if (lookup === undefined) return t
+      const lookup = s.lookups.get(rpc.purpose.lookup)
+      if (lookup === undefined) return s
       // Not "tried" any more: it stays out while suspected, and may be asked again if it turns
       // out to be alive after all (a late reply clears the suspicion).
       const timedOut: PendingLookup = {
@@ -1262,20 +1269,20 @@ const handleRpcTimedOut = (s: ChordState, now: number, rid: number, out: Out): C
         tried: lookup.tried.filter((id) => id !== rpc.peer.id),
       }
       const closest = lookup.closest
-      const found = closest && conclude(t, closest.peer, closest.successors, lookup.target)
+      const found = closest && conclude(s, closest.peer, closest.successors, lookup.target)
       if (found) {
         const replier = closest!.peer
-        return lookupDone(dropLookup(t, rpc.purpose.lookup), now, timedOut, found, replier, out)
+        return lookupDone(dropLookup(s, rpc.purpose.lookup), now, timedOut, found, replier, out)
       }
-      return sendLookup(now, rpc.purpose.lookup, timedOut, t, out)
+      return sendLookup(now, rpc.purpose.lookup, timedOut, s, out)
     }
     case "Stabilize":
       // The successor is dead: move to the next live entry right away (section 5.2).
-      t = repairSuccessors(t)
-      return t.status === "Active" ? stabilize(t, now, out) : t
+      repairSuccessors(s)
+      return s.status === "Active" ? stabilize(s, now, out) : s
     case "CheckPredecessor":
     case "FetchFingers":
-      return t
+      return s
     default:
       return absurd(rpc.purpose)
   }
@@ -1293,7 +1300,7 @@ const forget = (s: ChordState, id: NodeId, untilMs: number): ChordState => {
     ? s.fingers.map((p) => (p?.id === id ? null : p))
     : s.fingers
   const predecessor = s.predecessor?.id === id ? null : s.predecessor
-  const suspects = new Map(s.suspects)
+  const suspects = s.suspects
   suspects.delete(id)
   suspects.set(id, untilMs)
   // Over the bound: forget the oldest suspicion (Map iteration order is insertion order).
@@ -1301,8 +1308,10 @@ const forget = (s: ChordState, id: NodeId, untilMs: number): ChordState => {
     if (suspects.size <= s.config.suspectsMax) break
     suspects.delete(oldest)
   }
-  const t: ChordState = { ...s, successors, fingers, predecessor, suspects }
-  return successors.length === 0 ? repairSuccessors(t) : t
+  s.successors = successors
+  s.fingers = fingers
+  s.predecessor = predecessor
+  return successors.length === 0 ? repairSuccessors(s) : s
 }
 
 /**
@@ -1312,47 +1321,29 @@ const forget = (s: ChordState, id: NodeId, untilMs: number): ChordState => {
 const repairSuccessors = (s: ChordState): ChordState => {
   if (s.successors.length > 0 || s.status !== "Active") return s
   const nearest = s.fingers.find((p) => p !== null) ?? s.predecessor ?? s.self
-  return { ...s, successors: [nearest] }
+  s.successors = [nearest]
+  return s
 }
 
 const isSuspect = (s: ChordState, id: NodeId): boolean => s.suspects.size > 0 && s.suspects.has(id)
 
-const withStrike = (
-  strikes: ReadonlyMap<NodeId, number>,
-  id: NodeId,
-  count: number,
-  s: ChordState,
-): ReadonlyMap<NodeId, number> => {
-  const next = new Map(strikes)
-  next.delete(id)
-  next.set(id, count)
-  for (const oldest of next.keys()) {
-    if (next.size <= s.config.suspectsMax) break
-    next.delete(oldest)
+/** Count a timeout against `id` (the newest last; over the bound the oldest goes). */
+const strike = (s: ChordState, id: NodeId, count: number): void => {
+  s.strikes.delete(id)
+  s.strikes.set(id, count)
+  for (const oldest of s.strikes.keys()) {
+    if (s.strikes.size <= s.config.suspectsMax) break
+    s.strikes.delete(oldest)
   }
-  return next
 }
 
-const withoutStrikes = (s: ChordState, id: NodeId): ChordState => {
-  const strikes = new Map(s.strikes)
-  strikes.delete(id)
-  return { ...s, strikes }
-}
-
-const unsuspect = (s: ChordState, id: NodeId): ChordState => {
-  if (!s.suspects.has(id)) return s
-  const suspects = new Map(s.suspects)
-  suspects.delete(id)
-  return { ...s, suspects }
+const unsuspect = (s: ChordState, id: NodeId): void => {
+  s.suspects.delete(id)
 }
 
 const expireSuspects = (s: ChordState, now: number): ChordState => {
-  let expired = false
-  for (const until of s.suspects.values()) if (until <= now) expired = true
-  if (!expired) return s
-  const suspects = new Map<NodeId, number>()
-  for (const [id, until] of s.suspects) if (until > now) suspects.set(id, until)
-  return { ...s, suspects }
+  for (const [id, until] of s.suspects) if (until <= now) s.suspects.delete(id)
+  return s
 }
 
 /** Distinct, live-as-far-as-we-know peers up to the first mention of self; at most r. */
