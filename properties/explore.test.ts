@@ -3,8 +3,9 @@
  * `npm run explore`): every interleaving of deliveries, losses, a duplicate, a crash and its
  * restart, a timer firing and client invocations that the small scope bounds allow, with the
  * safety predicates checked in every reachable state. A broken read quorum (the nodes run R=1,
- * the checker assumes R=2) must produce a counterexample, so the exploration cannot pass by
- * looking at nothing. Two further checks keep the explorer honest: its plain-data copy of the
+ * the checker assumes R=2) must produce a counterexample (CAUSAL-4; with read-your-writes left
+ * unchecked, CAUSAL-3), and each predicate must have judged enough reads and states, so the
+ * exploration cannot pass by looking at nothing. Two further checks keep the explorer honest: its plain-data copy of the
  * executor's rule releases exactly what impl/core/executor.ts releases, and the parts of a
  * machine state it shares between states are never changed by a step.
  */
@@ -16,13 +17,15 @@ import type { Command } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"
 import {
   brokenQuorum,
+  type Checked,
   Explorer,
   execute,
   explore,
+  lastWriteWins,
   releaseFirst,
   small,
 } from "../impl/explore/explore.ts"
-import { params } from "./helpers/fc.ts"
+import { assertFloors, params } from "./helpers/fc.ts"
 import { test } from "./helpers/test.ts"
 
 /**
@@ -30,17 +33,27 @@ import { test } from "./helpers/test.ts"
  * margin): fewer would mean part of the space went unexplored (a transition no longer enabled,
  * a predicate that stops early), which a run that merely passes would not show.
  */
-const FLOORS = [60_000, 70_000, 30_000, 20_000]
+const FLOORS = [60_000, 70_000, 30_000, 20_000, 6_000]
 
-test("KV-9, CAUSAL-1, CAUSAL-2, CAUSAL-4, DUR-1: exhaustive exploration of the real machine (3 nodes, N=3 R=2 W=2 CP, 2 clients × 2 operations under any loss and reordering; with a crash and restart, a duplicate, a timer firing) reaches no state that violates a safety predicate", () => {
+/**
+ * What the predicates judged over the five scopes at least (see `Checked`; measured: 26,929
+ * reads after an acknowledged superseding write, 34,355 reads with siblings, 165 quiescent
+ * states, 32 reads that purged): a predicate that never has anything to judge would pass vacuously.
+ */
+const JUDGED: Checked = { superseded: 20_000, siblings: 25_000, quiescent: 100, purges: 20 }
+
+test("KV-9, CAUSAL-1, CAUSAL-2, CAUSAL-3, CAUSAL-4, CAUSAL-5, CAUSAL-6, CAUSAL-8, DUR-1: exhaustive exploration of the real machine (3 nodes, N=3 R=2 W=2 CP, 2 clients × 2 operations under any loss and reordering; with a crash and restart, a duplicate, a timer firing, or purges) reaches no state that violates a safety predicate, and every quiescent state has converged", () => {
   assert.equal(small.length, FLOORS.length)
+  const judged: Checked = { superseded: 0, siblings: 0, quiescent: 0, purges: 0 }
   small.forEach((scope, i) => {
     const report = explore(scope)
     console.log(
       `# explore "${report.scope}": ${report.explored} states explored, ${report.distinct} ` +
         `distinct, ${report.transitions} transitions, ${report.terminal} final, depth ` +
-        `${report.maxDepth}, ${report.ms} ms (CPU ${report.cpuMs} ms)`,
+        `${report.maxDepth}, judged ${JSON.stringify(report.checked)}, ${report.ms} ms ` +
+        `(CPU ${report.cpuMs} ms)`,
     )
+    for (const k of Object.keys(judged) as Array<keyof Checked>) judged[k] += report.checked[k]
     assert.equal(
       report.violation,
       undefined,
@@ -52,6 +65,7 @@ test("KV-9, CAUSAL-1, CAUSAL-2, CAUSAL-4, DUR-1: exhaustive exploration of the r
     assert.ok(report.explored >= floor, `only ${report.explored} states explored (floor ${floor})`)
     assert.ok(report.terminal > 0, "no state in which every client finished was reached")
   })
+  assertFloors(judged, JUDGED)
 })
 
 test("CAUSAL-4: the same exploration with a broken read quorum (the nodes run R=1, the checker assumes R=2) finds a read that misses an acknowledged write, and prints the trace", () => {
@@ -63,6 +77,29 @@ test("CAUSAL-4: the same exploration with a broken read quorum (the nodes run R=
   // Shortest first: the client's write, one replica's copy and ack, the read elsewhere.
   assert.ok(v.trace.some((l) => l.includes("PutOk")) && v.trace.some((l) => l.includes("GetOk")))
   assert.ok(report.maxDepth <= 6, `the shortest counterexample is short (depth ${report.maxDepth})`)
+})
+
+test("CAUSAL-3: the same exploration with a broken read quorum (the nodes run R=1) and read-your-writes left unchecked finds a read that returns a value an acknowledged write had superseded", () => {
+  const report = explore({ ...brokenQuorum(small[0]!), readYourWrites: false }, { strategy: "bfs" })
+  const v = report.violation
+  assert.ok(v !== undefined, "a superseded value came back unnoticed")
+  assert.equal(v.id, "CAUSAL-3", v.message)
+  assert.match(v.message, /began after .* was acknowledged, which superseded .*, and returned/)
+  console.log(`# ${v.id}: ${v.message}\n# ${v.trace.join("\n# ")}`)
+  assert.ok(report.checked.superseded > 0)
+  assert.ok(report.maxDepth <= 8, `the shortest counterexample is short (depth ${report.maxDepth})`)
+})
+
+test("CAUSAL-7: with a last-write-wins merge in place of sibling sync (every key in an lww namespace), the exploration finds an acknowledged write lost (CAUSAL-1 fails)", () => {
+  const report = explore(lastWriteWins(small[0]!))
+  const v = report.violation
+  assert.ok(v !== undefined, "lww passed the no-lost-write check: the check has no teeth")
+  assert.equal(v.id, "CAUSAL-1", v.message)
+  assert.match(
+    v.message,
+    /^every client finished and the nodes hold k=.*: SET k=c\d+v\d+ at n\d \(dot n\d:\d+\) is gone, superseded by no later write$/,
+  )
+  console.log(`# ${v.id}: ${v.message}\n# ${v.trace.join("\n# ")}`)
 })
 
 test("explorer: its plain-data executor releases exactly what impl/core/executor.ts releases, in the same order", () => {

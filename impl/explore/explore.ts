@@ -56,6 +56,7 @@ import {
   type TimerKind,
 } from "../core/messages.ts"
 import * as Node from "../core/node.ts"
+import * as Ring from "../core/ring.ts"
 import * as Version from "../core/version.ts"
 import { MemoryStore } from "../sim/memory-store.ts"
 
@@ -91,6 +92,11 @@ export interface Scope {
   readonly maxStates: number
   /** Check CAUSAL-4 (strict quorums only: sloppy quorums give read-your-writes up). */
   readonly readYourWrites: boolean
+  /**
+   * Check CAUSAL-3 on every read: a value superseded by a write acknowledged before the read
+   * began is never returned (strict quorums only, like CAUSAL-4).
+   */
+  readonly noSuperseded: boolean
 }
 
 const common = {
@@ -101,6 +107,7 @@ const common = {
   duplicates: 0,
   timers: 0,
   readYourWrites: true,
+  noSuperseded: true,
   maxStates: 2_000_000,
 }
 
@@ -120,17 +127,30 @@ const twoByTwo: Scope["clients"] = [
 const three: Scope["clients"] = [twoByTwo[0]!, [twoByTwo[1]![0]!]]
 
 /**
+ * CAUSAL-8 in the small: tombstones have no grace (`tombstoneGraceMs` 0), so a read that hears
+ * every replica holding the same tombstone purges it at once (KV-12), while CAUSAL-3 and CAUSAL-6
+ * are judged as everywhere. No reaper runs (no ticks), so purges happen here, reclamations not.
+ */
+export const purging: Scope = {
+  ...common,
+  name: "2+1 operations, loss and reordering, purges (no tombstone grace)",
+  node: { ...common.node, tombstoneGraceMs: 0 },
+  clients: three,
+}
+
+/**
  * The CI configuration (`npm run explore`): 3 nodes, N=3 R=2 W=2, strict quorums, one key, every
- * message possibly lost, delayed or reordered. Four exhaustive explorations: 2 clients × 2
+ * message possibly lost, delayed or reordered. Five exhaustive explorations: 2 clients × 2
  * operations with no other fault, then 2 clients × (2 + 1) operations with each fault class in
- * turn — one crash and its restart, one duplicated message, one timer firing. (Combining them
- * multiplies the states: that is deep mode.)
+ * turn — one crash and its restart, one duplicated message, one timer firing — and with purges
+ * (no tombstone grace). (Combining them multiplies the states: that is deep mode.)
  */
 export const small: ReadonlyArray<Scope> = [
   { ...common, name: "2×2 operations, loss and reordering", clients: twoByTwo },
   { ...common, name: "2+1 operations, a crash", clients: three, crashes: 1 },
   { ...common, name: "2+1 operations, a duplicate", clients: three, duplicates: 1 },
   { ...common, name: "2+1 operations, a timer", clients: three, timers: 1 },
+  purging,
 ]
 
 /** Four nodes: a write entering at a node outside the key's preference list is forwarded. */
@@ -144,6 +164,17 @@ const forwarding: Scope["clients"] = [
     { kind: "DEL", key: "k", at: 1 },
   ],
 ]
+
+/**
+ * A negative control for CAUSAL-7: every key in a last-write-wins namespace (the machine's own
+ * `lww` policy in place of sibling sync): of two concurrent writes the later by timestamp wins,
+ * so an acknowledged write can vanish, superseded by no write that saw it (CAUSAL-1).
+ */
+export const lastWriteWins = (scope: Scope): Scope => ({
+  ...scope,
+  name: `${scope.name}, last-write-wins merge (every key in an lww namespace)`,
+  node: { ...scope.node, namespaces: [{ prefix: "", policy: "lww" }] },
+})
 
 /**
  * Deep mode (`npm run explore -- --config large`), each capped by a state budget: the CI
@@ -808,6 +839,41 @@ class Next {
           }
         }
       }
+      // CAUSAL-3 (strict quorums): a value that a write acknowledged before the read began
+      // superseded (its event covered the value's) is not returned.
+      if (ex.scope.noSuperseded) {
+        for (const p of ex.info) {
+          const s = this.ops[p.id]!
+          if (p.spec.key !== info.spec.key || !putOk(s.result) || s.covered.length === 0) continue
+          if ((o.doneAtInvoke & (1 << p.id)) === 0) continue
+          ex.checked.superseded++
+          const back = s.covered.filter((d) => holds(result.obj, d))
+          if (back.length > 0) {
+            this.fail(
+              "CAUSAL-3",
+              `${ex.opText(info)} (c${info.client}) began after ${ex.opText(p)} was acknowledged, ` +
+                `which superseded ${back.join(", ")}, and returned ${describeObj(result.obj)}`,
+            )
+          }
+        }
+      }
+      // CAUSAL-5: no two siblings of a read come from writes one of which saw the other.
+      const sibs = Version.siblings(result.obj).map(dotOf)
+      if (sibs.length >= 2) {
+        ex.checked.siblings++
+        for (const w of ex.info) {
+          const s = this.ops[w.id]!
+          if (!s.dots.some((d) => sibs.includes(d))) continue
+          const saw = s.covered.filter((d) => sibs.includes(d))
+          if (saw.length > 0) {
+            this.fail(
+              "CAUSAL-5",
+              `${ex.opText(info)} returned ${describeObj(result.obj)}: its sibling of ` +
+                `${ex.opText(w)} saw (superseded) its siblings ${saw.join(", ")}`,
+            )
+          }
+        }
+      }
     }
     if (result._tag === "PutOk") {
       const dot = `${result.dot[0]}:${result.dot[1]}`
@@ -907,6 +973,7 @@ class Next {
         this.mint(slot, op, c.key, dotOf(d), c.obj)
       }
     }
+    if (commands.some((c) => c._tag === "Send" && c.message._tag === "Purge")) ex.checked.purges++
     const ran = execute(slot.segments, commands)
     let visible = slot.visible
     if (ran.writes.length > 0) {
@@ -1110,9 +1177,26 @@ export interface Report {
   readonly ms: number
   readonly cpuMs: number
   readonly budgetHit: boolean
+  /** How often each predicate had something to judge (see `Explorer.checked`). */
+  readonly checked: Readonly<Checked>
   readonly violation:
     | { readonly id: string; readonly message: string; readonly trace: ReadonlyArray<string> }
     | undefined
+}
+
+/**
+ * What the predicates judged, so that an exploration cannot pass by looking at nothing:
+ * superseded: (read, acknowledged superseding write before it) pairs judged by CAUSAL-3;
+ * siblings: reads with two or more siblings judged by CAUSAL-5; quiescent: states with every
+ * message delivered, nothing pending, nobody crashed, where CAUSAL-6 compared the replicas;
+ * purges: reads that purged a tombstone, after which CAUSAL-3 and CAUSAL-6 still hold (CAUSAL-8).
+ */
+export interface Checked {
+  superseded: number
+  siblings: number
+  quiescent: number
+  /** Reads that purged a tombstone (sent Purge to the replicas; with a short grace only). */
+  purges: number
 }
 
 interface TraceNode {
@@ -1129,6 +1213,8 @@ export class Explorer {
 
   /** Check on every step that the request path leaves the shared parts of a state alone. */
   paranoid = false
+
+  readonly checked: Checked = { superseded: 0, siblings: 0, quiescent: 0, purges: 0 }
 
   constructor(readonly scope: Scope) {
     const info: Array<OpInfo> = []
@@ -1427,6 +1513,9 @@ export class Explorer {
         merged = Version.sync(merged, slot.durable.get(a.spec.key) ?? Version.empty)
       }
       if (holds(merged, dot)) continue
+      // A delete whose tombstone a read purged (every replica held it, KV-12): the clock that
+      // covers it stays and no value is left, which is what the delete promised.
+      if (a.value === null && covers(merged, dot) && Version.siblings(merged).length === 0) continue
       const by = this.info.filter(
         (p) => w.ops[p.id]!.covered.includes(dot) && (s.doneAtInvoke & (1 << p.id)) === 0,
       )
@@ -1437,6 +1526,37 @@ export class Explorer {
             `every client finished and the nodes hold ${a.spec.key}=${describeObj(merged)}: ` +
             `${this.opText(a)} (dot ${dot}) is gone, superseded by no later write`,
         }
+      }
+    }
+    return undefined
+  }
+
+  /**
+   * CAUSAL-6 in every quiescent state — every client finished, every message delivered (none in
+   * flight: loss is only "not delivered yet"), no request pending and no write held anywhere, no
+   * crash so far (a crash may lose a write a replica had not made durable, which only a later
+   * full read repairs): every replica of each key holds the same object.
+   */
+  checkQuiescent(w: World): Violation | undefined {
+    if (!this.finished(w) || w.net.length > 0 || w.left.crashes !== this.scope.crashes) {
+      return undefined
+    }
+    for (const s of w.slots) {
+      if (s.machine === undefined || s.machine.pending.size > 0 || s.segments.length > 0) {
+        return undefined
+      }
+    }
+    this.checked.quiescent++
+    for (const key of new Set(this.info.map((i) => i.spec.key))) {
+      const ring = w.slots[0]!.machine!.ring
+      const replicas = Ring.preferenceList(ring, key, this.scope.assume.n)
+      const objs = replicas.map((id) => this.slotOf(w, id).durable.get(key) ?? Version.empty)
+      if (objs.every((o) => Version.equals(o, objs[0]!))) continue
+      return {
+        id: "CAUSAL-6",
+        message:
+          `every message was delivered and nothing is pending, yet the replicas of ${key} ` +
+          `differ: ${replicas.map((id, i) => `${id} ${describeObj(objs[i]!)}`).join(", ")}`,
       }
     }
     return undefined
@@ -1478,6 +1598,7 @@ export class Explorer {
       ms: Math.round(performance.now() - started),
       cpuMs: Math.round(process.cpuUsage(cpu).user / 1000),
       budgetHit,
+      checked: { ...this.checked },
       violation,
     })
     const traceOf = (t: TraceNode | undefined): Array<string> => {
@@ -1502,7 +1623,7 @@ export class Explorer {
       const next = this.successors(frame.world)
       if (this.finished(frame.world)) {
         terminal++
-        const v = this.checkFinal(frame.world)
+        const v = this.checkFinal(frame.world) ?? this.checkQuiescent(frame.world)
         if (v !== undefined) return report({ ...v, trace: traceOf(frame.trace) })
       }
       // Depth first, the first transition listed is explored first (faults come last).

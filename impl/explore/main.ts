@@ -94,6 +94,14 @@ for (const base of chosen) {
     count(report.transitions),
     count(report.terminal),
     String(report.maxDepth),
+    [
+      report.checked.superseded,
+      report.checked.siblings,
+      report.checked.quiescent,
+      report.checked.purges,
+    ]
+      .map(count)
+      .join(" / "),
     `${seconds(report.ms)} (CPU ${seconds(report.cpuMs)})`,
     report.violation !== undefined
       ? "stopped at the violation"
@@ -115,6 +123,7 @@ const header = [
   "transitions",
   "final states",
   "max depth",
+  "judged (C-3 / C-5 / C-6 / purges)",
   "time",
   "state budget",
   "violations",
@@ -139,14 +148,18 @@ if (rows.length > 1) {
       "",
       "",
       "",
+      "",
       failed === undefined ? "0" : "1",
     ]),
   )
 }
 console.log("")
 console.log(
-  "final states: every client finished (the final CAUSAL-1 check runs there); time: wall " +
-    "clock, and the CPU time of this process (the machine may be shared)",
+  "final states: every client finished (the final CAUSAL-1 check runs there); judged: reads " +
+    "after an acknowledged superseding write (CAUSAL-3), reads with siblings (CAUSAL-5), " +
+    "quiescent states whose replicas were compared (CAUSAL-6), reads that purged a tombstone " +
+    "(CAUSAL-8); time: wall clock, and the CPU " +
+    "time of this process (the machine may be shared)",
 )
 
 if (failed !== undefined) {
