@@ -1,6 +1,8 @@
 /**
  * SPEC-3: which layers check each invariant. A property checks an ID at one of three layers:
- *  - machine: it steps the real machine (`Node.step`/`Node.init`) directly, or explores it;
+ *  - machine: it steps the real machine (`Node.step`/`Node.init`) directly, or explores it, or
+ *    runs machines stepped directly in an order fast-check chooses (`new Machines(`,
+ *    properties/helpers/machines.ts: no simulator);
  *  - sim: it runs the machines in the simulator (impl/sim) with faults;
  *  - cluster: it runs real node processes (properties/e2e-*.test.ts, `dht verify`).
  * A test's layer is read from its body (what it constructs), else from its file. spec/layers.md
@@ -23,7 +25,7 @@ type Layer = (typeof LAYERS)[number]
 const layerOfText = (text: string): Layer | undefined =>
   /new Simulation\(|runSchedule\(|new ScheduleRun\(|\bsim\.(call|invoke|runFor)\(/.test(text)
     ? "sim"
-    : /Node\.step\(|Node\.init\(|explore\(/.test(text)
+    : /Node\.step\(|Node\.init\(|explore\(|new Machines\(/.test(text)
       ? "machine"
       : undefined
 

@@ -1,0 +1,341 @@
+/**
+ * The machine layer's cluster (SPEC-3): storage machines (impl/core/node.ts, `Node.init` and
+ * `Node.step`) stepped directly by the property, with no simulator in between. What the
+ * simulator decides by latencies drawn from a seed, the property decides here: fast-check
+ * generates a stream of choices (and shrinks it), and each choice picks which in-flight
+ * message is delivered next, among every message of every connection — so any reordering
+ * happens, and a shrunk counterexample delivers in sending order wherever order did not matter.
+ *
+ * The world is deliberately plain: zero latency (time moves only when nothing is in flight, to
+ * the next timer or tick; a client call returns as soon as its answer lands, and what is still
+ * in flight is delivered later, among the next operations' messages, in an order chosen again),
+ * every store write durable at once (commands run through the real executor,
+ * impl/core/executor.ts, in order), no clock skew. Faults are the property's: `stop` crashes a
+ * node (its store and its membership view survive, as the driver keeps them), `restart` boots
+ * a fresh machine over them, `partition` cuts links (messages across a cut, or to a stopped
+ * node, are lost), `heal` mends them. A machine exception fails the property at once.
+ *
+ * `Cluster` is the surface the model suites drive, which the simulator (impl/sim/sim.ts) has
+ * too, so that one suite runs its commands on either layer.
+ */
+import fc from "fast-check"
+import * as Executor from "../../impl/core/executor.ts"
+import { NodeId } from "../../impl/core/ids.ts"
+import * as Membership from "../../impl/core/membership.ts"
+import type { ClientOp, Command, Event, PeerMessage } from "../../impl/core/messages.ts"
+import * as Node from "../../impl/core/node.ts"
+import * as Ring from "../../impl/core/ring.ts"
+import type * as Version from "../../impl/core/version.ts"
+import { MemoryStore } from "../../impl/sim/memory-store.ts"
+import type { Operation } from "../../impl/sim/sim.ts"
+
+/** What a model suite needs of a cluster, on whichever layer it runs. */
+export interface Cluster {
+  readonly ids: ReadonlyArray<NodeId>
+  readonly now: number
+  isUp(id: NodeId): boolean
+  stop(id: NodeId): void
+  restart(id: NodeId): void
+  partition(groups: ReadonlyArray<ReadonlyArray<NodeId>>): void
+  heal(): void
+  invoke(id: NodeId, op: ClientOp): Operation
+  call(id: NodeId, op: ClientOp, maxMs?: number): Operation
+  runFor(ms: number): void
+  stateOf(id: NodeId): Node.State | undefined
+  stored(id: NodeId, key: string): Version.Obj | undefined
+  storeOf(id: NodeId): MemoryStore
+  replicasOf(key: string): ReadonlyArray<NodeId>
+}
+
+/**
+ * How a property boots its cluster on one layer: the data it generates for it (a seed for the
+ * simulator, a choice stream for the machines) and the constructor.
+ */
+export interface Boot<A> {
+  readonly arb: fc.Arbitrary<A>
+  readonly make: (a: A, node: Partial<Omit<Node.Config, "self" | "members">>) => Cluster
+}
+
+/** The choice stream a `Machines` cluster is driven by (cycled; shrinks towards in-order). */
+export const choicesArb: fc.Arbitrary<ReadonlyArray<number>> = fc.array(fc.nat(1 << 16), {
+  minLength: 1,
+  maxLength: 64,
+})
+
+export interface MachinesConfig {
+  readonly nodes: number
+  readonly choices: ReadonlyArray<number>
+  /** Overrides of the machine's defaults (n, r, w, mode, timeouts …). */
+  readonly node?: Partial<Omit<Node.Config, "self" | "members">>
+  /** How often each node receives TickElapsed (ms). */
+  readonly tickMs?: number
+}
+
+interface Machine {
+  readonly id: NodeId
+  state: Node.State | undefined
+  incarnation: number
+  readonly store: MemoryStore
+  executor: Executor.Executor
+  savedMembers: ReadonlyArray<Membership.Entry> | undefined
+  nextTickAt: number
+}
+
+interface Flight {
+  readonly from: NodeId
+  readonly to: NodeId
+  readonly message: PeerMessage
+}
+
+interface Timer {
+  readonly node: NodeId
+  readonly incarnation: number
+  readonly at: number
+  readonly seq: number
+  readonly event: Event & { _tag: "TimerFired" }
+}
+
+/** Deliveries in one instant before the cluster is taken to be looping. */
+const MAX_DELIVERIES = 200_000
+
+export class Machines implements Cluster {
+  now = 0
+  readonly ids: ReadonlyArray<NodeId>
+  readonly history: Array<Operation> = []
+  /** Delivered messages, and of those delivered ahead of an older one in flight. */
+  readonly counters = { delivered: 0, overtaking: 0, lost: 0 }
+  private readonly machines = new Map<NodeId, Machine>()
+  private readonly nodeConfig: Omit<Node.Config, "self">
+  private readonly bootRing: Ring.Ring
+  private readonly tickMs: number
+  private inFlight: Array<Flight> = []
+  private timers: Array<Timer> = []
+  private seq = 0
+  private choice = 0
+  private readonly cut = new Set<string>()
+
+  constructor(readonly config: MachinesConfig) {
+    this.tickMs = config.tickMs ?? 100
+    this.ids = Array.from({ length: config.nodes }, (_, i) => NodeId(`n${i}`))
+    this.nodeConfig = {
+      ...Node.defaults,
+      ...config.node,
+      members: this.ids.map((id) => ({ id, weight: 1 })),
+    }
+    this.bootRing = Ring.make(this.nodeConfig.members, this.nodeConfig.tokensPerNode)
+    this.ids.forEach((id, i) => {
+      const m: Machine = {
+        id,
+        state: undefined,
+        incarnation: 0,
+        store: new MemoryStore(),
+        executor: undefined as unknown as Executor.Executor,
+        savedMembers: undefined,
+        nextTickAt: 0,
+      }
+      this.machines.set(id, m)
+      this.boot(m, 1 + ((i * 37) % this.tickMs))
+    })
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Faults
+
+  isUp(id: NodeId): boolean {
+    return this.machine(id).state !== undefined
+  }
+
+  stop(id: NodeId): void {
+    const m = this.machine(id)
+    if (m.state === undefined) return
+    m.savedMembers = [...Membership.view(m.state.membership).values()]
+    m.state = undefined
+    m.incarnation++
+    m.executor.stop()
+  }
+
+  restart(id: NodeId): void {
+    const m = this.machine(id)
+    if (m.state !== undefined) return
+    m.incarnation++
+    this.boot(m, this.now + 1)
+  }
+
+  partition(groups: ReadonlyArray<ReadonlyArray<NodeId>>): void {
+    for (const g of groups)
+      for (const h of groups) {
+        if (g === h) continue
+        for (const a of g) for (const b of h) this.cut.add(`${a}>${b}`)
+      }
+  }
+
+  heal(): void {
+    this.cut.clear()
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clients and observation
+
+  invoke(id: NodeId, op: ClientOp): Operation {
+    const operation: Operation = { id: this.history.length, node: id, op, invokedAt: this.now }
+    this.history.push(operation)
+    const m = this.machine(id)
+    if (m.state === undefined) {
+      operation.result = { _tag: "Failed", reason: "Timeout", message: `node ${id} is down` }
+      operation.completedAt = this.now
+      return operation
+    }
+    this.step(m, { _tag: "ClientRequested", now: this.now, client: operation.id, op })
+    return operation
+  }
+
+  call(id: NodeId, op: ClientOp, maxMs = 60_000): Operation {
+    const operation = this.invoke(id, op)
+    this.runUntil(() => operation.result !== undefined, maxMs)
+    return operation
+  }
+
+  stateOf(id: NodeId): Node.State | undefined {
+    return this.machine(id).state
+  }
+
+  stored(id: NodeId, key: string): Version.Obj | undefined {
+    return this.machine(id).store.get(key)
+  }
+
+  storeOf(id: NodeId): MemoryStore {
+    return this.machine(id).store
+  }
+
+  /** The preferred replicas of `key` on the boot ring. */
+  replicasOf(key: string): ReadonlyArray<NodeId> {
+    return Ring.preferenceList(this.bootRing, key, this.nodeConfig.n)
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Running
+
+  /**
+   * Until `done` (checked before every delivery) or now + maxMs: deliver a chosen message while
+   * any is in flight; when none is, move time to the next timer or tick. So a call returns as
+   * soon as its answer lands, and what is still in flight stays there, to be delivered (in an
+   * order chosen again) among the messages of the operations that follow.
+   */
+  runUntil(done: () => boolean, maxMs: number): boolean {
+    const limit = this.now + maxMs
+    let atNow = 0
+    for (;;) {
+      if (done()) return true
+      if (this.inFlight.length > 0) {
+        if (++atNow > MAX_DELIVERIES) throw new Error(`machines: no quiescence at ${this.now} ms`)
+        this.deliverOne()
+        continue
+      }
+      atNow = 0
+      const next = Math.min(
+        this.timers[0]?.at ?? Number.POSITIVE_INFINITY,
+        ...[...this.machines.values()]
+          .filter((m) => m.state !== undefined)
+          .map((m) => m.nextTickAt),
+      )
+      if (next > limit) {
+        this.now = Math.max(this.now, limit)
+        return done()
+      }
+      this.now = Math.max(this.now, next)
+      while (this.timers.length > 0 && this.timers[0]!.at <= this.now) {
+        const t = this.timers.shift()!
+        const m = this.machine(t.node)
+        if (m.incarnation === t.incarnation && m.state !== undefined) {
+          this.step(m, { ...t.event, now: this.now })
+        }
+      }
+      for (const m of this.machines.values()) {
+        if (m.state === undefined || m.nextTickAt > this.now) continue
+        m.nextTickAt = this.now + this.tickMs
+        this.step(m, { _tag: "TickElapsed", now: this.now })
+      }
+    }
+  }
+
+  runFor(ms: number): void {
+    this.runUntil(() => false, ms)
+  }
+
+  /** Deliver the in-flight message the next choice picks (or lose it, across a cut). */
+  private deliverOne(): void {
+    const c = this.config.choices
+    const i = c.length === 0 ? 0 : c[this.choice++ % c.length]! % this.inFlight.length
+    if (i > 0) this.counters.overtaking++
+    const [f] = this.inFlight.splice(i, 1)
+    const to = this.machine(f!.to)
+    if (to.state === undefined || this.cut.has(`${f!.from}>${f!.to}`)) {
+      this.counters.lost++
+      return
+    }
+    this.counters.delivered++
+    this.step(to, { _tag: "MessageReceived", now: this.now, from: f!.from, message: f!.message })
+  }
+
+  private step(m: Machine, event: Event): void {
+    const commands = Node.step(m.state!, event, m.store)[1]
+    m.executor.execute(commands)
+  }
+
+  private boot(m: Machine, firstTickAt: number): void {
+    const incarnation = m.incarnation
+    m.executor = new Executor.Executor({
+      write: (command) => {
+        m.store.apply(command)
+        return undefined
+      },
+      run: (command: Command) => {
+        switch (command._tag) {
+          case "Removed":
+            return this.stop(m.id)
+          case "Send":
+            this.inFlight.push({ from: m.id, to: command.to, message: command.message })
+            return
+          case "Reply": {
+            const op = this.history[command.client]
+            if (op === undefined || op.result !== undefined) return
+            op.result = command.result
+            op.completedAt = this.now
+            return
+          }
+        }
+      },
+      setTimer: (command) => {
+        const timer: Timer = {
+          node: m.id,
+          incarnation,
+          at: Math.max(command.at, this.now),
+          seq: this.seq++,
+          event: { _tag: "TimerFired", now: command.at, rid: command.rid, kind: command.kind },
+        }
+        let i = this.timers.length
+        while (i > 0 && this.timers[i - 1]!.at > timer.at) i--
+        this.timers.splice(i, 0, timer)
+      },
+      writeFailed: (error) => {
+        throw error
+      },
+    })
+    m.state = Node.init(
+      {
+        ...this.nodeConfig,
+        self: m.id,
+        generation: m.incarnation + 1,
+        savedMembers: m.savedMembers,
+      },
+      this.now,
+    )
+    m.nextTickAt = firstTickAt
+  }
+
+  private machine(id: NodeId): Machine {
+    const m = this.machines.get(id)
+    if (m === undefined) throw new Error(`no machine ${id}`)
+    return m
+  }
+}
