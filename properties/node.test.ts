@@ -6,12 +6,14 @@
 import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import fc from "fast-check"
-import type { Command, Event } from "../impl/core/messages.ts"
+import { NodeId } from "../impl/core/ids.ts"
+import type { ClientOp, Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
+import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
-import { params } from "./helpers/fc.ts"
+import { assertFloors, params } from "./helpers/fc.ts"
 import { config, ids, keysWhere } from "./helpers/machine.ts"
 
 // Keys this node replicates, so that it coordinates writes and accepts replicas for them.
@@ -187,4 +189,71 @@ test("KV-8: a request never runs with a lower quorum than it asks for: a key wit
     }),
     params(20),
   )
+})
+
+test("KV-8: a machine with fewer replicas of a key than a request's R or W answers it at once with the quorum error, and runs every request whose quorum its replicas can meet", () => {
+  const seen = { refusedGets: 0, refusedPuts: 0, ranGets: 0, ranPuts: 0 }
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 5 }),
+      // N, and a quorum up to N (a larger one is a bad request, not this law).
+      fc
+        .integer({ min: 1, max: 5 })
+        .chain((n) => fc.tuple(fc.constant(n), fc.integer({ min: 1, max: n }))),
+      fc.string({ maxLength: 4 }),
+      fc.boolean(),
+      (members, [n, q], k, isGet) => {
+        const memberIds = ids.concat([NodeId("n4")]).slice(0, members)
+        const cfg: Node.Config = {
+          ...config,
+          n,
+          members: memberIds.map((id) => ({ id, weight: 1 })),
+        }
+        // A key this node replicates (so that it coordinates the write itself).
+        const ring = Ring.make(cfg.members, cfg.tokensPerNode)
+        const key = Array.from({ length: 200 }, (_, i) => `${k}${i}`).find((x) =>
+          Ring.preferenceList(ring, x, n).includes(config.self),
+        )!
+        const state = Node.init(cfg, 0)
+        const op: ClientOp = isGet
+          ? { _tag: "Get", key, r: q }
+          : { _tag: "Put", key, value: "v", context: null, w: q }
+        const [, commands] = Node.step(
+          state,
+          { _tag: "ClientRequested", now: 1, client: 7, op },
+          new MemoryStore(),
+        )
+        const replicas = Math.min(n, members)
+        const refusal = commands.find(
+          (c) =>
+            c._tag === "Reply" && c.result._tag === "Failed" && c.result.reason === "QuorumNotMet",
+        )
+        if (replicas < q) {
+          assert.ok(refusal !== undefined && refusal._tag === "Reply", JSON.stringify(commands))
+          assert.ok(refusal.result._tag === "Failed")
+          const which = isGet ? "R" : "W"
+          assert.match(
+            refusal.result.message,
+            new RegExp(
+              `^quorum not met: ${replicas} replica\\(s\\) known for this key, fewer than ${which}=${q} `,
+            ),
+          )
+          assert.equal(
+            commands.filter((c) => c._tag === "Send").length,
+            0,
+            "it asked replicas anyway",
+          )
+          if (isGet) seen.refusedGets++
+          else seen.refusedPuts++
+        } else {
+          assert.equal(refusal, undefined, `refused with ${replicas} replicas for a quorum of ${q}`)
+          if (isGet) seen.ranGets++
+          else seen.ranPuts++
+        }
+      },
+    ),
+    params(1000),
+  )
+  console.log(`# KV-8, one machine: ${JSON.stringify(seen)}`)
+  assertFloors(seen, { refusedGets: 40, refusedPuts: 40, ranGets: 200, ranPuts: 200 })
 })
