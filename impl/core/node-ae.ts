@@ -1,10 +1,11 @@
 /**
  * The storage node's anti-entropy glue (impl/core/node.ts): the anti-entropy machine
- * (impl/core/anti-entropy.ts) it runs, the Merkle trees it keeps (impl/core/merkle.ts) and their
- * upkeep as the node writes.
+ * (impl/core/anti-entropy.ts) it runs and the Merkle trees it keeps (impl/core/merkle.ts);
+ * every write keeps them in step with the store (node-store.ts).
  *
- * Owns: `ae`, `aeTrees`, `stats.aeRepairs`. Must not: choose its partners or which keys a tree
- * holds (node-placement.ts answers both for either routing mode; node-membership.ts and
+ * Owns: `ae`, `aeTrees` (which trees are kept; node-store.ts updates them as the node writes),
+ * `stats.aeRepairs`. Must not: choose its partners or which keys a tree holds
+ * (node-placement.ts answers both for either routing mode; node-membership.ts and
  * node-chord.ts set the targets), or write a repaired object but through `mergeLocal`.
  */
 import { absurd } from "effect/Function"
@@ -13,9 +14,9 @@ import type { NodeId } from "./ids.ts"
 import type { Command, StoreView } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Merkle from "./merkle.ts"
-import * as Version from "./version.ts"
 import type { Config } from "./node-config.ts"
-import { mergeLocal, type State } from "./node-state.ts"
+import type { State } from "./node-state.ts"
+import { mergeLocal } from "./node-store.ts"
 import { antiEntropyHolds, antiEntropyPeerOf } from "./node-placement.ts"
 
 /** The anti-entropy machine a node starts with: no targets until its ring or arc is known. */
@@ -56,8 +57,8 @@ const shapeId = (range: Merkle.Range, shape: Merkle.Shape) =>
   `${Merkle.rangeId(range)}/${shape.fanout}^${shape.depth}`
 
 /**
- * The tree of `range`: built from the store once (O(keys)), then kept up to date by
- * `trackWrites` (O(depth · fanout) per write). `shape` given (a peer's request): that shape, so
+ * The tree of `range`: built from the store once (O(keys)), then kept up to date by every
+ * write (node-store.ts, O(depth · fanout) per write). `shape` given (a peer's request): that shape, so
  * that two replicas compare trees of one shape however many keys each holds. Absent (this node
  * starts an exchange): the one it has, unless the keys outgrew it, else one sized to its keys.
  */
@@ -87,36 +88,6 @@ const treeFor = (
   const tree = Merkle.build(range, chosen, entries)
   state.aeTrees.set(shapeId(range, chosen), { tree, peer })
   return tree
-}
-
-/**
- * Apply the store writes of one step to every kept tree, in order: each Persist replaces its
- * key's object, each Drop deletes it if the object is still the one named. A tree that is found
- * out of step with the store (a bug elsewhere) is dropped and rebuilt when next needed.
- */
-export const trackWrites = (state: State, store: StoreView, out: ReadonlyArray<Command>): void => {
-  if (state.aeTrees.size === 0) return
-  const written = new Map<string, Version.Obj | undefined>()
-  for (const c of out) {
-    if (c._tag !== "Persist" && c._tag !== "Drop") continue
-    const before = written.has(c.key) ? written.get(c.key) : store.get(c.key)
-    const after =
-      c._tag === "Persist"
-        ? c.obj
-        : before !== undefined && Version.equals(before, c.obj)
-          ? undefined
-          : before
-    written.set(c.key, after)
-    const inTree = antiEntropyHolds(state, c.key)
-    for (const [id, kept] of state.aeTrees) {
-      if (!inTree(kept.peer)) continue
-      try {
-        Merkle.update(kept.tree, c.key, before, after)
-      } catch {
-        state.aeTrees.delete(id)
-      }
-    }
-  }
 }
 
 export const stepAntiEntropy = (

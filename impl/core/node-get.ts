@@ -13,7 +13,6 @@ import type { Command, GetOp, PeerMessage, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import {
   failQuorum,
-  mergeLocal,
   reconcile,
   respond,
   type GetPending,
@@ -23,6 +22,7 @@ import {
 } from "./node-state.ts"
 import { counts, readSet, tooFewReplicas } from "./node-placement.ts"
 import { localWithHints, purged } from "./node-replica.ts"
+import { mergeLocal, persist } from "./node-store.ts"
 
 export const startGet = (
   state: State,
@@ -169,7 +169,7 @@ export const maybePurge = (
       out.push({ _tag: "Send", to: node, message: { _tag: "Purge", key: p.key, obj: merged } })
     } else if (Version.equals(store.get(p.key) ?? Version.empty, merged)) {
       // Only if nothing newer landed here since the read began.
-      out.push({ _tag: "Persist", key: p.key, obj: purged(merged) })
+      persist(state, store, p.key, purged(merged), out)
     }
   }
   return true

@@ -22,6 +22,7 @@ import {
   type PutPending,
   type State,
 } from "./node-state.ts"
+import { persist } from "./node-store.ts"
 import {
   counts,
   forwardedRoute,
@@ -207,7 +208,7 @@ export const beginWrite = (
   if (!nodes.includes(state.config.self)) nodes.push(state.config.self)
   const need = Math.min(p.w + pendingOwners.length, nodes.length)
   p.tally = Quorum.addOk(Quorum.make(need, nodes), state.config.self)
-  out.push({ _tag: "Persist", key: p.op.key, obj: p.written })
+  persist(state, store, p.op.key, p.written, out)
   for (const t of p.targets) {
     if (t.node === state.config.self) continue
     const message: PeerMessage =

@@ -37,14 +37,8 @@ import * as Membership from "./membership.ts"
 import type { Command, PeerMessage, StoreView } from "./messages.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import {
-  believedUp,
-  mergeLocal,
-  reconcile,
-  type Reap,
-  type ReapPending,
-  type State,
-} from "./node-state.ts"
+import { believedUp, reconcile, type Reap, type ReapPending, type State } from "./node-state.ts"
+import { drop, mergeLocal } from "./node-store.ts"
 
 /** The reaper of a node that starts: no pass yet, the first one due at once. */
 export const initReap = (now: number): Reap => ({
@@ -242,7 +236,7 @@ export const onReapAnswer = (
   state.stats.reaped++
   for (const node of p.asked) {
     if (node === state.config.self) {
-      out.push({ _tag: "Drop", key: p.key, obj: merged })
+      drop(state, store, p.key, merged, out)
     } else {
       out.push({
         _tag: "Send",
@@ -264,7 +258,7 @@ export const onReap = (
   const local = store.get(key)
   if (local === undefined || !Version.equals(local, obj)) return
   state.stats.reaped++
-  out.push({ _tag: "Drop", key, obj })
+  drop(state, store, key, obj, out)
 }
 
 /**

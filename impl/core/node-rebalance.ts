@@ -14,14 +14,9 @@ import type { Command, StoreView } from "./messages.ts"
 import * as Membership from "./membership.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
-import {
-  believedUp,
-  mergeLocal,
-  PUSH_GIVE_UP_REQUESTS,
-  type Rebalance,
-  type State,
-} from "./node-state.ts"
+import { believedUp, PUSH_GIVE_UP_REQUESTS, type Rebalance, type State } from "./node-state.ts"
 import { stepMembership } from "./node-membership.ts"
+import { drop, mergeLocal } from "./node-store.ts"
 import { keepsMembership } from "./node-placement.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +184,7 @@ export const onStreamAck = (
   const stored = store.get(key)
   if (push.drop && stored !== undefined && Version.equals(stored, push.obj)) {
     state.stats.dropped++
-    out.push({ _tag: "Drop", key, obj: push.obj })
+    drop(state, store, key, push.obj, out)
   }
   if (
     keepsMembership(state) &&

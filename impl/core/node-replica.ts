@@ -10,7 +10,8 @@ import { absurd } from "effect/Function"
 import * as Version from "./version.ts"
 import type { Command, PeerMessage, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
-import { believedUp, mergeLocal, reconcile, type State } from "./node-state.ts"
+import { believedUp, reconcile, type State } from "./node-state.ts"
+import { mergeLocal, persist } from "./node-store.ts"
 import { onReap } from "./node-reap.ts"
 
 /** A purged object: the version vector without its (tombstone) values. */
@@ -111,7 +112,7 @@ export const onReplicaMessage = (
     case "Purge": {
       const local = store.get(message.key)
       if (local !== undefined && Version.equals(local, message.obj)) {
-        out.push({ _tag: "Persist", key: message.key, obj: purged(local) })
+        persist(state, store, message.key, purged(local), out)
       }
       return
     }

@@ -1,13 +1,13 @@
 /**
  * The storage node's shared vocabulary (impl/core/node.ts and its parts, node-*.ts): the
  * runtime state of one node, the requests in flight, the chord slice of the state, and the few
- * helpers every part uses (replies and failures, `mergeLocal`, `believedUp`).
+ * helpers every part uses (replies and failures, `believedUp`). Writes to the store are
+ * node-store.ts's.
  *
  * Owns: the types of the state, not its fields: each part owns the fields it updates (its
  * header says which). Must not: import a part (node-*.ts imports this file, never the other
  * way round), or decide anything about routing, placement or a request's outcome.
  */
-import * as Hlc from "./hlc.ts"
 import type { NodeId } from "./ids.ts"
 import type {
   KeyOp,
@@ -17,7 +17,6 @@ import type {
   FailureReason,
   Previous,
   PutOp,
-  StoreView,
 } from "./messages.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
 import type * as Chord from "./chord.ts"
@@ -216,6 +215,11 @@ export interface State {
    * the tree holds; null under Chord routing (every key of the tree's range).
    */
   readonly aeTrees: Map<string, { readonly tree: Merkle.Tree; readonly peer: NodeId | null }>
+  /**
+   * The store writes this step has emitted so far, by key (undefined: deleted): the store view
+   * shows none of them until the step returns. Empty between steps (node-store.ts).
+   */
+  readonly written: Map<string, Version.Obj | undefined>
   /** Time of the event being stepped. */
   now: number
   readonly stats: Stats
@@ -277,27 +281,6 @@ export interface Target {
 /** Apply the key's policy to an object: lww keeps the latest sibling only. */
 export const reconcile = (state: State, key: string, obj: Version.Obj): Version.Obj =>
   policyOf(state.config, key) === "lww" ? Version.pruneLww(obj) : obj
-
-/**
- * The replica's one way to take in an object from elsewhere — replication, read repair,
- * hinted handoff, streaming, anti-entropy, the reaper's repair: sync it into the stored object
- * (a join, VER-1, so a replica's object never regresses), apply the key's policy, observe its
- * timestamps (KV-LWW-1), and persist only if that changed anything. Returns whether it did.
- */
-export const mergeLocal = (
-  state: State,
-  store: StoreView,
-  key: string,
-  obj: Version.Obj,
-  out: Array<Command>,
-): boolean => {
-  const local = store.get(key) ?? Version.empty
-  const merged = reconcile(state, key, Version.sync(local, obj))
-  for (const d of Version.siblings(obj)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
-  if (Version.equals(merged, local)) return false
-  out.push({ _tag: "Persist", key, obj: merged })
-  return true
-}
 
 /** Is `node` believed up at `now`? Self always is. */
 export const believedUp = (state: State, node: NodeId, now: number): boolean =>

@@ -34,6 +34,8 @@
  *  - node-get.ts, node-put.ts: the GET and PUT/DEL coordinators; node-forward.ts: the
  *    forwarder of a write to a replica (KV-9);
  *  - node-replica.ts: the replica side of the request path, hints and hinted handoff;
+ *  - node-store.ts: every write to the local store (merges, persists, drops), which keeps the
+ *    anti-entropy trees in step as it emits it;
  *  - node-scan.ts: cluster-wide SCAN pages;
  *  - node-membership.ts (gossip, rings, operator intents), node-rebalance.ts (streaming on
  *    join, leave and remove), node-ae.ts (Merkle anti-entropy), node-reap.ts (reclamation of
@@ -62,7 +64,8 @@ import type {
 import type { NodeId } from "./ids.ts"
 import type { Config } from "./node-config.ts"
 import { believedUp, fail, initStats, type Origin, type State } from "./node-state.ts"
-import { initAntiEntropy, stepAntiEntropy, trackWrites } from "./node-ae.ts"
+import { initAntiEntropy, stepAntiEntropy } from "./node-ae.ts"
+import { endStep } from "./node-store.ts"
 import {
   initMembership,
   maybeGossip,
@@ -163,6 +166,7 @@ export const init = (config: Config, now: number): State => {
     rebalance: initRebalance(),
     ae: initAntiEntropy(config, now),
     aeTrees: new Map(),
+    written: new Map(),
     now,
     stats: initStats(),
     handoffInFlight: new Map(),
@@ -210,8 +214,8 @@ export const step = (
   if (routed !== undefined) {
     for (const r of routed) runKeyOp(state, event.now, r.origin, r.op, r.route, store, out)
   }
-  // Keep the Merkle trees in step with the writes this step emits.
-  trackWrites(state, store, out)
+  // The driver applies this step's writes now (the trees are in step with them already).
+  endStep(state)
   return [state, out]
 }
 

@@ -52,6 +52,8 @@ import type {
 import * as Chord from "../core/chord.ts"
 import * as Executor from "../core/executor.ts"
 import * as Membership from "../core/membership.ts"
+import * as Merkle from "../core/merkle.ts"
+import { keeps } from "../core/node-ae.ts"
 import * as Node from "../core/node.ts"
 import * as Ring from "../core/ring.ts"
 import type * as Version from "../core/version.ts"
@@ -91,6 +93,13 @@ export interface SimConfig {
   readonly onEvent?: (node: NodeId, event: Event) => void
   /** Sees every step's commands, as the machine returned them (transcripts). */
   readonly onCommands?: (node: NodeId, event: Event, commands: ReadonlyArray<Command>) => void
+  /**
+   * After every step, compare each Merkle tree the node keeps with one built afresh from its
+   * store, and fail the run (a MachineError) where one differs: every write path must keep the
+   * trees in step (impl/core/node-store.ts). O(keys) per kept tree per step, so off by default;
+   * DHT_CHECK_TREES=1 in the environment turns it on for every simulation (a whole suite).
+   */
+  readonly checkTrees?: boolean
 }
 
 export interface StoreSnapshot {
@@ -224,6 +233,8 @@ export class Simulation {
     deferredOther: 0,
     /** Machine exceptions (`Node.step` threw); each crash-stopped its node. */
     stepErrors: 0,
+    /** Steps after which the kept Merkle trees were checked against the store (checkTrees). */
+    treeChecks: 0,
   }
   /** What each machine exception said (node, event, message), in order. */
   readonly stepErrors: Array<string> = []
@@ -238,6 +249,7 @@ export class Simulation {
   private readonly held = new Map<string, Array<Held>>()
   private readonly slowMs = new Map<NodeId, number>()
   private readonly tickMs: number
+  private readonly checkTrees: boolean
   private readonly nodeConfig: Omit<Node.Config, "self">
   private readonly bootRing: Ring.Ring
 
@@ -245,6 +257,7 @@ export class Simulation {
     this.rng = new Prng(config.seed)
     this.network = config.network
     this.tickMs = config.tickMs ?? 100
+    this.checkTrees = config.checkTrees ?? process.env.DHT_CHECK_TREES === "1"
     this.ids = Array.from({ length: config.nodes }, (_, i) => mkNodeId(`n${i}`))
     this.nodeConfig = {
       ...Node.defaults,
@@ -713,6 +726,26 @@ export class Simulation {
     }
     this.config.onCommands?.(node.id, event, commands)
     node.executor.execute(commands)
+    if (this.checkTrees && node.state !== undefined) this.checkTreesOf(node, event)
+  }
+
+  /** The trees `node` keeps against its store (checkTrees): a MachineError where one differs. */
+  private checkTreesOf(node: SimNode, event: Event): void {
+    const state = node.state!
+    if (state.aeTrees.size === 0) return
+    this.counters.treeChecks++
+    const all = node.store.scan(undefined, Number.MAX_SAFE_INTEGER)
+    const wrong: Array<string> = []
+    for (const [name, kept] of state.aeTrees) {
+      const entries = all.filter(([key]) => keeps(state, kept.peer, key))
+      const fresh = Merkle.build(kept.tree.range, kept.tree.shape, entries)
+      if (!Merkle.sameDigest(Merkle.root(kept.tree), Merkle.root(fresh))) wrong.push(name)
+    }
+    if (wrong.length === 0) return
+    throw new MachineError(
+      `${node.id} at ${this.now} ms, after step(${event._tag}): kept Merkle trees differ from ` +
+        `the store: ${wrong.join(", ")}`,
+    )
   }
 
   /** The executor of one incarnation of a node: the real driver's, over the simulated world. */
