@@ -1,12 +1,18 @@
 /**
  * End to end, the causal API over real TCP (real node processes, ioredis and the TypeScript
  * client): concurrent writes with one context become siblings, a write with the merged context
- * collapses them, bad contexts are refused, and plain Redis commands keep working beside it.
+ * collapses them, bad contexts are refused, and plain Redis commands keep working beside it;
+ * and generated sequences of causal and plain operations read exactly what the causal reference
+ * model (models/causal-kv.ts) says (CAUSAL-9, as properties/causal-model.test.ts checks it on
+ * the simulator and the machines).
  */
 import assert from "node:assert/strict"
 import { after, before, test } from "./helpers/test.ts"
+import fc from "fast-check"
 import { Redis } from "ioredis"
 import { DhtClient } from "../impl/client/client.ts"
+import { CausalKvModel, type WriteId } from "../models/causal-kv.ts"
+import { assertFloors, params } from "./helpers/fc.ts"
 import { Cluster, stopAll } from "./helpers/cluster.ts"
 
 let cluster: Cluster | undefined
@@ -68,4 +74,70 @@ test("e2e causal: a corrupted or forged context gets a clear error and writes no
     /R must be an integer from 1 to N=3/,
   )
   await assert.rejects(redis[0]!.call("DHT.PUT", "guarded", "x", "BOGUS", "1"), /syntax error/)
+})
+
+type Step =
+  | { readonly _tag: "Read"; readonly node: number }
+  | {
+      readonly _tag: "Write"
+      readonly node: number
+      readonly del: boolean
+      /** Which earlier read's context to send; "none": a new sibling; "blind": SET or DEL. */
+      readonly context: number | "none" | "blind"
+    }
+
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  fc.record({ _tag: fc.constant("Read" as const), node: fc.nat(2) }),
+  fc.record({
+    _tag: fc.constant("Write" as const),
+    node: fc.nat(2),
+    del: fc.boolean(),
+    context: fc.oneof(fc.nat(20), fc.constantFrom("none" as const, "blind" as const)),
+  }),
+)
+
+test("CAUSAL-9: sequences of DHT.GET, DHT.PUT and DHT.DEL with any earlier read's context, with none, or blind (SET, DEL), through any of three real nodes, read exactly the causal reference model's siblings", async () => {
+  const seen = { reads: 0, withSiblings: 0, withContext: 0, blind: 0 }
+  let run = 0
+  let written = 0
+  await fc.assert(
+    fc.asyncProperty(fc.array(stepArb, { minLength: 4, maxLength: 24 }), async (steps) => {
+      const key = `causal9:${run++}`
+      const model = new CausalKvModel()
+      const contexts: Array<{ readonly token: string; readonly ids: ReadonlySet<WriteId> }> = []
+      for (const step of steps) {
+        const client = redis[step.node]!
+        const dht = new DhtClient(client)
+        if (step._tag === "Read") {
+          const read = await dht.get(key)
+          const want = [...model.siblings(key).values()].filter((v) => v !== null)
+          assert.deepEqual([...read.siblings].sort(), want.sort(), `siblings of ${key}`)
+          contexts.push({ token: read.context, ids: model.read(key) })
+          seen.reads++
+          if (want.length > 1) seen.withSiblings++
+          continue
+        }
+        const value = step.del ? null : `v${written++}`
+        if (step.context === "blind") {
+          if (value === null) await client.del(key)
+          else assert.equal(await client.set(key, value), "OK")
+          model.write(key, value, "blind")
+          seen.blind++
+          continue
+        }
+        const pick =
+          typeof step.context === "number" && contexts.length > 0
+            ? contexts[step.context % contexts.length]
+            : undefined
+        const options = pick === undefined ? {} : { context: pick.token }
+        if (value === null) await dht.del(key, options)
+        else await dht.put(key, value, options)
+        model.write(key, value, pick?.ids ?? new Set())
+        if (pick !== undefined) seen.withContext++
+      }
+    }),
+    params(40),
+  )
+  console.log(`# CAUSAL-9, real nodes: ${JSON.stringify(seen)}`)
+  assertFloors(seen, { reads: 150, withSiblings: 25, withContext: 80, blind: 40 })
 })
