@@ -2,14 +2,16 @@
  * End to end: real `dht node` processes on loopback, driven through the Redis protocol with
  * ioredis and raw sockets. Checks what a user relies on: any node serves any key, a node killed
  * with SIGKILL does not stop the other two, bad input (RESP or peer frames) costs only the
- * offending connection, errors read like Redis's, pipelined replies keep their order, and a
- * write acknowledged by an lmdb node survives SIGKILL and restart.
+ * offending connection, errors read like Redis's, pipelined replies keep their order, a request
+ * for more replicas than a key has (KV-8) or than are alive (KV-11) is refused, and an lmdb node
+ * reads back exactly what it acknowledged after SIGKILL or a clean stop (DUR-1, DUR-2).
  *
  * Every process is killed in `after`, which node:test runs even when a test fails.
  */
 import assert from "node:assert/strict"
 import { after, before, describe, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
+import { DhtClient } from "../impl/client/client.ts"
 import { encodeFrame } from "../impl/wire/frame.ts"
 import { Cluster, connectClient, exchange, pollUntil, stopAll } from "./helpers/cluster.ts"
 
@@ -27,22 +29,24 @@ const rejects = async (promise: Promise<unknown>, pattern: RegExp): Promise<void
   })
 }
 
-describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
+describe("e2e: a 3-node cluster, a 2-node Chord ring with N=3 and a single lmdb node, over real TCP", {
   timeout: 120_000,
 }, () => {
   let three: Cluster | undefined
+  let pair: Cluster | undefined
   let single: Cluster | undefined
 
   before(async () => {
-    ;[three, single] = await Promise.all([
+    ;[three, pair, single] = await Promise.all([
       Cluster.start({ nodes: 3, store: "lmdb", n: 3, r: 2, w: 2 }),
+      Cluster.start({ nodes: 2, store: "memory", routing: "chord", n: 3, r: 2, w: 2 }),
       Cluster.start({ nodes: 1, store: "lmdb", n: 1, r: 1, w: 1 }),
     ])
   })
 
   after(async () => {
     for (const client of clients) client.disconnect()
-    await stopAll([three, single])
+    await stopAll([three, pair, single])
   })
 
   const node = (i: number) => three!.nodes[i]!
@@ -190,10 +194,11 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     assert.match(await client.info("stats"), /peer_connections_rejected:[1-9]/)
   })
 
-  test("KV-3: with one of three nodes killed (SIGKILL), the other two keep serving; it recovers", async () => {
+  test("KV-3, KV-11: with one of three nodes killed (SIGKILL), the other two keep serving, and a read or write asking for all three replicas is never answered by two; it recovers", async () => {
     const before = Array.from({ length: 10 }, (_, i) => `e2e:kill:before:${i}`)
+    const strict = Array.from({ length: 4 }, (_, i) => `e2e:kill:strict:${i}`)
     const writer = connect(node(0).clientPort)
-    for (const key of before) assert.equal(await writer.set(key, `${key}=v1`), "OK")
+    for (const key of [...before, ...strict]) assert.equal(await writer.set(key, `${key}=v1`), "OK")
     await three!.kill(2, "SIGKILL")
     const during = Array.from({ length: 10 }, (_, i) => `e2e:kill:during:${i}`)
     for (const [i, key] of during.entries()) {
@@ -202,6 +207,28 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
       assert.equal(await connect(node(1 - (i % 2)).clientPort).get(key), `${key}=v2`)
     }
     for (const key of before) assert.equal(await connect(node(1).clientPort).get(key), `${key}=v1`)
+    // KV-11: two distinct replicas can answer, so R=3 and W=3 must fail (each answer counted
+    // once), on both live coordinators, however long they wait.
+    const refusals = await Promise.all(
+      strict.flatMap((key, i) => {
+        const via = connect(node(i % 2).clientPort)
+        return [
+          via.call("DHT.GET", key, "R", "3").then(
+            (r) => `answered ${JSON.stringify(r)}`,
+            (e: Error) => e.message,
+          ),
+          via.call("DHT.PUT", key, "w3", "W", "3").then(
+            (r) => `answered ${JSON.stringify(r)}`,
+            (e: Error) => e.message,
+          ),
+        ]
+      }),
+    )
+    assert.equal(refusals.filter((r) => r.includes("(R=3")).length, 4)
+    assert.equal(refusals.filter((r) => r.includes("(W=3")).length, 4)
+    for (const r of refusals) {
+      assert.match(r, /^ERR quorum not met: 2 of 3 required replicas answered \((R|W)=3, N=3\)/)
+    }
     await three!.restart(2)
     const back = connect(node(2).clientPort)
     const observers = [0, 1].map((i) => connect(node(i).clientPort))
@@ -215,6 +242,51 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     })
     for (const key of before) assert.equal(await back.get(key), `${key}=v1`)
     for (const key of during) assert.equal(await back.get(key), `${key}=v2`)
+    // With the third replica back, the same quorums are met. (A failed W=3 write is
+    // indeterminate: it may have landed on the two live replicas, as a sibling of v1.)
+    for (const [i, key] of strict.entries()) {
+      const via = new DhtClient(connect(node(i % 3).clientPort))
+      const read = await via.get(key, { r: 3 })
+      assert.ok(read.siblings.includes(`${key}=v1`), JSON.stringify(read.siblings))
+      assert.ok(
+        read.siblings.every((v) => [`${key}=v1`, "w3"].includes(v)),
+        read.siblings.join(),
+      )
+      await via.put(key, "all", { context: read.context, w: 3 })
+      assert.deepEqual((await via.get(key, { r: 3 })).siblings, ["all"])
+    }
+  })
+
+  test("KV-8: on a 2-node Chord ring with N=3 (every key's successor list has two nodes), a request asking W=3 or R=3 fails at once with the quorum error naming the 2 known replicas; W=2 and R=2 succeed", async () => {
+    const observers = pair!.nodes.map((n) => connect(n.clientPort))
+    await pollUntil("the two nodes to form one ring", async () => {
+      const dht = new DhtClient(observers[0]!)
+      await dht.put("e2e:pair:probe", "x", { w: 2 })
+      return (
+        (await new DhtClient(observers[1]!).get("e2e:pair:probe", { r: 2 })).siblings[0] === "x"
+      )
+    })
+    const keys = Array.from({ length: 10 }, (_, i) => `e2e:pair:${i}`)
+    let refused = 0
+    for (const [i, key] of keys.entries()) {
+      const client = connect(pair!.nodes[i % 2]!.clientPort)
+      const started = Date.now()
+      await rejects(
+        client.call("DHT.PUT", key, "three", "W", "3"),
+        /quorum not met: 2 replica\(s\) known for this key, fewer than W=3/,
+      )
+      await rejects(
+        client.call("DHT.GET", key, "R", "3"),
+        /quorum not met: 2 replica\(s\) known for this key, fewer than R=3/,
+      )
+      // At once: no request was sent, so nothing waited for the 2 s request timeout.
+      assert.ok(Date.now() - started < 1500, `refusals took ${Date.now() - started} ms`)
+      refused += 2
+      const dht = new DhtClient(connect(pair!.nodes[(i + 1) % 2]!.clientPort))
+      await dht.put(key, "two", { w: 2 })
+      assert.deepEqual((await dht.get(key, { r: 2 })).siblings, ["two"])
+    }
+    assert.equal(refused, 20)
   })
 
   test("a node joins a running cluster over TCP, serves every key, then leaves", async () => {
@@ -248,21 +320,36 @@ describe("e2e: a 3-node cluster and a single lmdb node, over real TCP", {
     ])
   })
 
-  test("DUR-1, KV-1: writes acknowledged by an lmdb node survive SIGKILL and restart", async () => {
+  test("DUR-1, DUR-2, KV-1: an lmdb node reads back exactly what it acknowledged — every write's last value, deleted keys absent, no other key — after SIGKILL and restart, and after a clean stop and restart", async () => {
     const port = single!.nodes[0]!.clientPort
     const client = connect(port)
     const keys = Array.from({ length: 200 }, (_, i) => `e2e:durable:${i}`)
     const pipeline = client.pipeline()
     for (const key of keys) pipeline.set(key, `${key}!`)
+    // Overwrites and deletes, acknowledged too: the store must hold the last of each.
+    for (const key of keys.filter((_, i) => i % 5 === 1)) pipeline.set(key, `${key}!!`)
+    for (const key of keys.filter((_, i) => i % 5 === 2)) pipeline.del(key)
+    // A key over the store's 1900-byte key limit is stored under a digest and reads back.
+    const long = `e2e:durable:long:${"x".repeat(3000)}`
+    pipeline.set(long, "long!")
     const acks = await pipeline.exec()
-    assert.ok(acks?.every(([error, ok]) => error === null && ok === "OK"))
+    assert.ok(acks?.every(([error]) => error === null))
+    const expected = keys.map((k, i) => (i % 5 === 1 ? `${k}!!` : i % 5 === 2 ? null : `${k}!`))
+    const live = expected.filter((v) => v !== null).length + 1
+    const readBack = async (): Promise<void> => {
+      // n = r = 1: the node answers from its own disk alone.
+      const c = connect(port)
+      assert.deepEqual(await c.mget(...keys), expected)
+      assert.equal(await c.get(long), "long!")
+      assert.equal(await c.dbsize(), live, "the store holds keys nobody wrote, or lost some")
+    }
     await single!.kill(0, "SIGKILL")
     client.disconnect()
     await single!.restart(0)
-    // n = r = 1: the node answers from its own disk alone.
-    assert.deepEqual(
-      await connect(port).mget(...keys),
-      keys.map((k) => `${k}!`),
-    )
+    await readBack()
+    // A clean stop closes the store; it reopens with the same contents.
+    await single!.kill(0, "SIGTERM")
+    await single!.restart(0)
+    await readBack()
   })
 })
