@@ -12,7 +12,9 @@
  *    resumes) must exit non-zero with lost writes, among them a probe key's second write.
  * 3. CONN-1 in CP mode: a run under kill -9, pauses and partitions (when root) must pass with
  *    the pipeliner's reads checked (`SET k v; GET k` in one pipeline on one connection: the GET
- *    reads v); and the negative control, --unsafe-unordered (the nodes' RESP servers submit
+ *    reads v), every client reading its own writes (CAUSAL-4) and no read returning a value an
+ *    acknowledged causal write or delete superseded (CAUSAL-3), each judged on enough reads;
+ *    and the negative control, --unsafe-unordered (the nodes' RESP servers submit
  *    every command on arrival instead of after the same connection's earlier commands on the
  *    key), must exit non-zero with read-your-writes violations on pipelined reads.
  *
@@ -114,6 +116,14 @@ const verify = (args: ReadonlyArray<string>, boundMs: number): Promise<Run> => {
 
 const tail = (text: string): string => text.split("\n").slice(-60).join("\n")
 
+/**
+ * What the CP run's session, superseded and resurrection checks judged at least (reads), so
+ * that CAUSAL-3 and CAUSAL-4 cannot pass by judging nothing (measured with seed 22: 2,931
+ * reads judged for their session, 814 for superseded values, 1,711 for resurrections).
+ */
+const SESSIONS_FLOOR = 1000
+const SUPERSEDED_FLOORS = { superseded: 300, resurrection: 500 } as const
+
 test("KV-9, CAUSAL-1, CAUSAL-2, CAUSAL-6: dht verify passes a 5-node cluster under kill -9, pauses, partitions (when root) and the forward-pause schedule", {
   timeout: 150_000,
 }, async () => {
@@ -177,7 +187,7 @@ test("KV-9: negative control: dht verify --unsafe-failover under the forward-pau
   }
 })
 
-test("CONN-1, KV-9: dht verify in CP mode passes with the pipeliner's reads checked (a GET pipelined after a SET of the key on one connection reads it) under kill -9, pauses and partitions (when root)", {
+test("CONN-1, KV-9, CAUSAL-3, CAUSAL-4: dht verify in CP mode passes with the pipeliner's reads checked (a GET pipelined after a SET of the key on one connection reads it), every session reading its own writes, and no superseded or deleted value read back, under kill -9, pauses and partitions (when root)", {
   timeout: 120_000,
 }, async () => {
   const kinds = canPartition ? ["kill", "pause", "partition"] : ["kill", "pause"]
@@ -203,6 +213,22 @@ test("CONN-1, KV-9: dht verify in CP mode passes with the pipeliner's reads chec
   assert.equal(sessions.pipelined?.found, 0)
   for (const name of ["lost", "fromNowhere", "diverged", "stale"])
     assert.equal(summary.counts[name], 0, name)
+  // CAUSAL-4: strict quorums promise read-your-writes, so the sessions check judged every read
+  // against its client's own last acknowledged update (and monotonic reads) and found none
+  // stale. CAUSAL-3: no read that began after an acknowledged causal write or delete returned
+  // a value it superseded (or a value written before an acknowledged delete), nor did any
+  // final read.
+  console.log(`# CP run: ${JSON.stringify({ counts: summary.counts, checks: summary.checks })}`)
+  assert.ok(
+    sessions.checked >= SESSIONS_FLOOR,
+    `reads judged for their session ${sessions.checked}`,
+  )
+  assert.equal(sessions.found, 0)
+  for (const name of ["superseded", "resurrection"] as const) {
+    const c = summary.checks[name]!
+    assert.equal(c.found, 0, `${name}: ${c.found}`)
+    assert.ok(c.checked >= SUPERSEDED_FLOORS[name], `${name} judged ${c.checked} reads`)
+  }
 })
 
 test("CONN-1: negative control: dht verify --unsafe-unordered (commands run on arrival, not in connection order) exits non-zero with read-your-writes violations on pipelined reads", {
