@@ -4,7 +4,8 @@
  * collapses them, bad contexts are refused, and plain Redis commands keep working beside it;
  * and generated sequences of causal and plain operations read exactly what the causal reference
  * model (models/causal-kv.ts) says (CAUSAL-9, as properties/causal-model.test.ts checks it on
- * the simulator and the machines).
+ * the simulator and the machines). A second cluster, every key last-write-wins, shows the
+ * no-lost-write check failing where it must (CAUSAL-7).
  */
 import assert from "node:assert/strict"
 import { after, before, test } from "./helpers/test.ts"
@@ -16,20 +17,31 @@ import { assertFloors, params } from "./helpers/fc.ts"
 import { Cluster, stopAll } from "./helpers/cluster.ts"
 
 let cluster: Cluster | undefined
+/** The same, with every key last-write-wins (`--lww '*'`): CAUSAL-7's broken merge. */
+let lwwCluster: Cluster | undefined
 const redis: Array<Redis> = []
+const lwwRedis: Array<Redis> = []
 
-before(async () => {
-  cluster = await Cluster.start({ nodes: 3, store: "memory" })
-  for (const node of cluster.nodes) {
+const connectAll = (c: Cluster, into: Array<Redis>): void => {
+  for (const node of c.nodes) {
     const client = new Redis({ host: "127.0.0.1", port: node.clientPort, maxRetriesPerRequest: 0 })
     client.on("error", () => {})
-    redis.push(client)
+    into.push(client)
   }
+}
+
+before(async () => {
+  ;[cluster, lwwCluster] = await Promise.all([
+    Cluster.start({ nodes: 3, store: "memory" }),
+    Cluster.start({ nodes: 3, store: "memory", cluster: "e2e-lww", args: ["--lww", "*"] }),
+  ])
+  connectAll(cluster, redis)
+  connectAll(lwwCluster, lwwRedis)
 })
 
 after(async () => {
-  for (const c of redis) c.disconnect()
-  await stopAll([cluster])
+  for (const c of [...redis, ...lwwRedis]) c.disconnect()
+  await stopAll([cluster, lwwCluster])
 })
 
 test("CAUSAL-5: two writes with the same context through different nodes become siblings; a write with the returned context collapses them", async () => {
@@ -140,4 +152,34 @@ test("CAUSAL-9: sequences of DHT.GET, DHT.PUT and DHT.DEL with any earlier read'
   )
   console.log(`# CAUSAL-9, real nodes: ${JSON.stringify(seen)}`)
   assertFloors(seen, { reads: 150, withSiblings: 25, withContext: 80, blind: 40 })
+})
+
+/**
+ * CAUSAL-1's check on one key: two writes with the same context through two nodes, both
+ * acknowledged, neither seeing the other; returns those of them missing from a full read.
+ */
+const lostOfTwoConcurrent = async (
+  clients: ReadonlyArray<Redis>,
+  key: string,
+): Promise<Array<string>> => {
+  const [a, b, c] = clients.map((r) => new DhtClient(r))
+  const base = await a!.put(key, `${key}:base`)
+  const written = [`${key}:left`, `${key}:right`]
+  await b!.put(key, written[0]!, { context: base })
+  await c!.put(key, written[1]!, { context: base })
+  const final = await a!.get(key, { r: 3 })
+  return written.filter((v) => !final.siblings.includes(v))
+}
+
+test("CAUSAL-7: the no-lost-write check has teeth on real nodes: with every key last-write-wins (--lww '*') it finds one of two acknowledged concurrent writes lost, on every key, where the sibling merge keeps both", async () => {
+  const keys = Array.from({ length: 10 }, (_, i) => `causal7:${i}`)
+  for (const key of keys) assert.deepEqual(await lostOfTwoConcurrent(redis, key), [], key)
+  let lost = 0
+  for (const key of keys) {
+    const missing = await lostOfTwoConcurrent(lwwRedis, key)
+    assert.equal(missing.length, 1, `${key}: lww lost ${JSON.stringify(missing)}`)
+    assert.match(missing[0]!, new RegExp(`^${key}:(left|right)$`))
+    lost++
+  }
+  assert.equal(lost, keys.length)
 })
