@@ -71,6 +71,8 @@ test("AE-8: replicas whose key counts differ by far (an empty replica against a 
           aeIntervalMs: 200,
           aeRatePerSec: 20_000,
           aeMaxKeys: 1024,
+          // Trees of 1,500 keys are built across steps, 256 keys a step.
+          aeBuildBatch: 256,
         },
       })
       const lonely = sim.ids[isolated]!
@@ -106,23 +108,32 @@ test("AE-9: every Merkle tree a node keeps equals the tree built afresh from its
       fc.array(fc.tuple(fc.nat(60), fc.nat(4), fc.boolean()), { minLength: 1, maxLength: 60 }),
       fc.nat(4),
       fc.constantFrom("ring" as const, "chord" as const),
-      (seed, writes, isolated, routing) => {
+      // Trees built in one step, or a few keys per step (writes land while they are built).
+      fc.constantFrom(4096, 5),
+      (seed, writes, isolated, routing, aeBuildBatch) => {
         const sim = new Simulation({
           seed,
           nodes: 5,
           network: defaultNetwork,
-          node: { routing, mode: "ap", aeIntervalMs: 300 },
+          node: { routing, mode: "ap", aeIntervalMs: 300, aeBuildBatch },
           // After each step the simulator compares every kept tree with one built from the
-          // store, and throws where one differs: every write path keeps the trees in step.
+          // store, and the tree being built with the keys its scan passed, and throws where
+          // one differs: every write path keeps the trees in step.
           checkTrees: true,
         })
         sim.runFor(15_000)
         const lonely = sim.ids[isolated]!
-        sim.partition([[lonely], sim.ids.filter((id) => id !== lonely)])
+        const others = sim.ids.filter((id) => id !== lonely)
+        sim.partition([[lonely], others])
         writes.forEach(([k, at, del], i) => {
-          const node = sim.ids.filter((id) => id !== lonely)[at % 4]!
+          // Halfway, a node restarts: it builds its trees again from a store that holds keys,
+          // while the rest of the writes land.
+          if (i === writes.length >> 1) {
+            sim.stop(others[0]!)
+            sim.restart(others[0]!)
+          }
           const value = del ? null : `v${i}`
-          sim.call(node, { _tag: "Put", key: `k${k}`, value, context: null })
+          sim.call(others[at % 4]!, { _tag: "Put", key: `k${k}`, value, context: null })
         })
         sim.heal()
         sim.runFor(20_000)

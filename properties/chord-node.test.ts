@@ -13,6 +13,7 @@ import fc from "fast-check"
 import { position } from "../impl/core/hash.ts"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp } from "../impl/core/messages.ts"
+import * as Merkle from "../impl/core/merkle.ts"
 import * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
@@ -92,11 +93,21 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
       }),
       (seed, schedule, faults) => {
         chordLengths.add(schedule.length)
+        // What each leaving node handed over (its Repairs), to check it handed over every key.
+        const handedOver = new Map<NodeId, Set<string>>()
         const sim = new Simulation({
           seed,
           nodes: 5,
           network: { ...defaultNetwork, ...faults },
-          node: { routing: "chord" },
+          // A hand-over sends 2 keys a tick, a tree is built 3 keys a step: both span steps.
+          node: { routing: "chord", streamBatch: 2, aeBuildBatch: 3 },
+          onCommands: (node, _event, commands) => {
+            const sent = handedOver.get(node)
+            if (sent === undefined) return
+            for (const c of commands) {
+              if (c._tag === "Send" && c.message._tag === "Repair") sent.add(c.message.key)
+            }
+          },
         })
         const joined = () =>
           sim.ids.every((id) => Node.chordReport(sim.stateOf(id)!)!.status === "Active")
@@ -134,12 +145,25 @@ test("CHORD-7: under Chord routing no acknowledged write is lost through joins, 
               const live = run.live()
               if (run.down().length > 0 || live.length <= 4 || members().length <= 4) break
               const who = live[action.node % live.length]!
+              const ring = sim.stateOf(who)!.chord!.ring
+              const pred = ring.predecessor
+              const arc = { start: pred?.pos ?? ring.self.pos, end: ring.self.pos }
+              const held = sim
+                .storeOf(who)
+                .scan(undefined, Number.MAX_SAFE_INTEGER)
+                .map(([key]) => key)
+                .filter((key) => pred === null || Merkle.contains(arc, key))
+              handedOver.set(who, new Set())
               const op = sim.operator(who, { _tag: "Leave" })
               if (op.result?._tag !== "Done") break
               assert.ok(
                 sim.runUntil(() => !sim.isUp(who), 30_000),
                 `${who} never stopped`,
               )
+              // CHORD-5 at the node: every key of its arc went to its successor before it stopped.
+              const sent = handedOver.get(who)!
+              const missing = held.filter((key) => !sent.has(key))
+              assert.deepEqual(missing, [], `${who} stopped before handing over ${missing}`)
               run.gone.add(who)
               seen.leaves++
               break

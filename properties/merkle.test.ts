@@ -658,6 +658,7 @@ test("AE-3: after a heal, replicas converge within a bounded number of exchange 
 // AE-6: robustness of one machine
 
 let forgedAtKeys = 0
+let builds = 0
 test("AE-6: stray, stale and repeated messages never throw nor break the exchange bounds", () => {
   const ids = [NodeId("n0"), NodeId("n1"), NodeId("n2")]
   const ranges = splitRing(2 ** 50, 3 * 2 ** 50)
@@ -741,6 +742,8 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
     },
     // The ring moved: a new target list, possibly naming a range this node keeps no tree for.
     fc.record({ kind: fc.constant("retarget" as const), picks: fc.array(fc.nat(5)) }),
+    // The node starts or finishes building its tree of a range (the view says "Building").
+    fc.record({ kind: fc.constant("build" as const), r: rangeIx }),
   )
   fc.assert(
     fc.property(storeArb, fc.array(eventArb, { maxLength: 80, size: "max" }), (store, events) => {
@@ -752,7 +755,16 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
       const config = { self: ids[0]!, ...AE.defaults, maxKeys: 3, burst: 6, ratePerSec: 3 }
       const targets = ids.slice(1).flatMap((peer) => ranges.map((range) => ({ peer, range })))
       const state = AE.init(config, targets, 0)
-      const view: AE.View = { get: (k) => store.get(k), tree: (r) => trees.get(Merkle.rangeId(r)) }
+      const building = new Set<string>()
+      const view: AE.View = {
+        get: (k) => store.get(k),
+        tree: (r) => {
+          const id = Merkle.rangeId(r)
+          if (!building.has(id)) return trees.get(id)
+          builds++
+          return "Building"
+        },
+      }
       const peer = (r: Merkle.Range) => peerTrees.get(Merkle.rangeId(r))
       const peerView: AE.View = { get: (k) => peerStore.get(k), tree: peer }
       let now = 0
@@ -766,6 +778,10 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
         } else if (ev.kind === "timer") event = { _tag: "TimerFired", now, rid: ev.rid }
         else if (ev.kind === "msg") {
           event = { _tag: "MessageReceived", now, from: ids[ev.from]!, message: ev.message }
+        } else if (ev.kind === "build") {
+          const id = Merkle.rangeId(pick(ev.r))
+          if (!building.delete(id)) building.add(id)
+          continue
         } else if (ev.kind === "retarget") {
           const all = [...targets, { peer: ids[1]!, range: pick(ranges.length) }]
           const chosen = ev.picks.map((i) => all[i % all.length]!)
@@ -826,6 +842,7 @@ test("AE-6: stray, stale and repeated messages never throw nor break the exchang
   )
   // The forged answers had teeth only if some reached an exchange waiting for keys.
   assert.ok(forgedAtKeys > 20, `only ${forgedAtKeys} forged answers met an exchange at its keys`)
+  assert.ok(builds > 20, `only ${builds} requests met a tree being built`)
 })
 
 /** One stateless answer of a peer's machine to a request (its first Send). */

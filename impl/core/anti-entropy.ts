@@ -107,9 +107,10 @@ export interface View {
   /**
    * The local tree of `range`. `shape` given (a peer's request): a tree of exactly that shape, so
    * that both sides compare like with like whatever their key counts; absent (this node starts
-   * an exchange): a shape of the view's choosing.
+   * an exchange): a shape of the view's choosing. Undefined: this node does not keep the range.
+   * "Building": it does, and the tree is being built (a page of keys per step); ask later.
    */
-  readonly tree: (range: Merkle.Range, shape?: Merkle.Shape) => Merkle.Tree | undefined
+  readonly tree: (range: Merkle.Range, shape?: Merkle.Shape) => Merkle.Tree | "Building" | undefined
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -265,6 +266,8 @@ const maybeStart = (state: State, now: number, view: View, out: Array<Command>):
     state.cursor = (state.cursor + 1) % state.targets.length
     return
   }
+  // The view is building a tree (this one, or a peer's): start once it is done.
+  if (tree === "Building") return
   // Reserve the worst case (K keys) up front, so the budget bounds keys moved, not exchanges.
   const taken = Budget.take(state.budget, state.config.maxKeys, now)
   state.budget = taken.budget
@@ -311,7 +314,8 @@ const onLevelResponse = (
   // Stale, duplicated or foreign answers do not fit what we wait for: ignore them.
   if (x?.expect._tag !== "Level" || !Merkle.answers(x.expect.request, response)) return
   const tree = view.tree(x.range, x.expect.request.shape)
-  if (tree === undefined) return finish(state, "refused")
+  // The tree went (the ring moved, or it was found out of step and is being rebuilt): give up.
+  if (tree === undefined || tree === "Building") return finish(state, "refused")
   const next = Merkle.compareLevel(tree, x.expect.request, response, state.config.maxKeys)
   state.stats.nodesCompared += next.compared
   switch (next._tag) {
@@ -340,7 +344,8 @@ const onKeysResponse = (
   const x = activeFor(state, from, response.rid)
   if (x?.expect._tag !== "Keys") return
   const tree = view.tree(x.range, x.expect.request.shape)
-  if (tree === undefined) return finish(state, "refused")
+  // The tree went (the ring moved, or it was found out of step and is being rebuilt): give up.
+  if (tree === undefined || tree === "Building") return finish(state, "refused")
   const { repairs, pushes } = Merkle.reconcile(tree, view.get, x.expect.request, response)
   for (const r of repairs) out.push({ _tag: "Repair", key: r.key, obj: r.obj })
   if (pushes.length > 0) {
@@ -368,16 +373,28 @@ const refuse = (
   out.push({ _tag: "Send", to, message: { _tag: "ExchangeRefused", rid, reason, detail } })
 }
 
+/** Why a responder cannot answer from a tree: the refusal it sends. */
+interface NoTree {
+  readonly reason: RefusalReason
+  readonly detail: string
+}
+
 /** The local tree a request names (in the request's shape, if it names one), or why there is none. */
-const treeFor = (view: View, range: unknown, shape?: unknown): Merkle.Tree | string => {
+const treeFor = (view: View, range: unknown, shape?: unknown): Merkle.Tree | NoTree => {
   const r = range as Merkle.Range | undefined
-  if (typeof r !== "object" || r === null || !Merkle.validRange(r)) return "bad range"
+  if (typeof r !== "object" || r === null || !Merkle.validRange(r)) {
+    return { reason: "NoTree", detail: "bad range" }
+  }
   const s = shape as Merkle.Shape | undefined
   if (shape !== undefined && (typeof s !== "object" || s === null || !Merkle.validShape(s))) {
-    return "bad shape"
+    return { reason: "NoTree", detail: "bad shape" }
   }
-  return view.tree(r, s) ?? "no tree for this range"
+  const tree = view.tree(r, s)
+  if (tree === "Building") return { reason: "Busy", detail: "the tree is being built" }
+  return tree ?? { reason: "NoTree", detail: "no tree for this range" }
 }
+
+const isTree = (t: Merkle.Tree | NoTree): t is Merkle.Tree => "levels" in t
 
 const onLevelRequest = (
   from: NodeId,
@@ -386,7 +403,7 @@ const onLevelRequest = (
   out: Array<Command>,
 ): void => {
   const tree = treeFor(view, request.range, request.shape)
-  if (typeof tree === "string") return refuse(from, request.rid, "NoTree", tree, out)
+  if (!isTree(tree)) return refuse(from, request.rid, tree.reason, tree.detail, out)
   const answer = Merkle.answerLevel(tree, request)
   if (answer._tag === "Invalid") return refuse(from, request.rid, "BadRequest", answer.reason, out)
   out.push({ _tag: "Send", to: from, message: answer.message })
@@ -401,7 +418,7 @@ const onKeysRequest = (
   out: Array<Command>,
 ): void => {
   const tree = treeFor(view, request.range, request.shape)
-  if (typeof tree === "string") return refuse(from, request.rid, "NoTree", tree, out)
+  if (!isTree(tree)) return refuse(from, request.rid, tree.reason, tree.detail, out)
   const answer = Merkle.answerKeys(tree, view.get, request, state.config.maxKeys)
   if (answer._tag === "Invalid") return refuse(from, request.rid, "BadRequest", answer.reason, out)
   // Serve what the budget allows (a partial answer is still a prefix in (bucket, key) order).
@@ -419,11 +436,12 @@ const onKeysRequest = (
 const onKeysPush = (state: State, push: KeysPush, view: View, out: Array<Command>): void => {
   const tree = treeFor(view, push.range)
   // A push for a range we do not keep, or a malformed one, is dropped; the next exchange
-  // redoes the work.
-  if (typeof tree === "string" || !Array.isArray(push.entries)) return
+  // redoes the work. One whose tree is being built is taken: the range is ours.
+  if ((!isTree(tree) && tree.reason !== "Busy") || !Array.isArray(push.entries)) return
+  const range = push.range
   for (const entry of push.entries.slice(0, state.config.maxKeys)) {
     if (typeof entry?.key !== "string" || !isObj(entry.obj)) continue
-    if (!Merkle.contains(tree.range, entry.key)) continue
+    if (!Merkle.contains(range, entry.key)) continue
     out.push({ _tag: "Repair", key: entry.key, obj: entry.obj })
     state.stats.keysRepaired++
   }

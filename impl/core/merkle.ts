@@ -290,11 +290,21 @@ export const build = (
   range: Range,
   shape: Shape,
   entries: Iterable<readonly [string, Obj]>,
-): Tree => {
-  const tree = allocate(range, shape)
+): Tree => finish(add(begin(range, shape), entries))
+
+/**
+ * A tree built a page of keys at a time (the storage node builds its trees across steps, so
+ * that no step hashes the whole store): `begin` an empty tree, `add` every page, `finish` once
+ * every key was added. Until then only its leaves and keys are right (`update` keeps them so),
+ * not its internal digests: compare nothing against it before `finish`.
+ */
+export const begin = (range: Range, shape: Shape): Tree => allocate(range, shape)
+
+/** Add entries to a tree being built: leaves only; entries outside the range are skipped. */
+export const add = (tree: Tree, entries: Iterable<readonly [string, Obj]>): Tree => {
   for (const [key, obj] of entries) {
     const pos = position(key)
-    if (!containsPosition(range, pos)) continue
+    if (!containsPosition(tree.range, pos)) continue
     const d = keyDigest(key, obj)
     const bucket = bucketAt(tree, pos)
     let keys = tree.buckets.get(bucket)
@@ -304,9 +314,10 @@ export const build = (
       xorLeaf(tree, bucket, old)
       keys!.delete(key)
       tree.size--
+      if (keys!.size === 0) tree.buckets.delete(bucket)
     }
     if (d === undefined) continue
-    if (keys === undefined) {
+    if (keys === undefined || keys.size === 0) {
       keys = new Map()
       tree.buckets.set(bucket, keys)
     }
@@ -314,7 +325,11 @@ export const build = (
     tree.size++
     xorLeaf(tree, bucket, d)
   }
-  for (const [bucket, keys] of tree.buckets) if (keys.size === 0) tree.buckets.delete(bucket)
+  return tree
+}
+
+/** Every key was added: hash the internal nodes bottom-up. O(nodes). */
+export const finish = (tree: Tree): Tree => {
   hashInternal(tree)
   return tree
 }

@@ -10,7 +10,7 @@
  * rebalancing passes in this mode.
  *
  * Owns: the Chord slice of the node's state (`ChordRouting`: the Chord machine, the address
- * book, parked and routed requests, the join and sweep pacing). Must not: decide whether this
+ * book, parked and routed requests, the join and sweep pacing, the hand-overs in progress). Must not: decide whether this
  * node routes by Chord, or fetch the slice from the node's state itself (node-placement.ts owns
  * the routing mode and hands every function here the slice it works on); run a routed request
  * itself (it queues it in `routed` for the coordinator, once this step's Chord work is done).
@@ -57,6 +57,8 @@ export const initChord = (config: Config): ChordRouting => {
     sweepCursor: undefined,
     nextSweepAt: 0,
     checking: new Map(),
+    handOvers: [],
+    leaving: false,
     stats: { lookups: 0, lookupFailures: 0, hops: 0, maxHops: 0 },
   }
 }
@@ -195,7 +197,7 @@ const chordStep = (
         c.nextSeed = 0
         break
       case "HandOver":
-        handOver(cmd, store, out)
+        handOver(state, c, cmd, store, out)
         break
       default:
         absurd(cmd)
@@ -256,7 +258,7 @@ const isCreator = (state: State): boolean => state.config.chordSeeds[0]?.id === 
  *
  * While Idle, `nextJoinAt` and `nextSeed` pace the join attempts; while Active, the checks.
  */
-export const maybeJoinChord = (
+const maybeJoinChord = (
   state: State,
   c: ChordRouting,
   now: number,
@@ -383,20 +385,65 @@ const refreshNeighbourhood = (state: State, c: ChordRouting, now: number): void 
   )
 }
 
+/** A tick: the next page of a hand-over in progress, then joining, checks and the sweep. */
+export const tick = (
+  state: State,
+  c: ChordRouting,
+  now: number,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  if (c.handOvers.length > 0) handOverPage(state, c, store, out)
+  maybeJoinChord(state, c, now, store, out)
+}
+
+/** Hand-overs queued at most: a later one evicts the oldest (see `handOver`). */
+const HAND_OVERS_MAX = 16
+
 /**
- * A graceful leave (section 5.3): the keys of this node's arc go to its successor at once, as
- * repairs (the successor already holds most of them as a replica; anti-entropy re-replicates
- * the arc from there). The node then stops, once the repairs are on their way.
+ * Chord's HandOver: the keys of (from, through] now belong to `to`, on a graceful leave (section
+ * 5.3: this node's arc to its successor) or when a new predecessor took part of the arc. They go
+ * as repairs (the successor already holds most of them as a replica; anti-entropy re-replicates
+ * the arc from there), a page of `streamBatch` keys per tick, the first page at once. Past
+ * HAND_OVERS_MAX queued, the oldest is dropped: a predecessor's keys also reach it by
+ * anti-entropy and the placement sweep, and a leave's hand-over is the last one queued (a node
+ * that left emits no more).
  */
 const handOver = (
+  state: State,
+  c: ChordRouting,
   cmd: Extract<Chord.ChordCommand, { _tag: "HandOver" }>,
   store: StoreView,
   out: Array<Command>,
 ): void => {
   const range: Merkle.Range = { start: cmd.from ?? cmd.through, end: cmd.through }
-  for (const [key, obj] of store.scan(undefined, Number.MAX_SAFE_INTEGER)) {
-    if (cmd.from !== null && !Merkle.contains(range, key)) continue
-    out.push({ _tag: "Send", to: cmd.to.id, message: { _tag: "Repair", key, obj } })
+  if (c.handOvers.length >= HAND_OVERS_MAX) c.handOvers.shift()
+  c.handOvers.push({ to: cmd.to.id, range, all: cmd.from === null, cursor: undefined })
+  if (c.handOvers.length === 1) handOverPage(state, c, store, out)
+}
+
+/** The next page of the oldest hand-over; once none is left, a leaving node stops. */
+const handOverPage = (
+  state: State,
+  c: ChordRouting,
+  store: StoreView,
+  out: Array<Command>,
+): void => {
+  const job = c.handOvers[0]
+  if (job !== undefined) {
+    const batch = state.config.streamBatch
+    const page = store.scan(job.cursor, batch)
+    for (const [key, obj] of page) {
+      if (!job.all && !Merkle.contains(job.range, key)) continue
+      out.push({ _tag: "Send", to: job.to, message: { _tag: "Repair", key, obj } })
+    }
+    job.cursor = page[page.length - 1]?.[0]
+    if (page.length < batch) c.handOvers.shift()
+  }
+  if (c.leaving && c.handOvers.length === 0) {
+    // Every key is on its way: the node stops a few rounds from now (node-membership.ts).
+    c.leaving = false
+    state.removedAt = state.now
   }
 }
 
@@ -420,8 +467,9 @@ export const onOperator = (
       if (status !== "Active") {
         return fail(state, origin, "BadRequest", `cannot leave: this node is ${status}`, out)
       }
+      c.leaving = true
       chordStep(state, c, now, { _tag: "LeaveRequested", now }, store, out)
-      state.removedAt = now
+      if (c.handOvers.length === 0) handOverPage(state, c, store, out)
       return ok("leaving: this node's arc goes to its successor, then the node stops")
     case "Remove":
       return fail(

@@ -99,13 +99,21 @@ export interface Config {
   /** Hinted handoff budget: at most this many hints delivered per interval. */
   readonly handoffBatch: number
   readonly handoffIntervalMs: number
-  /** Streaming budget (join, leave, remove): keys pushed per interval. */
+  /**
+   * Streaming budget: keys pushed per interval on a join, leave or remove; under Chord routing,
+   * keys a hand-over sends per tick.
+   */
   readonly streamBatch: number
   readonly streamIntervalMs: number
   /** Anti-entropy: one Merkle exchange per interval, at most `aeMaxKeys` keys, `aeRatePerSec`. */
   readonly aeIntervalMs: number
   readonly aeMaxKeys: number
   readonly aeRatePerSec: number
+  /**
+   * Anti-entropy trees are built from the store a page of this many keys per step (a tick, or
+   * the request that asked for the tree), so that no step scans the whole store.
+   */
+  readonly aeBuildBatch: number
   /**
    * "ring" (default): one-hop routing on the gossiped membership. "chord": the node keeps only
    * its Chord state (impl/core/chord.ts: successor list, predecessor, fingers) and no membership;
@@ -156,6 +164,7 @@ export const defaults = {
   aeIntervalMs: 1000,
   aeMaxKeys: 256,
   aeRatePerSec: 1024,
+  aeBuildBatch: 4096,
   maxPending: 100_000,
   namespaces: [] as ReadonlyArray<Namespace>,
   tombstoneGraceMs: 600_000,

@@ -18,7 +18,7 @@ import * as Phi from "./phi.ts"
 import * as Ring from "./ring.ts"
 import type { Config } from "./node-config.ts"
 import { believedUp, fail, respond, type Origin, type State } from "./node-state.ts"
-import { pairRange } from "./node-ae.ts"
+import { dropTrees, pairRange } from "./node-ae.ts"
 import { bootstrapMembers, peerAddressOf } from "./node-placement.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ export const refreshRing = (state: State, now: number): void => {
     { _tag: "TargetsChanged", now, targets },
     { get: () => undefined, tree: () => undefined },
   )
-  state.aeTrees.clear()
+  dropTrees(state)
 }
 
 export const stepMembership = (

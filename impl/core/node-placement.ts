@@ -195,7 +195,7 @@ export const onChordTimer = (
 /** The Chord node's periodic work: joining, the seed checks, the placement sweep. */
 export const tickChord = (state: State, now: number, store: StoreView, out: Array<Command>) => {
   const c = state.chord
-  if (c !== undefined) ChordNode.maybeJoinChord(state, c, now, store, out)
+  if (c !== undefined) ChordNode.tick(state, c, now, store, out)
 }
 
 /** Operator intents under Chord routing (on the ring they go to node-membership.ts). */

@@ -215,6 +215,8 @@ export interface State {
    * the tree holds; null under Chord routing (every key of the tree's range).
    */
   readonly aeTrees: Map<string, { readonly tree: Merkle.Tree; readonly peer: NodeId | null }>
+  /** The tree being built a page per step (node-ae.ts), at most one at a time. */
+  aeBuild: TreeBuild | undefined
   /**
    * The store writes this step has emitted so far, by key (undefined: deleted): the store view
    * shows none of them until the step returns. Empty between steps (node-store.ts).
@@ -269,7 +271,40 @@ export interface ChordRouting {
   sweepCursor: string | undefined
   nextSweepAt: number
   readonly checking: Map<number, { readonly key: string; readonly obj: Version.Obj }>
+  /**
+   * Hand-overs in progress (Chord's HandOver: the keys of `range`, or all keys when `all`, go to
+   * `to` as repairs), oldest first, sent a page of `streamBatch` keys per tick; `cursor`: the
+   * last key sent. A graceful leave stops the node once they are all sent (`leaving`).
+   */
+  readonly handOvers: Array<{
+    readonly to: NodeId
+    readonly range: Merkle.Range
+    readonly all: boolean
+    cursor: string | undefined
+  }>
+  leaving: boolean
   readonly stats: { lookups: number; lookupFailures: number; hops: number; maxHops: number }
+}
+
+/**
+ * A Merkle tree being built from the store across steps, `aeBuildBatch` keys per step: for the
+ * keys of `range` this node shares with `peer` (null: all of them, Chord routing).
+ */
+export interface TreeBuild {
+  readonly range: Merkle.Range
+  readonly peer: NodeId | null
+  /**
+   * Count: counting the keys, to size a tree this node chose no shape for (its own exchange).
+   * Hash: adding them to `tree` (Merkle.begin/add), which every write to a key at or before
+   * `cursor` updates (node-store.ts); the keys after it are still to be scanned.
+   */
+  phase: "Count" | "Hash"
+  /** Keys counted so far (Count). */
+  count: number
+  /** The tree (Hash): of the shape a peer asked for, or the one sized by the count. */
+  tree: Merkle.Tree | undefined
+  /** The last key scanned in this phase; undefined: none yet. */
+  cursor: string | undefined
 }
 
 /** Where one copy of a key goes: a preferred replica, or a substitute holding a hint for one. */

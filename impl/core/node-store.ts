@@ -9,7 +9,8 @@
  * update names the object the key held before this write, which is the step's last write of
  * the key if it wrote it already. Node.step clears `written` once the step is done (`endStep`).
  *
- * Owns: `written`, and the upkeep of `aeTrees` on every write. Must not: decide what is written
+ * Owns: `written`, and the upkeep on every write of `aeTrees` and of the tree being built
+ * (`aeBuild`: only the keys its scan has passed). Must not: decide what is written
  * or when (its callers do), or let a write reach the store but through these functions; keep a
  * tree it found out of step with the store (it drops it: the next exchange rebuilds it).
  */
@@ -83,7 +84,8 @@ const wrote = (
 ): void => {
   const before = current(state, store, key)
   state.written.set(key, after)
-  if (state.aeTrees.size === 0) return
+  const build = state.aeBuild
+  if (state.aeTrees.size === 0 && build === undefined) return
   const holds = antiEntropyHolds(state, key)
   for (const [id, kept] of state.aeTrees) {
     if (!holds(kept.peer)) continue
@@ -92,6 +94,14 @@ const wrote = (
     } catch {
       state.aeTrees.delete(id)
     }
+  }
+  // A tree being built holds the keys its scan has passed; the scan picks up the others.
+  if (build?.phase !== "Hash" || build.cursor === undefined || key > build.cursor) return
+  if (!holds(build.peer)) return
+  try {
+    Merkle.update(build.tree!, key, before, after)
+  } catch {
+    state.aeBuild = undefined
   }
 }
 

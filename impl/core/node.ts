@@ -64,7 +64,7 @@ import type {
 import type { NodeId } from "./ids.ts"
 import type { Config } from "./node-config.ts"
 import { believedUp, fail, initStats, type Origin, type State } from "./node-state.ts"
-import { initAntiEntropy, stepAntiEntropy } from "./node-ae.ts"
+import { initAntiEntropy, stepAntiEntropy, tickAntiEntropy } from "./node-ae.ts"
 import { endStep } from "./node-store.ts"
 import {
   initMembership,
@@ -166,6 +166,7 @@ export const init = (config: Config, now: number): State => {
     rebalance: initRebalance(),
     ae: initAntiEntropy(config, now),
     aeTrees: new Map(),
+    aeBuild: undefined,
     written: new Map(),
     now,
     stats: initStats(),
@@ -459,7 +460,7 @@ const onTick = (state: State, now: number, store: StoreView, out: Array<Command>
   } else {
     tickChord(state, now, store, out)
   }
-  if (serving(state)) stepAntiEntropy(state, { _tag: "TickElapsed", now }, store, out)
+  if (serving(state)) tickAntiEntropy(state, now, store, out)
   if (now < state.nextHeartbeatAt) return
   state.nextHeartbeatAt = now + state.config.heartbeatMs
   for (const peer of state.peers) {

@@ -729,10 +729,15 @@ export class Simulation {
     if (this.checkTrees && node.state !== undefined) this.checkTreesOf(node, event)
   }
 
-  /** The trees `node` keeps against its store (checkTrees): a MachineError where one differs. */
+  /**
+   * The trees `node` keeps against its store (checkTrees), and the tree being built against the
+   * keys its scan has passed (leaves: its internal digests are hashed when it is done): a
+   * MachineError where one differs.
+   */
   private checkTreesOf(node: SimNode, event: Event): void {
     const state = node.state!
-    if (state.aeTrees.size === 0) return
+    const build = state.aeBuild?.phase === "Hash" ? state.aeBuild : undefined
+    if (state.aeTrees.size === 0 && build === undefined) return
     this.counters.treeChecks++
     const all = node.store.scan(undefined, Number.MAX_SAFE_INTEGER)
     const wrong: Array<string> = []
@@ -740,6 +745,18 @@ export class Simulation {
       const entries = all.filter(([key]) => keeps(state, kept.peer, key))
       const fresh = Merkle.build(kept.tree.range, kept.tree.shape, entries)
       if (!Merkle.sameDigest(Merkle.root(kept.tree), Merkle.root(fresh))) wrong.push(name)
+    }
+    if (build !== undefined) {
+      const cursor = build.cursor
+      const passed = all.filter(
+        ([key]) => cursor !== undefined && key <= cursor && keeps(state, build.peer, key),
+      )
+      const tree = build.tree!
+      const fresh = Merkle.add(Merkle.begin(tree.range, tree.shape), passed)
+      const leaves = (t: Merkle.Tree) => t.levels[t.shape.depth]!.join()
+      if (leaves(tree) !== leaves(fresh) || tree.size !== fresh.size) {
+        wrong.push(`${Merkle.rangeId(tree.range)} (being built, up to ${cursor})`)
+      }
     }
     if (wrong.length === 0) return
     throw new MachineError(
