@@ -5,7 +5,11 @@
  * member holds reclamation back), even long after the grace. Once it is restarted, the cluster
  * reclaims every tombstone on every node (INFO keyspace: keys=10, tombstones=0), no deleted key
  * reads back (a "zombie"), the 10 live keys keep their values, and a key written again after its
- * reclamation reads back on every node.
+ * reclamation reads back on every node. KV-12: reads of deleted keys while the node is down,
+ * past the grace, purge nothing (INFO stats purges); with every node up, reads within the grace
+ * purge nothing either, and past it they purge (CAUSAL-8: no node reads or holds the purged
+ * values again, live keys read beside them keep theirs, and every node's own copy of every key,
+ * DHT.GET R 1, converges to the same object).
  *
  * Progress is observed through INFO's keyspace line and DHT.STATUS's `reclaim`, by bounded polls.
  * Every process is killed in `after`, which runs even when the test fails.
@@ -14,6 +18,7 @@ import assert from "node:assert/strict"
 import { after, before, describe, test } from "./helpers/test.ts"
 import { Either } from "effect"
 import type { Redis } from "ioredis"
+import { DhtClient } from "../impl/client/client.ts"
 import { parseStatus } from "../impl/wire/status.ts"
 import { Cluster, connectClient, pollUntil, stopAll } from "./helpers/cluster.ts"
 
@@ -98,7 +103,7 @@ describe("e2e reclamation on a 3-node LMDB cluster", { timeout: 120_000 }, () =>
     return parts.join("\n")
   }
 
-  test(`RECLAIM-1, RECLAIM-2, RECLAIM-3: ${DELETED} of ${KEYS} keys deleted while a node is down are reclaimed only after it is back; no zombie reads, and a write after reclamation holds`, async (t) => {
+  test(`RECLAIM-1, RECLAIM-2, RECLAIM-3, CAUSAL-8, KV-12: ${DELETED} of ${KEYS} keys deleted while a node is down are reclaimed only after it is back, and no read purges them meanwhile; no zombie reads, a write after reclamation holds, and reads purge tombstones only past their grace, leaving no zombie and every replica the same object`, async (t) => {
     const c0 = at(0)
     for (let i = 0; i < KEYS; i++) assert.equal(await c0.set(key(i), value(i)), "OK")
     const written = await pollUntil("every node to hold the 60 keys", async () => {
@@ -114,6 +119,10 @@ describe("e2e reclamation on a 3-node LMDB cluster", { timeout: 120_000 }, () =>
       assert.equal(await live[i % 2]!.del(key(i)), 1, `DEL ${key(i)} did not answer 1`)
     }
     const deletedAt = Date.now()
+    const purgesWhileDown = await totalPurges(live)
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await live[i % 2]!.get(key(i)), null, `${key(i)} after its delete`)
+    }
     // Longer than the grace, with the node still down: nothing may be reclaimed.
     await sleep(GRACE_MS + 1000)
     // The reaper has made at least one full pass by now (every second): tombstones are counted.
@@ -125,6 +134,9 @@ describe("e2e reclamation on a 3-node LMDB cluster", { timeout: 120_000 }, () =>
       `${Date.now() - deletedAt} ms after the deletes, n${VICTIM} down: ` +
         held.map((k, i) => `n${i} ${show(k)}`).join("; "),
     )
+    // KV-12: the reads of deleted keys made with a replica down (their deadlines fell after the
+    // grace) purged nothing: no read heard every replica.
+    assert.equal(await totalPurges(live), purgesWhileDown, "a read purged with a replica down")
     for (const [i, k] of held.entries()) {
       assert.ok(
         k.keys > KEYS - DELETED,
@@ -209,5 +221,95 @@ describe("e2e reclamation on a 3-node LMDB cluster", { timeout: 120_000 }, () =>
       { timeoutMs: 15_000 },
     )
     t.diagnostic(`after the write again: ${rewritten.map((k, i) => `n${i} ${show(k)}`).join("; ")}`)
+
+    // --- CAUSAL-8, KV-12: purges too; no zombie, and every replica converges ----------------
+    // Five live keys deleted with every node up. Read at once, within the grace, nothing is
+    // purged (KV-12); past the grace, a read that hears all three replicas holding the same
+    // tombstone purges it (its value goes, its clock stays). Five other live keys, read beside
+    // them, keep their values: only dead objects are purged.
+    const all = everyone
+    const purged = Array.from({ length: 5 }, (_, j) => key(DELETED + j))
+    const kept = Array.from({ length: 5 }, (_, j) => key(DELETED + 5 + j))
+    for (const [j, k] of purged.entries()) assert.equal(await all[j % 3]!.del(k), 1)
+    const deletedAgainAt = Date.now()
+    const reader = new DhtClient(all[0]!)
+    const readAll = async (): Promise<void> => {
+      for (const k of purged) assert.deepEqual((await reader.get(k, { r: 3 })).siblings, [], k)
+      for (const k of kept)
+        assert.deepEqual((await reader.get(k, { r: 3 })).siblings, [value(Number(k.slice(-2)))])
+    }
+    const purgesBefore = await totalPurges(all)
+    await readAll()
+    if (Date.now() - deletedAgainAt < GRACE_MS) {
+      assert.equal(
+        await totalPurges(all),
+        purgesBefore,
+        "a read purged a tombstone within its grace",
+      )
+    } else t.diagnostic("the reads within the grace took longer than the grace: not judged")
+    await sleep(Math.max(0, deletedAgainAt + GRACE_MS + 100 - Date.now()))
+    const purges = await pollUntil(
+      "reads to purge the five tombstones",
+      async () => {
+        await readAll()
+        const n = (await totalPurges(all)) - purgesBefore
+        return n >= purged.length ? n : undefined
+      },
+      { timeoutMs: 15_000, intervalMs: 100 },
+    )
+    t.diagnostic(`purges by the reads of the ${purged.length} deleted keys: ${purges}`)
+    // CAUSAL-3 through the purges: no node reads a purged key's value back, nor holds it; the
+    // live keys read beside them keep their values on every node.
+    for (const [n, c] of all.entries()) {
+      for (const k of purged) {
+        assert.deepEqual(await localSiblings(c, k), [], `n${n} still holds ${k}'s value`)
+        assert.equal(await c.get(k), null, `${k} read back through n${n} after its purge`)
+      }
+      for (const k of kept) {
+        assert.deepEqual(await localSiblings(c, k), [value(Number(k.slice(-2)))], `n${n}: ${k}`)
+      }
+    }
+    // CAUSAL-6: every replica of every key ends up holding the same object (its own copy, read
+    // with R=1 at each node: the coordinator's own answer comes first).
+    const keys = Array.from({ length: KEYS }, (_, i) => key(i))
+    const diverged = async (): Promise<Array<string>> => {
+      const out: Array<string> = []
+      for (const k of keys) {
+        const copies = await Promise.all(all.map((c) => localCopy(c, k)))
+        if (new Set(copies).size > 1) out.push(`${k}: ${copies.join(" | ")}`)
+      }
+      return out
+    }
+    let apart: Array<string> = []
+    await pollUntil(
+      `every replica of the ${KEYS} keys to hold the same object`,
+      async () => {
+        apart = await diverged()
+        return apart.length === 0
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    ).catch((e: unknown) => {
+      throw new Error(`${e instanceof Error ? e.message : String(e)}: ${apart.join("; ")}`)
+    })
   })
 })
+
+/** The sum of INFO stats `purges` (reads that purged a tombstone) over the nodes. */
+const totalPurges = async (nodes: ReadonlyArray<Redis>): Promise<number> => {
+  let total = 0
+  for (const c of nodes) {
+    const m = /purges:(\d+)/.exec(await c.info("stats"))
+    assert.ok(m !== null, "no purges in INFO stats")
+    total += Number(m[1])
+  }
+  return total
+}
+
+/** A node's own copy of `key`: DHT.GET with R=1 answers with the coordinator's own object. */
+const localCopy = async (c: Redis, key: string): Promise<string> => {
+  const read = await new DhtClient(c).get(key, { r: 1 })
+  return JSON.stringify([read.context, [...read.siblings].sort(), read.deleted])
+}
+
+const localSiblings = async (c: Redis, key: string): Promise<ReadonlyArray<string>> =>
+  (await new DhtClient(c).get(key, { r: 1 })).siblings
