@@ -257,3 +257,127 @@ test("KV-8: a machine with fewer replicas of a key than a request's R or W answe
   console.log(`# KV-8, one machine: ${JSON.stringify(seen)}`)
   assertFloors(seen, { refusedGets: 40, refusedPuts: 40, ranGets: 200, ranPuts: 200 })
 })
+
+type Reclaiming =
+  | { readonly _tag: "Write"; readonly key: number; readonly held: boolean }
+  | { readonly _tag: "PeerWrite"; readonly key: number; readonly aheadMs: number }
+  | { readonly _tag: "Advance"; readonly ms: number }
+  | { readonly _tag: "Restart" }
+  | { readonly _tag: "Reclaim"; readonly key: number }
+
+const reclaimingArb: fc.Arbitrary<Reclaiming> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      _tag: fc.constant("Write" as const),
+      key: fc.nat(1),
+      held: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      _tag: fc.constant("PeerWrite" as const),
+      key: fc.nat(1),
+      aheadMs: fc.nat(config.maxClockSkewMs),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      _tag: fc.constant("Advance" as const),
+      ms: fc.oneof(fc.nat(5), fc.nat(50_000)),
+    }),
+  },
+  { weight: 1, arbitrary: fc.constant({ _tag: "Restart" as const }) },
+  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Reclaim" as const), key: fc.nat(1) }) },
+)
+
+test("RECLAIM-2: one machine never mints a dot twice for a key: through writes that supersede its own siblings or stand beside them, newer writes of a peer whose clock runs ahead, its restarts, and the key reclaimed (its store forgets it) once nothing has touched it for the reclamation's minimum wait", () => {
+  const [k0, k1] = keysWhere("reclaim", true, 2) as [string, string]
+  const keys = [k0, k1]
+  // Reclamation deletes a key only after a full round, every member calm at a heartbeat stamped
+  // A + S after it, and a second round: at least A + S after anything last touched it.
+  const wait = config.maxMessageAgeMs + 3 * config.maxClockSkewMs
+  const seen = { mints: 0, afterReclaim: 0, afterRestart: 0, reclaims: 0, restarts: 0 }
+  fc.assert(
+    fc.property(fc.array(reclaimingArb, { minLength: 5, maxLength: 60 }), (script) => {
+      const store = new MemoryStore()
+      let now = 1_000
+      let generation = 1
+      let state = Node.init({ ...config, generation }, now)
+      const minted = keys.map(() => new Set<number>())
+      const touched = keys.map(() => 0)
+      const reclaimed = keys.map(() => false)
+      let restarted = false
+      let written = 0
+      const step = (event: Event, key: number): void => {
+        const held = store.get(keys[key]!) ?? Version.empty
+        const [, commands] = Node.step(state, event, store)
+        for (const c of commands) {
+          if (c._tag === "Persist" && c.key === keys[key]) {
+            for (const d of Version.siblings(c.obj)) {
+              if (d.actor !== config.self) continue
+              if (Version.descends(Version.context(held), [[d.actor, d.counter]])) continue
+              assert.ok(
+                !minted[key]!.has(d.counter),
+                `${config.self} minted ${d.actor}:${d.counter} of ${keys[key]} twice`,
+              )
+              minted[key]!.add(d.counter)
+              seen.mints++
+              if (reclaimed[key]) seen.afterReclaim++
+              if (restarted) seen.afterRestart++
+              reclaimed[key] = false
+            }
+          }
+          store.apply(c)
+        }
+        touched[key] = now
+      }
+      for (const a of script) {
+        switch (a._tag) {
+          case "Write": {
+            const local = store.get(keys[a.key]!) ?? Version.empty
+            const context = a.held ? Version.context(local) : Version.emptyClock
+            const op = { _tag: "Put" as const, key: keys[a.key]!, value: `w${written++}`, context }
+            step({ _tag: "ClientRequested", now, client: written, op }, a.key)
+            break
+          }
+          case "PeerWrite": {
+            const key = keys[a.key]!
+            const local = store.get(key) ?? Version.empty
+            const sibling = { value: `p${written++}`, ts: (now + a.aheadMs) * 1024 }
+            const obj = Version.update(local, Version.context(local), sibling, "n1", sibling.ts)
+            const message = { _tag: "WriteRequest" as const, rid: written, key, obj, at: now }
+            step({ _tag: "MessageReceived", now, from: ids[1]!, message }, a.key)
+            break
+          }
+          case "Advance":
+            now += a.ms
+            break
+          case "Restart":
+            generation++
+            state = Node.init({ ...config, generation }, now)
+            restarted = true
+            seen.restarts++
+            break
+          case "Reclaim":
+            if (now - touched[a.key]! < wait || store.get(keys[a.key]!) === undefined) break
+            store.values.delete(keys[a.key]!)
+            reclaimed[a.key] = true
+            seen.reclaims++
+            break
+        }
+      }
+    }),
+    params(500),
+  )
+  console.log(`# RECLAIM-2, one machine: ${JSON.stringify(seen)}`)
+  assertFloors(seen, {
+    mints: 1000,
+    afterReclaim: 50,
+    afterRestart: 300,
+    reclaims: 100,
+    restarts: 100,
+  })
+})
