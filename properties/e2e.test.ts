@@ -3,8 +3,9 @@
  * ioredis and raw sockets. Checks what a user relies on: any node serves any key, a node killed
  * with SIGKILL does not stop the other two, bad input (RESP or peer frames) costs only the
  * offending connection, errors read like Redis's, pipelined replies keep their order, a request
- * for more replicas than a key has (KV-8) or than are alive (KV-11) is refused, and an lmdb node
- * reads back exactly what it acknowledged after SIGKILL or a clean stop (DUR-1, DUR-2).
+ * for more replicas than a key has (KV-8) or than are alive (KV-11) is refused, a node's object
+ * never regresses whatever a fake peer sends it (KV-10), and an lmdb node reads back exactly
+ * what it acknowledged after SIGKILL or a clean stop (DUR-1, DUR-2).
  *
  * Every process is killed in `after`, which node:test runs even when a test fails.
  */
@@ -12,6 +13,8 @@ import assert from "node:assert/strict"
 import { after, before, describe, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { DhtClient } from "../impl/client/client.ts"
+import * as Version from "../impl/core/version.ts"
+import * as Context from "../impl/wire/context.ts"
 import { encodeFrame } from "../impl/wire/frame.ts"
 import { Cluster, connectClient, exchange, pollUntil, stopAll } from "./helpers/cluster.ts"
 
@@ -192,6 +195,61 @@ describe("e2e: a 3-node cluster, a 2-node Chord ring with N=3 and a single lmdb 
     assert.equal(await client.set("e2e:after-bad-frames", "ok"), "OK")
     assert.equal(await connect(node(2).clientPort).get("e2e:after-bad-frames"), "ok")
     assert.match(await client.info("stats"), /peer_connections_rejected:[1-9]/)
+  })
+
+  test("KV-10: a node's object never regresses under what a fake peer sends it: a stale copy changes nothing, a copy older than the message-age bound is dropped, a concurrent one is joined", async () => {
+    const target = node(1)
+    const own = async (key: string) => new DhtClient(connect(target.clientPort)).get(key, { r: 1 })
+    const clockOf = (token: string) => {
+      const clock = Context.decode(token, "dht-context:e2e")
+      assert.ok(Array.isArray(clock), String(clock))
+      return clock as Version.Clock
+    }
+    const dht = new DhtClient(connect(node(0).clientPort))
+    const key = "e2e:kv10:key"
+    const first = await dht.put(key, "v1")
+    const second = await dht.put(key, "v2", { context: first })
+    await pollUntil("the target to hold v2", async () => (await own(key)).siblings[0] === "v2")
+    const [[a1, c1]] = clockOf(first) as [[string, number]]
+    const sibling = (value: string) => ({ value, ts: Date.now() * 1024 })
+    const repair = (k: string, entries: ReadonlyArray<Version.Entry>, at: number) =>
+      encodeFrame(JSON.stringify({ _tag: "Repair", key: k, obj: { entries }, at }))
+    const stats = async () => {
+      const text = await connect(target.clientPort).info("stats")
+      return Number(/stale_messages_dropped:(\d+)/.exec(text)?.[1] ?? Number.NaN)
+    }
+    const staleBefore = await stats()
+    const fresh = "e2e:kv10:fresh"
+    const old = "e2e:kv10:old"
+    const bytes = Buffer.concat([
+      encodeFrame(JSON.stringify({ _tag: "Hello", from: "n0", cluster: "e2e" })),
+      // The write v2 superseded, sent again: its dot is covered, nothing may change.
+      repair(key, [{ actor: a1, counter: c1, values: [sibling("v1")] }], Date.now()),
+      // A new value, but stamped long before the message-age bound: dropped.
+      repair(
+        old,
+        [{ actor: "n0", counter: 7, values: [sibling("too-old")] }],
+        Date.now() - 3_600_000,
+      ),
+      // A value concurrent with v2, fresh: joined beside it.
+      repair(key, [{ actor: "n9", counter: 1, values: [sibling("beside")] }], Date.now()),
+      repair(fresh, [{ actor: "n0", counter: 3, values: [sibling("fresh")] }], Date.now()),
+    ])
+    await exchange(target.peerPort, bytes, { timeoutMs: 300 })
+    // Messages on one connection are handled in order: once the last shows, all were.
+    await pollUntil("the target to take the last copy", async () =>
+      (await own(fresh)).siblings.includes("fresh"),
+    )
+    const after = await own(key)
+    assert.deepEqual([...after.siblings].sort(), ["beside", "v2"], "not the join")
+    const joined = clockOf(after.context)
+    for (const [actor, counter] of clockOf(second)) {
+      assert.ok(Version.descends(joined, [[actor, counter]]), `${actor}:${counter} forgotten`)
+    }
+    assert.ok(Version.descends(joined, [["n9", 1]]))
+    assert.deepEqual((await own(old)).siblings, [], "a copy older than the bound was stored")
+    assert.ok((await stats()) > staleBefore, "the old copy was not counted as dropped")
+    assert.deepEqual([...(await dht.get(key, { r: 3 })).siblings].sort(), ["beside", "v2"])
   })
 
   test("KV-3, KV-11: with one of three nodes killed (SIGKILL), the other two keep serving, and a read or write asking for all three replicas is never answered by two; it recovers", async () => {
