@@ -13,7 +13,8 @@
  * impl/core/executor.ts, in order), no clock skew. Faults are the property's: `stop` crashes a
  * node (its store and its membership view survive, as the driver keeps them), `restart` boots
  * a fresh machine over them, `partition` cuts links (messages across a cut, or to a stopped
- * node, are lost), `heal` mends them. A machine exception fails the property at once.
+ * node, are lost), `heal` mends them; `addNode` starts a joiner, `operator` asks a node to
+ * leave or remove a member. A machine exception fails the property at once.
  *
  * `Cluster` is the surface the model suites drive, which the simulator (impl/sim/sim.ts) has
  * too, so that one suite runs its commands on either layer.
@@ -22,7 +23,7 @@ import fc from "fast-check"
 import * as Executor from "../../impl/core/executor.ts"
 import { NodeId } from "../../impl/core/ids.ts"
 import * as Membership from "../../impl/core/membership.ts"
-import type { ClientOp, Command, Event, PeerMessage } from "../../impl/core/messages.ts"
+import type { ClientOp, Command, Event, OperatorOp, PeerMessage } from "../../impl/core/messages.ts"
 import * as Node from "../../impl/core/node.ts"
 import * as Ring from "../../impl/core/ring.ts"
 import type * as Version from "../../impl/core/version.ts"
@@ -73,6 +74,8 @@ export interface MachinesConfig {
 
 interface Machine {
   readonly id: NodeId
+  /** Booted as a member joining the cluster (not in the bootstrap members). */
+  readonly joining: boolean
   state: Node.State | undefined
   incarnation: number
   readonly store: MemoryStore
@@ -126,6 +129,7 @@ export class Machines implements Cluster {
     this.ids.forEach((id, i) => {
       const m: Machine = {
         id,
+        joining: false,
         state: undefined,
         incarnation: 0,
         store: new MemoryStore(),
@@ -171,6 +175,41 @@ export class Machines implements Cluster {
 
   heal(): void {
     this.cut.clear()
+  }
+
+  /** Start a new node that joins the cluster through the members running now. */
+  addNode(): NodeId {
+    const id = NodeId(`n${this.machines.size}`)
+    const m: Machine = {
+      id,
+      joining: true,
+      state: undefined,
+      incarnation: 0,
+      store: new MemoryStore(),
+      executor: undefined as unknown as Executor.Executor,
+      savedMembers: undefined,
+      nextTickAt: 0,
+    }
+    this.machines.set(id, m)
+    ;(this.ids as Array<NodeId>).push(id)
+    this.boot(m, this.now + 1)
+    return id
+  }
+
+  /** An operator intent (leave, remove) at node `at`; its answer completes the record. */
+  operator(at: NodeId, op: OperatorOp): Operation {
+    const operation: Operation = {
+      id: this.history.length,
+      node: at,
+      op: { _tag: "Get", key: "" },
+      invokedAt: this.now,
+    }
+    this.history.push(operation)
+    const m = this.machine(at)
+    if (m.state !== undefined) {
+      this.step(m, { _tag: "OperatorRequested", now: this.now, client: operation.id, op })
+    }
+    return operation
   }
 
   // -------------------------------------------------------------------------------------------
@@ -321,10 +360,14 @@ export class Machines implements Cluster {
         throw error
       },
     })
+    // A joiner restarts as a joiner, pointed at the members running now (as --peers would).
+    const live = this.ids.filter((id) => id !== m.id && this.machines.get(id)?.state !== undefined)
     m.state = Node.init(
       {
         ...this.nodeConfig,
         self: m.id,
+        joining: m.joining,
+        ...(m.joining && live.length > 0 ? { members: live.map((id) => ({ id, weight: 1 })) } : {}),
         generation: m.incarnation + 1,
         savedMembers: m.savedMembers,
       },

@@ -7,7 +7,7 @@ import fc from "fast-check"
 import type { NodeId } from "../../impl/core/ids.ts"
 import type { ClientOp } from "../../impl/core/messages.ts"
 import * as Version from "../../impl/core/version.ts"
-import type { Operation, Simulation } from "../../impl/sim/sim.ts"
+import type { Operation } from "../../impl/sim/sim.ts"
 import { KvModel } from "../../models/kv.ts"
 
 export const KEYS: ReadonlyArray<string> = Array.from({ length: 12 }, (_, i) => `key${i}`)
@@ -63,6 +63,15 @@ export const actionArb = (options: { readonly removals: boolean }): fc.Arbitrary
 export const resolvedValue = (obj: Version.Obj): string | null =>
   Version.resolve(obj)?.sibling.value ?? null
 
+/** What a schedule needs of a cluster: the simulator's, or machines stepped directly. */
+export interface ScheduleCluster {
+  readonly ids: ReadonlyArray<NodeId>
+  isUp(id: NodeId): boolean
+  call(id: NodeId, op: ClientOp): Operation
+  stop(id: NodeId): void
+  restart(id: NodeId): void
+}
+
 /**
  * The bookkeeping both suites share while they run a schedule on a simulated cluster: which
  * nodes are still members, live or down; the model of what a read may return; every value ever
@@ -82,7 +91,7 @@ export class ScheduleRun {
    */
   readonly counts = { acked: 0, indeterminate: 0, readsFailed: 0, finalChecked: 0, finalValues: 0 }
 
-  constructor(readonly sim: Simulation) {}
+  constructor(readonly sim: ScheduleCluster) {}
 
   active(): ReadonlyArray<NodeId> {
     return this.sim.ids.filter((id) => !this.gone.has(id))
