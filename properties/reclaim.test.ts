@@ -17,7 +17,6 @@
 import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import fc from "fast-check"
-import * as Hlc from "../impl/core/hlc.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import type { ClientResult, PutOp } from "../impl/core/messages.ts"
 import type * as Node from "../impl/core/node.ts"
@@ -25,6 +24,7 @@ import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { type Operation, Simulation } from "../impl/sim/sim.ts"
 import { assertFloors, Lengths, params, scheduleMax } from "./helpers/fc.ts"
+import { deadOrHinted, replicasAgree } from "./helpers/machines.ts"
 
 const KEYS = ["k0", "k1", "k2", "k3"]
 const NODES = 5
@@ -315,24 +315,10 @@ const run = (
   seen.reapsDuringRun += reapMessages
   // Heal everything and let the cluster go quiet: every dead key must then be reclaimed.
   quiet()
-  const deadLeft = (): number => {
-    let dead = 0
-    for (const id of ids) {
-      const store = sim.storeOf(id)
-      for (const [, obj] of store.scan(undefined, 10_000)) {
-        if (Version.deadSince(obj, sim.now, Hlc.wallMs) !== undefined) dead++
-      }
-      dead += store.hints(10_000).length
-    }
-    return dead
-  }
+  const deadLeft = (): number => deadOrHinted(sim)
   // Converged: every key's replicas hold the same object (a replica that was down may hold a
   // superseded value until anti-entropy brings it the rest: stale, not a resurrection).
-  const converged = (): boolean =>
-    KEYS.every((k) => {
-      const objs = sim.replicasOf(k).map((id) => sim.stored(id, k) ?? Version.empty)
-      return objs.every((o) => Version.equals(o, objs[0]!))
-    })
+  const converged = (): boolean => replicasAgree(sim, KEYS)
   const reclaimed = sim.runUntil(() => deadLeft() === 0 && converged(), 120_000)
   sim.runFor(2000)
   seen.reaps += reapMessages

@@ -21,12 +21,13 @@
  */
 import fc from "fast-check"
 import * as Executor from "../../impl/core/executor.ts"
+import * as Hlc from "../../impl/core/hlc.ts"
 import { NodeId } from "../../impl/core/ids.ts"
 import * as Membership from "../../impl/core/membership.ts"
 import type { ClientOp, Command, Event, OperatorOp, PeerMessage } from "../../impl/core/messages.ts"
 import * as Node from "../../impl/core/node.ts"
 import * as Ring from "../../impl/core/ring.ts"
-import type * as Version from "../../impl/core/version.ts"
+import * as Version from "../../impl/core/version.ts"
 import { MemoryStore } from "../../impl/sim/memory-store.ts"
 import type { Operation } from "../../impl/sim/sim.ts"
 
@@ -47,6 +48,26 @@ export interface Cluster {
   storeOf(id: NodeId): MemoryStore
   replicasOf(key: string): ReadonlyArray<NodeId>
 }
+
+/** Dead objects (tombstones, expired values) and hints stored anywhere: what reclamation owes. */
+export const deadOrHinted = (cluster: Cluster): number => {
+  let dead = 0
+  for (const id of cluster.ids) {
+    const store = cluster.storeOf(id)
+    for (const [, obj] of store.scan(undefined, 10_000)) {
+      if (Version.deadSince(obj, cluster.now, Hlc.wallMs) !== undefined) dead++
+    }
+    dead += store.hints(10_000).length
+  }
+  return dead
+}
+
+/** Every key's replicas hold the same object. */
+export const replicasAgree = (cluster: Cluster, keys: ReadonlyArray<string>): boolean =>
+  keys.every((k) => {
+    const objs = cluster.replicasOf(k).map((id) => cluster.stored(id, k) ?? Version.empty)
+    return objs.every((o) => Version.equals(o, objs[0]!))
+  })
 
 /**
  * How a property boots its cluster on one layer: the data it generates for it (a seed for the
@@ -70,6 +91,8 @@ export interface MachinesConfig {
   readonly node?: Partial<Omit<Node.Config, "self" | "members">>
   /** How often each node receives TickElapsed (ms). */
   readonly tickMs?: number
+  /** Sees every step's commands, as the machine returned them. */
+  readonly onCommands?: (node: NodeId, event: Event, commands: ReadonlyArray<Command>) => void
 }
 
 interface Machine {
@@ -318,6 +341,7 @@ export class Machines implements Cluster {
 
   private step(m: Machine, event: Event): void {
     const commands = Node.step(m.state!, event, m.store)[1]
+    this.config.onCommands?.(m.id, event, commands)
     m.executor.execute(commands)
   }
 
