@@ -20,6 +20,7 @@ import * as Hlc from "../impl/core/hlc.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import type { Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
+import { commandsOf } from "../impl/core/ready.ts"
 import * as Phi from "../impl/core/phi.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
@@ -125,7 +126,7 @@ test("KV-10: a replica's object never regresses under duplicated, reordered, sta
           const hintBefore = store.hint(ids[1]!, key)
           const message = messageOf(a, obj, now)
           const event: Event = { _tag: "MessageReceived", now, from, message }
-          const [, commands] = Node.step(state, event, store)
+          const commands = commandsOf(Node.step(state, event, store)[1])
           for (const c of commands as ReadonlyArray<Command>) store.apply(c)
           const after = store.get(key)
           seen.steps++
@@ -244,7 +245,7 @@ test("KV-11: a coordinator counts each replica it asked once: one answer per req
       let now = 1000
       let client = 0
       const step = (event: Event) => {
-        const [, commands] = Node.step(state, event, store)
+        const commands = commandsOf(Node.step(state, event, store)[1])
         for (const c of commands as ReadonlyArray<Command>) {
           store.apply(c)
           if (c._tag === "Send") {
@@ -446,19 +447,19 @@ test("KV-12: a read purges a tombstone only when every replica answered with the
               assert.ok(deadAt + grace <= now, "purged before the grace passed")
             }
           }
-          const [, first] = Node.step(
-            state,
-            { _tag: "ClientRequested", now, client: client++, op: { _tag: "Get", key } },
-            store,
+          const first = commandsOf(
+            Node.step(
+              state,
+              { _tag: "ClientRequested", now, client: client++, op: { _tag: "Get", key } },
+              store,
+            )[1],
           )
           handle(first)
           asked.forEach((from, i) => {
             const obj = objs[1 + (i % 2)]!
             const message: PeerMessage = { _tag: "ReadResponse", rid, obj }
-            const [, commands] = Node.step(
-              state,
-              { _tag: "MessageReceived", now, from, message },
-              store,
+            const commands = commandsOf(
+              Node.step(state, { _tag: "MessageReceived", now, from, message }, store)[1],
             )
             handle(commands)
           })

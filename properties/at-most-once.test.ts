@@ -16,6 +16,7 @@ import fc from "fast-check"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { ClientResult, Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
+import { commandsOf } from "../impl/core/ready.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { params, replaying } from "./helpers/fc.ts"
@@ -83,7 +84,7 @@ test("KV-9: a forwarder grants a forwarded write to one coordinator at most, and
         let replied: ClientResult | undefined
         let lastResponse = new Map<string, ClientResult>()
         const run = (event: Event) => {
-          const [, commands] = Node.step(state, event, store)
+          const commands = commandsOf(Node.step(state, event, store)[1])
           for (const c of commands) {
             if (c._tag === "Send" && c.message._tag === "CoordinateRequest") {
               // A grantee may run the write however late: sending it elsewhere is wasted work.
@@ -244,7 +245,7 @@ const runCoordinator = (
   const minted = new Set<number>()
   const run = (event: Event, grantFor?: { put: number; granted: boolean }) => {
     // A grant takes effect only from the forwarder and for a request it was claimed for.
-    const [, commands] = Node.step(state, event, store)
+    const commands = commandsOf(Node.step(state, event, store)[1])
     if (grantFor !== undefined) (grantFor.granted ? granted : refused).add(grantFor.put)
     for (const c of commands as ReadonlyArray<Command>) {
       store.apply(c)

@@ -13,6 +13,7 @@ import * as Executor from "../impl/core/executor.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp, ClientResult, Command } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
+import { commandsOf } from "../impl/core/ready.ts"
 import * as Version from "../impl/core/version.ts"
 import { Driver } from "../impl/node/driver.ts"
 import type { Log } from "../impl/node/log.ts"
@@ -116,7 +117,7 @@ test("KV-1: the shared executor runs commands in order, and no Send or Reply lea
             seqOf.set(command, seq)
             return command
           })
-          executor.execute(commands)
+          executor.executeCommands(commands)
         } else if (pending.length > 0) {
           const i = step.pick % pending.length
           if (i > 0) outOfOrderDurability++
@@ -255,4 +256,71 @@ test("KV-1: a machine exception crash-stops the driver: onFatal is called, nothi
   } finally {
     driver.stop()
   }
+})
+
+test("executor: a Ready runs as its commandsOf list does (send, persist, afterPersist, timers): the same writes, releases and timers, in the same order", () => {
+  const outArb = fc.array(fc.constantFrom("send", "reply"), { maxLength: 3 })
+  const readyArb = fc.record({
+    send: outArb,
+    persist: fc.nat(3),
+    afterPersist: outArb,
+    timers: fc.nat(2),
+  })
+  const stepArb2 = fc.oneof(readyArb, fc.constant("durable" as const))
+  fc.assert(
+    fc.property(fc.array(stepArb2, { maxLength: 30 }), (steps) => {
+      const logs: Array<Array<string>> = [[], []]
+      const waiting: Array<Array<() => void>> = [[], []]
+      const executors = [0, 1].map(
+        (i) =>
+          new Executor.Executor({
+            write: (c) => {
+              logs[i]!.push(`write ${c._tag === "Persist" ? c.key : ""}`)
+              return (done) => waiting[i]!.push(done)
+            },
+            run: (c) => logs[i]!.push(`run ${JSON.stringify(c)}`),
+            setTimer: (c) => logs[i]!.push(`timer ${c.rid}`),
+            writeFailed: () => assert.fail("no write fails here"),
+          }),
+      )
+      let id = 0
+      const outbound = (kind: string): Executor.Outbound => {
+        const n = id++
+        return kind === "send"
+          ? { _tag: "Send", to: NodeId("n1"), message: { _tag: "WriteAck", rid: n } }
+          : { _tag: "Reply", client: n, result: { _tag: "PutSkipped" } }
+      }
+      for (const step of steps) {
+        if (step === "durable") {
+          for (const w of waiting) w.shift()?.()
+          continue
+        }
+        const ready: Executor.Ready = {
+          send: step.send.map(outbound),
+          persist: Array.from({ length: step.persist }, () => ({
+            _tag: "Persist" as const,
+            key: `k${id++}`,
+            obj: Version.empty,
+          })),
+          afterPersist: step.afterPersist.map(outbound),
+          timers: Array.from({ length: step.timers }, () => ({
+            _tag: "SetTimer" as const,
+            rid: id++,
+            kind: "Deadline" as const,
+            at: 0,
+          })),
+        }
+        executors[0]!.execute(ready)
+        executors[1]!.executeCommands(commandsOf(ready))
+        // No afterPersist leaves while a write of its step is in flight.
+        for (const c of ready.afterPersist) {
+          if (ready.persist.length > 0) {
+            assert.ok(!logs[0]!.includes(`run ${JSON.stringify(c)}`), "afterPersist ran early")
+          }
+        }
+      }
+      assert.deepEqual(logs[0], logs[1])
+    }),
+    params(200),
+  )
 })

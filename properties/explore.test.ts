@@ -103,27 +103,28 @@ test("CAUSAL-7: with a last-write-wins merge in place of sibling sync (every key
 })
 
 test("explorer: its plain-data executor releases exactly what impl/core/executor.ts releases, in the same order", () => {
-  type Kind = "write" | "send" | "reply" | "timer"
+  type Kind = "send" | "reply"
+  const outArb = fc.array(fc.constantFrom<Kind>("send", "send", "reply"), { maxLength: 3 })
   const stepArb = fc.oneof(
-    fc.array(fc.constantFrom<Kind>("write", "send", "send", "reply", "timer"), { maxLength: 6 }),
+    fc.record({
+      send: outArb,
+      persist: fc.nat(3),
+      afterPersist: outArb,
+      timers: fc.nat(2),
+    }),
     fc.constant("durable" as const),
   )
   fc.assert(
     fc.property(fc.array(stepArb, { maxLength: 40 }), (steps) => {
       let id = 0
-      const make = (kind: Kind): Command => {
+      const outbound = (kind: Kind): Executor.Outbound => {
         const n = id++
-        switch (kind) {
-          case "write":
-            return { _tag: "Persist", key: `k${n}`, obj: Version.empty }
-          case "send":
-            return { _tag: "Send", to: NodeId("n1"), message: { _tag: "WriteAck", rid: n } }
-          case "reply":
-            return { _tag: "Reply", client: n, result: { _tag: "PutSkipped" } }
-          case "timer":
-            return { _tag: "SetTimer", rid: n, kind: "Deadline", at: n }
-        }
+        return kind === "send"
+          ? { _tag: "Send", to: NodeId("n1"), message: { _tag: "WriteAck", rid: n } }
+          : { _tag: "Reply", client: n, result: { _tag: "PutSkipped" } }
       }
+      const times = <T>(k: number, f: (n: number) => T): Array<T> =>
+        Array.from({ length: k }, () => f(id++))
       // The real executor, its writes made durable oldest first.
       const real: Array<Command> = []
       const waiting: Array<() => void> = []
@@ -145,17 +146,27 @@ test("explorer: its plain-data executor releases exactly what impl/core/executor
           mine.push(...r.first.held)
           continue
         }
-        const commands = step.map(make)
-        ex.execute(commands)
-        const r = execute(segments, commands)
-        segments = r.segments
-        // Timers are never held: both report them as they come, interleaved with what runs.
-        const timers = new Set<Command>(commands.filter((c) => c._tag === "SetTimer"))
-        for (const c of commands) {
-          if (timers.has(c)) mine.push(c)
-          else if (r.run.includes(c as Executor.Outbound)) mine.push(c)
+        const ready: Executor.Ready = {
+          send: step.send.map(outbound),
+          persist: times(step.persist, (n) => ({
+            _tag: "Persist",
+            key: `k${n}`,
+            obj: Version.empty,
+          })),
+          afterPersist: step.afterPersist.map(outbound),
+          timers: times(step.timers, (n) => ({
+            _tag: "SetTimer",
+            rid: n,
+            kind: "Deadline",
+            at: n,
+          })),
         }
-        assert.equal(r.timers.length, timers.size)
+        ex.execute(ready)
+        const r = execute(segments, ready)
+        segments = r.segments
+        // Both run what is not held in order, then set the timers (never held).
+        mine.push(...r.run, ...ready.timers)
+        assert.equal(r.timers.length, ready.timers.length)
       }
       assert.deepEqual(mine, real)
       assert.equal(segments.length, ex.inFlight)

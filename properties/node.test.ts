@@ -9,6 +9,7 @@ import fc from "fast-check"
 import { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp, Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
+import { commandsOf } from "../impl/core/ready.ts"
 import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
@@ -88,7 +89,7 @@ test("KV-1: nothing is acknowledged before it is durable", () => {
         if (timed._tag === "MessageReceived" && timed.message._tag === "WriteRequest") {
           asked.set(timed.message.rid, { key: timed.message.key, obj: timed.message.obj })
         }
-        const [, commands] = Node.step(state, timed, store)
+        const commands = commandsOf(Node.step(state, timed, store)[1])
         commands.forEach((c: Command) => {
           store.apply(c)
           if (c._tag === "Send" && c.message._tag === "WriteAck") {
@@ -140,7 +141,7 @@ test("KV-7: a forwarded write goes to one coordinator at a time while that one i
   const state = Node.init(config, 0)
   const sent: Array<string> = []
   const run = (event: Event) => {
-    const [, commands] = Node.step(state, event, store)
+    const commands = commandsOf(Node.step(state, event, store)[1])
     for (const c of commands) {
       if (c._tag === "Send" && c.message._tag === "CoordinateRequest") sent.push(c.to)
     }
@@ -218,10 +219,12 @@ test("KV-8: a machine with fewer replicas of a key than a request's R or W answe
         const op: ClientOp = isGet
           ? { _tag: "Get", key, r: q }
           : { _tag: "Put", key, value: "v", context: null, w: q }
-        const [, commands] = Node.step(
-          state,
-          { _tag: "ClientRequested", now: 1, client: 7, op },
-          new MemoryStore(),
+        const commands = commandsOf(
+          Node.step(
+            state,
+            { _tag: "ClientRequested", now: 1, client: 7, op },
+            new MemoryStore(),
+          )[1],
         )
         const replicas = Math.min(n, members)
         const refusal = commands.find(

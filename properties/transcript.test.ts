@@ -1,6 +1,6 @@
 /**
  * Transcripts, in the manner of etcd-raft's interaction tests: for each scenario a readable file
- * of the request-path events that went into each node and the commands that came out, in order,
+ * of the request-path events that went into each node and the Ready that came out (its send, persist, afterPersist and timers parts, each in order),
  * under properties/transcripts/. The runner replays the scenario in the deterministic simulator
  * and compares, line by line; a change in the protocol shows up as a diff a reviewer can read.
  *
@@ -16,6 +16,7 @@ import { readFileSync, writeFileSync } from "node:fs"
 import { test } from "./helpers/test.ts"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { Command, Event, PeerMessage } from "../impl/core/messages.ts"
+import type { Ready } from "../impl/core/ready.ts"
 import * as Ring from "../impl/core/ring.ts"
 import type * as Version from "../impl/core/version.ts"
 import { defaultNetwork, Simulation } from "../impl/sim/sim.ts"
@@ -140,9 +141,19 @@ const record = (scenario: (sim: Simulation, note: (text: string) => void) => voi
     nodes: 4,
     network: defaultNetwork,
     node: { tombstoneGraceMs: 2000 },
-    onCommands: (node: NodeId, event: Event, commands: ReadonlyArray<Command>) => {
+    onReady: (node: NodeId, event: Event, ready: Ready) => {
       const shown = showEvent(event)
-      const out = commands.map(showCommand).filter((c): c is string => c !== undefined)
+      const out: Array<string> = []
+      const part = (name: string, commands: ReadonlyArray<Command>) => {
+        for (const c of commands) {
+          const text = showCommand(c)
+          if (text !== undefined) out.push(`${name}: ${text}`)
+        }
+      }
+      part("send", ready.send)
+      part("persist", ready.persist)
+      part("afterPersist", ready.afterPersist)
+      part("timers", ready.timers)
       if (shown === undefined && out.length === 0) return
       const other =
         event._tag === "MessageReceived"

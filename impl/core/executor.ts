@@ -1,16 +1,21 @@
 /**
  * The executor of the machine's durability contract, shared by the simulator (impl/sim/sim.ts)
- * and the real driver (impl/node/driver.ts), so that both hold commands back by the same rule:
+ * and the real driver (impl/node/driver.ts), so that both hold commands back by the same rule.
+ * It takes one step's Ready (impl/core/ready.ts) at a time:
  *
- *  - commands run in the order the machine emitted them, batch after batch;
- *  - a store write (Persist, PersistHint, DropHint, Drop) is issued at once (the machine's next
- *    step reads it), and every Send, Reply and Removed after it waits until that write and every
- *    write before it are durable, so no acknowledgement leaves before the data it acknowledges
- *    (KV-1);
- *  - holding is global, not per batch: a later event's Send never overtakes an earlier event's
- *    held Send, so a value read from a write that is not yet durable cannot leave the node
- *    before that write is durable either;
- *  - SetTimer is never held: a timer only ever fires an event, which is as safe early as late.
+ *  - `send` runs at once, or, while earlier steps' writes are not yet durable, waits behind them
+ *    (holding is global, not per step: a later step's Send never overtakes an earlier step's
+ *    held one, so a value read from a write that is not yet durable cannot leave the node
+ *    before that write is durable either);
+ *  - every store write in `persist` (Persist, PersistHint, DropHint, Drop) is issued at once
+ *    (the machine's next step reads it);
+ *  - `afterPersist` waits until every write in `persist` and every earlier write is durable, so
+ *    no acknowledgement leaves before the data it acknowledges (KV-1);
+ *  - `timers` are never held: a timer only ever fires an event, which is as safe early as late.
+ *
+ * The same rule on one list (a Send, Reply or Removed waits behind every store write before
+ * it) gives the same releases for `commandsOf(ready)` (send, persist, afterPersist, timers);
+ * `executeCommands` runs that form, for tests and tools that build lists.
  *
  * What "durable" means is the caller's: a write returns undefined when it is durable at once (the
  * memory store, a simulator without persist latency), or a Pending that reports once it is
@@ -24,14 +29,9 @@
  * every write ahead of it is durable.
  */
 import type { Command } from "./messages.ts"
+import type { Outbound, Ready, SetTimer, StoreWrite } from "./ready.ts"
 
-/** Commands that change the local store. */
-export type StoreWrite = Extract<Command, { _tag: "Persist" | "PersistHint" | "DropHint" | "Drop" }>
-
-/** Commands that leave the node and so wait behind every store write before them. */
-export type Outbound = Extract<Command, { _tag: "Send" | "Reply" | "Removed" }>
-
-export type SetTimer = Extract<Command, { _tag: "SetTimer" }>
+export type { Outbound, Ready, SetTimer, StoreWrite } from "./ready.ts"
 
 export const isStoreWrite = (command: Command): command is StoreWrite =>
   command._tag === "Persist" ||
@@ -82,21 +82,39 @@ export class Executor {
     return this.stopped
   }
 
-  /** Run one step's commands, in order, under the contract above. */
-  execute(commands: ReadonlyArray<Command>): void {
-    for (const command of commands) {
+  /** Run one step's Ready under the contract above. */
+  execute(ready: Ready): void {
+    for (let i = 0; i < ready.send.length; i++) this.outbound(ready.send[i]!)
+    for (let i = 0; i < ready.persist.length; i++) this.write(ready.persist[i]!)
+    for (let i = 0; i < ready.afterPersist.length; i++) this.outbound(ready.afterPersist[i]!)
+    for (let i = 0; i < ready.timers.length; i++) {
       if (this.stopped) return
-      if (isStoreWrite(command)) {
-        const durable = this.io.write(command)
-        if (durable !== undefined) this.holdBehind(durable)
-      } else if (command._tag === "SetTimer") {
-        this.io.setTimer(command)
-      } else {
-        const last = this.segments[this.segments.length - 1]
-        if (last === undefined) this.io.run(command)
-        else last.held.push(command)
-      }
+      this.io.setTimer(ready.timers[i]!)
     }
+  }
+
+  /** Run one list of commands, in order: a Send, Reply or Removed waits behind every write before it. */
+  executeCommands(commands: ReadonlyArray<Command>): void {
+    for (const command of commands) {
+      if (isStoreWrite(command)) this.write(command)
+      else if (command._tag === "SetTimer") {
+        if (!this.stopped) this.io.setTimer(command)
+      } else this.outbound(command)
+    }
+  }
+
+  private write(command: StoreWrite): void {
+    if (this.stopped) return
+    const durable = this.io.write(command)
+    if (durable !== undefined) this.holdBehind(durable)
+  }
+
+  /** Run `command` now, or hold it behind the last write not yet durable. */
+  private outbound(command: Outbound): void {
+    if (this.stopped) return
+    const last = this.segments[this.segments.length - 1]
+    if (last === undefined) this.io.run(command)
+    else last.held.push(command)
   }
 
   /**

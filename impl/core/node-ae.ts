@@ -11,10 +11,11 @@
  * `mergeLocal`, or scan more than two pages of the store in one step (a tick's page, and the
  * first page of a build the tick's exchange starts).
  */
+import type { Out } from "./ready.ts"
 import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
-import type { Command, StoreView } from "./messages.ts"
+import type { StoreView } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Merkle from "./merkle.ts"
 import type { Config } from "./node-config.ts"
@@ -150,12 +151,7 @@ export const dropTrees = (state: State): void => {
 }
 
 /** A tick: the build in progress takes its next page, then the machine may start an exchange. */
-export const tickAntiEntropy = (
-  state: State,
-  now: number,
-  store: StoreView,
-  out: Array<Command>,
-): void => {
+export const tickAntiEntropy = (state: State, now: number, store: StoreView, out: Out): void => {
   buildPage(state, store)
   stepAntiEntropy(state, { _tag: "TickElapsed", now }, store, out)
 }
@@ -164,7 +160,7 @@ export const stepAntiEntropy = (
   state: State,
   event: AntiEntropy.Event,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const view: AntiEntropy.View = {
     get: store.get,
@@ -174,14 +170,14 @@ export const stepAntiEntropy = (
   for (const c of commands) {
     switch (c._tag) {
       case "Send":
-        out.push({
+        out.sendAfterPersist({
           _tag: "Send",
           to: c.to,
           message: { _tag: "AntiEntropy", message: c.message, at: event.now },
         })
         break
       case "SetTimer":
-        out.push({ _tag: "SetTimer", rid: c.rid, kind: "AntiEntropy", at: c.at })
+        out.setTimer({ _tag: "SetTimer", rid: c.rid, kind: "AntiEntropy", at: c.at })
         break
       case "Repair":
         if (mergeLocal(state, store, c.key, c.obj, out)) state.stats.aeRepairs++

@@ -15,10 +15,11 @@
  * the routing mode and hands every function here the slice it works on); run a routed request
  * itself (it queues it in `routed` for the coordinator, once this step's Chord work is done).
  */
+import type { Out } from "./ready.ts"
 import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
-import type { ClientRef, Command, KeyOp, OperatorOp, StoreView, TimerKind } from "./messages.ts"
+import type { ClientRef, KeyOp, OperatorOp, StoreView, TimerKind } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Chord from "./chord.ts"
 import * as Merkle from "./merkle.ts"
@@ -100,7 +101,7 @@ export const lookupThen = (
   origin: Origin,
   op: KeyOp,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   lookUp(state, c, now, op.key, store, out, (id) => c.parked.set(id, { origin, op }))
 }
@@ -115,7 +116,7 @@ const lookUp = (
   now: number,
   key: string,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
   register: (rid: number) => void,
 ): void => {
   const rid = state.nextRid++
@@ -130,17 +131,17 @@ const chordStep = (
   now: number,
   event: Chord.ChordEvent,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const [next, commands] = Chord.step(c.ring, event)
   c.ring = next
   for (const cmd of commands) {
     switch (cmd._tag) {
       case "Send":
-        out.push({ _tag: "Send", to: cmd.to, message: { _tag: "Chord", message: cmd.message } })
+        out.sendNow({ _tag: "Send", to: cmd.to, message: { _tag: "Chord", message: cmd.message } })
         break
       case "ScheduleTimer":
-        out.push(
+        out.setTimer(
           cmd.timer._tag === "Stabilize"
             ? { _tag: "SetTimer", rid: 0, kind: "ChordStabilize", at: cmd.at }
             : { _tag: "SetTimer", rid: cmd.timer.rid, kind: "ChordRpc", at: cmd.at },
@@ -214,7 +215,7 @@ export const onMessage = (
   from: NodeId,
   message: Chord.ChordMessage,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   learnPeers(c, Chord.peersIn(message))
   chordStep(state, c, now, { _tag: "MessageReceived", now, from, message }, store, out)
@@ -228,7 +229,7 @@ export const onTimer = (
   rid: number,
   kind: Extract<TimerKind, "ChordStabilize" | "ChordRpc">,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const event: Chord.ChordEvent =
     kind === "ChordStabilize"
@@ -258,13 +259,7 @@ const isCreator = (state: State): boolean => state.config.chordSeeds[0]?.id === 
  *
  * While Idle, `nextJoinAt` and `nextSeed` pace the join attempts; while Active, the checks.
  */
-const maybeJoinChord = (
-  state: State,
-  c: ChordRouting,
-  now: number,
-  store: StoreView,
-  out: Array<Command>,
-) => {
+const maybeJoinChord = (state: State, c: ChordRouting, now: number, store: StoreView, out: Out) => {
   const interval = state.config.chord.stabilizeIntervalMs
   const seeds = state.config.chordSeeds.filter((p) => p.id !== state.config.self)
   if (c.ring.status === "Idle" && now >= c.nextJoinAt) {
@@ -306,7 +301,7 @@ const maybeSweep = (
   c: ChordRouting,
   now: number,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const pred = c.ring.predecessor
   if (c.ring.status !== "Active" || pred === null || now < c.nextSweepAt) return
@@ -339,7 +334,7 @@ const handBack = (
   key: string,
   obj: Version.Obj,
   replicas: ReadonlyArray<NodeId>,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const self = state.config.self
   if (replicas.includes(self) || replicas.length === 0) return
@@ -352,7 +347,7 @@ const handBack = (
     drop: !coordinated,
   })
   for (const to of replicas)
-    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj } })
+    out.sendAfterPersist({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj } })
   state.stats.streamed++
 }
 
@@ -391,7 +386,7 @@ export const tick = (
   c: ChordRouting,
   now: number,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (c.handOvers.length > 0) handOverPage(state, c, store, out)
   maybeJoinChord(state, c, now, store, out)
@@ -414,7 +409,7 @@ const handOver = (
   c: ChordRouting,
   cmd: Extract<Chord.ChordCommand, { _tag: "HandOver" }>,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const range: Merkle.Range = { start: cmd.from ?? cmd.through, end: cmd.through }
   if (c.handOvers.length >= HAND_OVERS_MAX) c.handOvers.shift()
@@ -423,19 +418,14 @@ const handOver = (
 }
 
 /** The next page of the oldest hand-over; once none is left, a leaving node stops. */
-const handOverPage = (
-  state: State,
-  c: ChordRouting,
-  store: StoreView,
-  out: Array<Command>,
-): void => {
+const handOverPage = (state: State, c: ChordRouting, store: StoreView, out: Out): void => {
   const job = c.handOvers[0]
   if (job !== undefined) {
     const batch = state.config.streamBatch
     const page = store.scan(job.cursor, batch)
     for (const [key, obj] of page) {
       if (!job.all && !Merkle.contains(job.range, key)) continue
-      out.push({ _tag: "Send", to: job.to, message: { _tag: "Repair", key, obj } })
+      out.sendAfterPersist({ _tag: "Send", to: job.to, message: { _tag: "Repair", key, obj } })
     }
     job.cursor = page[page.length - 1]?.[0]
     if (page.length < batch) c.handOvers.shift()
@@ -455,7 +445,7 @@ export const onOperator = (
   client: ClientRef,
   op: OperatorOp,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const origin: Origin = { _tag: "Client", client }
   const status = c.ring.status

@@ -8,8 +8,9 @@
  * Must not: grant one write twice, fail over after granting (the grantee may still run it,
  * however late), or fail over from a replica the failure detector still believes up.
  */
+import type { Out } from "./ready.ts"
 import type * as Chord from "./chord.ts"
-import type { ClientRef, Command, PeerMessage, PutOp } from "./messages.ts"
+import type { ClientRef, PeerMessage, PutOp } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import { believedUp, type ForwardPending, type State } from "./node-state.ts"
 
@@ -21,7 +22,7 @@ export const forward = (
   op: PutOp,
   replicas: ReadonlyArray<NodeId>,
   chordReplicas: ReadonlyArray<Chord.Peer> | undefined,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const up = replicas.filter((r) => believedUp(state, r, now))
   const candidates = [...up, ...replicas.filter((r) => !up.includes(r))]
@@ -40,11 +41,11 @@ export const forward = (
   // arrives before we give up on it, and long enough for the failure detector to judge a silent
   // coordinator down (about 6 s with the defaults) and for the next replica to answer.
   const deadline = now + state.config.forwardDeadlineMs
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
+  out.setTimer({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
   sendForward(state, now, rid, out)
 }
 
-export const sendForward = (state: State, now: number, rid: number, out: Array<Command>): void => {
+export const sendForward = (state: State, now: number, rid: number, out: Out): void => {
   const p = state.pending.get(rid)
   if (p?._tag !== "Forward") return
   const to = p.candidates[p.attempt % p.candidates.length]!
@@ -52,8 +53,8 @@ export const sendForward = (state: State, now: number, rid: number, out: Array<C
     p.replicas === undefined
       ? { _tag: "CoordinateRequest", rid, op: p.op }
       : { _tag: "CoordinateRequest", rid, op: p.op, replicas: p.replicas }
-  out.push({ _tag: "Send", to, message })
-  out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
+  out.sendNow({ _tag: "Send", to, message })
+  out.setTimer({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
 }
 
 /**
@@ -61,13 +62,7 @@ export const sendForward = (state: State, now: number, rid: number, out: Array<C
  * for a request this node no longer has (answered, timed out, or of an earlier incarnation:
  * request ids never repeat, KV-6).
  */
-export const onClaim = (
-  state: State,
-  from: NodeId,
-  rid: number,
-  put: number,
-  out: Array<Command>,
-): void => {
+export const onClaim = (state: State, from: NodeId, rid: number, put: number, out: Out): void => {
   const p = state.pending.get(rid)
   const granted =
     p?._tag === "Forward" &&
@@ -77,7 +72,7 @@ export const onClaim = (
   if (granted) p.granted = { node: from, put }
   else state.stats.claimsRefused++
   const answer: PeerMessage = { _tag: "CoordinateGrant", rid: put, granted }
-  out.push({ _tag: "Send", to: from, message: answer })
+  out.sendNow({ _tag: "Send", to: from, message: answer })
 }
 
 /** A coordinator's answer: the grantee's result goes to the client; a refusal may fail over. */
@@ -86,7 +81,7 @@ export const onCoordinateResponse = (
   now: number,
   from: NodeId,
   message: Extract<PeerMessage, { _tag: "CoordinateResponse" }>,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const p = state.pending.get(message.rid)
   if (p?._tag !== "Forward") return
@@ -105,7 +100,7 @@ export const onCoordinateResponse = (
   }
   state.pending.delete(message.rid)
   if (message.result._tag === "Failed") state.stats.failures++
-  out.push({ _tag: "Reply", client: p.client, result: message.result })
+  out.sendNow({ _tag: "Reply", client: p.client, result: message.result })
 }
 
 /**
@@ -118,11 +113,16 @@ export const onForwardTimer = (
   now: number,
   rid: number,
   p: ForwardPending,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const current = p.candidates[p.attempt % p.candidates.length]!
   if (p.granted !== undefined || believedUp(state, current, now)) {
-    out.push({ _tag: "SetTimer", rid, kind: "Forward", at: now + state.config.forwardTimeoutMs })
+    out.setTimer({
+      _tag: "SetTimer",
+      rid,
+      kind: "Forward",
+      at: now + state.config.forwardTimeoutMs,
+    })
     return
   }
   p.attempt++
@@ -130,15 +130,10 @@ export const onForwardTimer = (
 }
 
 /** No replica answered by the deadline: the write fails (it may still take effect). */
-export const onForwardDeadline = (
-  state: State,
-  rid: number,
-  p: ForwardPending,
-  out: Array<Command>,
-): void => {
+export const onForwardDeadline = (state: State, rid: number, p: ForwardPending, out: Out): void => {
   state.pending.delete(rid)
   state.stats.failures++
-  out.push({
+  out.sendAfterPersist({
     _tag: "Reply",
     client: p.client,
     result: {

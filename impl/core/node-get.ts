@@ -6,10 +6,11 @@
  * Owns: the Get requests in `state.pending`. Must not: mint events (only a write's coordinator
  * does), or repair a sloppy substitute (it holds hints, not the key).
  */
+import type { Out } from "./ready.ts"
 import * as Hlc from "./hlc.ts"
 import * as Quorum from "./quorum.ts"
 import * as Version from "./version.ts"
-import type { Command, GetOp, PeerMessage, StoreView } from "./messages.ts"
+import type { GetOp, PeerMessage, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import {
   failQuorum,
@@ -30,7 +31,7 @@ export const startGet = (
   origin: Origin,
   op: GetOp,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
   placement: Placement = undefined,
 ): void => {
   state.stats.gets++
@@ -49,11 +50,11 @@ export const startGet = (
     since: now,
   }
   state.pending.set(rid, p)
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  out.setTimer({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
   for (const replica of replicas) {
     if (replica === state.config.self) continue
     const message: PeerMessage = { _tag: "ReadRequest", rid, key: op.key }
-    out.push({ _tag: "Send", to: replica, message })
+    out.sendNow({ _tag: "Send", to: replica, message })
   }
   if (replicas.includes(state.config.self)) {
     const local = localWithHints(store, op.key)
@@ -70,7 +71,7 @@ export const onGetRead = (
   from: NodeId,
   obj: Version.Obj,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (p.responses.has(from) || !p.tally.asked.includes(from)) return
   p.responses.set(from, obj)
@@ -104,7 +105,7 @@ export const onGetDeadline = (
   rid: number,
   p: GetPending,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (!p.replied) {
     failQuorum(state, p.origin, "R", p.tally, out)
@@ -123,7 +124,7 @@ export const finishGet = (
   rid: number,
   p: GetPending,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   state.pending.delete(rid)
   const merged = mergedOf(state, p)
@@ -137,7 +138,7 @@ export const finishGet = (
     } else {
       // Stamped with the read's start: the answers it merged were held no earlier (RECLAIM-1).
       const message: PeerMessage = { _tag: "Repair", key: p.key, obj: merged, at: p.since }
-      out.push({ _tag: "Send", to: node, message })
+      out.sendAfterPersist({ _tag: "Send", to: node, message })
     }
   }
 }
@@ -154,7 +155,7 @@ export const maybePurge = (
   p: GetPending,
   merged: Version.Obj,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): boolean => {
   // An expired value is a tombstone from its expiry on (EXP-3): purged by the same rule.
   if (!Version.isDeletedAt(merged, now) || p.substitutes.size > 0) return false
@@ -166,7 +167,11 @@ export const maybePurge = (
   state.stats.purges++
   for (const node of p.responses.keys()) {
     if (node !== state.config.self) {
-      out.push({ _tag: "Send", to: node, message: { _tag: "Purge", key: p.key, obj: merged } })
+      out.sendAfterPersist({
+        _tag: "Send",
+        to: node,
+        message: { _tag: "Purge", key: p.key, obj: merged },
+      })
     } else if (Version.equals(store.get(p.key) ?? Version.empty, merged)) {
       // Only if nothing newer landed here since the read began.
       persist(state, store, p.key, purged(merged), out)

@@ -8,10 +8,11 @@
  * stream), or run under Chord routing, which keeps no membership (node-placement.ts decides;
  * node-chord.ts handles a Chord node's operator intents).
  */
+import type { Out } from "./ready.ts"
 import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
 import type { NodeId } from "./ids.ts"
-import type { ClientRef, Command, OperatorOp, PeerMessage } from "./messages.ts"
+import type { ClientRef, OperatorOp, PeerMessage } from "./messages.ts"
 import * as AntiEntropy from "./anti-entropy.ts"
 import * as Membership from "./membership.ts"
 import * as Phi from "./phi.ts"
@@ -125,12 +126,12 @@ export const stepMembership = (
   state: State,
   now: number,
   event: Membership.Event,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const wasRemoved = Membership.isRemoved(state.membership)
   const [, commands] = Membership.step(state.membership, event)
   for (const c of commands) {
-    out.push({
+    out.sendNow({
       _tag: "Send",
       to: c.to,
       address: c.address,
@@ -157,7 +158,7 @@ export const stepMembership = (
           _tag: "Gossip",
           message: { _tag: "GossipAck", entries: [entry] },
         }
-        out.push({ _tag: "Send", to: peer, message, address: peerAddressOf(state, peer) })
+        out.sendNow({ _tag: "Send", to: peer, message, address: peerAddressOf(state, peer) })
       }
     }
   }
@@ -166,7 +167,7 @@ export const stepMembership = (
     // keep gossiping for a few rounds before the driver is told to shut down.
     const tombstone = Membership.selfEntry(state.membership)!
     for (const peer of state.peers) {
-      out.push({
+      out.sendNow({
         _tag: "Send",
         to: peer,
         message: { _tag: "Gossip", message: { _tag: "GossipAck", entries: [tombstone] } },
@@ -177,14 +178,14 @@ export const stepMembership = (
 }
 
 /** A removed node tells the driver to stop a few gossip rounds after it learnt it. */
-export const maybeStop = (state: State, now: number, out: Array<Command>): void => {
+export const maybeStop = (state: State, now: number, out: Out): void => {
   if (state.removedAt !== undefined && now >= state.removedAt + 4 * state.config.gossipIntervalMs) {
     state.removedAt = Number.POSITIVE_INFINITY
-    out.push({ _tag: "Removed" })
+    out.sendAfterPersist({ _tag: "Removed" })
   }
 }
 
-export const maybeGossip = (state: State, now: number, out: Array<Command>): void => {
+export const maybeGossip = (state: State, now: number, out: Out): void => {
   if (now < state.nextGossipAt) return
   state.nextGossipAt = now + state.config.gossipIntervalMs
   stepMembership(state, now, { _tag: "TickElapsed", now }, out)
@@ -203,7 +204,7 @@ export const onOperator = (
   now: number,
   client: ClientRef,
   op: OperatorOp,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const origin: Origin = { _tag: "Client", client }
   const self = Membership.selfEntry(state.membership)

@@ -15,12 +15,13 @@
  * Must not: send, persist, or decide a request's outcome (beyond failing a request that has
  * fewer replicas than its quorum); run the Chord protocol itself (node-chord.ts does).
  */
+import type { Out } from "./ready.ts"
 import * as Ring from "./ring.ts"
 import type * as Chord from "./chord.ts"
 import * as Membership from "./membership.ts"
 import * as Merkle from "./merkle.ts"
 import type * as Version from "./version.ts"
-import type { ClientRef, Command, KeyOp, OperatorOp, StoreView } from "./messages.ts"
+import type { ClientRef, KeyOp, OperatorOp, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import {
   believedUp,
@@ -87,7 +88,7 @@ export const route = (
   origin: Origin,
   op: KeyOp,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): Route | undefined => {
   const c = state.chord
   if (c === undefined) return ON_RING
@@ -174,7 +175,7 @@ export const onChordMessage = (
   from: NodeId,
   message: Chord.ChordMessage,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const c = state.chord
   if (c !== undefined) ChordNode.onMessage(state, c, now, from, message, store, out)
@@ -186,14 +187,14 @@ export const onChordTimer = (
   rid: number,
   kind: "ChordStabilize" | "ChordRpc",
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const c = state.chord
   if (c !== undefined) ChordNode.onTimer(state, c, now, rid, kind, store, out)
 }
 
 /** The Chord node's periodic work: joining, the seed checks, the placement sweep. */
-export const tickChord = (state: State, now: number, store: StoreView, out: Array<Command>) => {
+export const tickChord = (state: State, now: number, store: StoreView, out: Out) => {
   const c = state.chord
   if (c !== undefined) ChordNode.tick(state, c, now, store, out)
 }
@@ -205,7 +206,7 @@ export const onChordOperator = (
   client: ClientRef,
   op: OperatorOp,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const c = state.chord
   if (c !== undefined) ChordNode.onOperator(state, c, now, client, op, store, out)
@@ -291,7 +292,7 @@ export const tooFewReplicas = (
   which: "R" | "W",
   need: number,
   have: number,
-  out: Array<Command>,
+  out: Out,
 ): boolean => {
   if (have >= need) return false
   fail(

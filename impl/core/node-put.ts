@@ -7,10 +7,11 @@
  * Owns: the Put requests in `state.pending`. Must not: mint a forwarded write without its
  * forwarder's grant, run a write this node does not replicate, or reuse a dot (RECLAIM-2).
  */
+import type { Out } from "./ready.ts"
 import * as Hlc from "./hlc.ts"
 import * as Quorum from "./quorum.ts"
 import * as Version from "./version.ts"
-import type { ClientResult, Command, PeerMessage, PutOp, StoreView } from "./messages.ts"
+import type { ClientResult, PeerMessage, PutOp, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import {
   fail,
@@ -40,7 +41,7 @@ export const startPut = (
   op: PutOp,
   replicas: ReadonlyArray<NodeId>,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
   placement: Placement = undefined,
 ): void => {
   state.stats.puts++
@@ -71,11 +72,11 @@ export const startPut = (
   }
   p.tally = Quorum.addOk(p.tally, state.config.self)
   state.pending.set(rid, p)
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  out.setTimer({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
   if (origin._tag === "Peer" && p.claim === "Waiting") {
     // Ask the forwarder for the right to run this write, in parallel with the read phase.
     const claim: PeerMessage = { _tag: "CoordinateClaim", rid: origin.rid, put: rid }
-    out.push({ _tag: "Send", to: origin.node, message: claim })
+    out.sendNow({ _tag: "Send", to: origin.node, message: claim })
   }
   // A plain write learns the context it supersedes; a conditional or read-modify-write one
   // learns what it is conditioned on. Both read a quorum first.
@@ -89,7 +90,7 @@ export const startPut = (
     for (const replica of asked) {
       if (replica === state.config.self) continue
       const message: PeerMessage = { _tag: "ReadRequest", rid, key: op.key }
-      out.push({ _tag: "Send", to: replica, message })
+      out.sendNow({ _tag: "Send", to: replica, message })
     }
     return
   }
@@ -109,7 +110,7 @@ export const maybeBeginWrite = (
   rid: number,
   p: PutPending,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (p.phase === "Reading" && p.readDone && p.claim === "Granted") {
     beginWrite(state, now, rid, p, store, out)
@@ -127,7 +128,7 @@ export const beginWrite = (
   rid: number,
   p: PutPending,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   let read = Version.empty
   for (const obj of p.responses.values()) read = Version.sync(read, obj)
@@ -215,7 +216,7 @@ export const beginWrite = (
       t.hintFor === undefined
         ? { _tag: "WriteRequest", rid, key: p.op.key, obj: p.written, at: now }
         : { _tag: "HintedWrite", rid, key: p.op.key, obj: p.written, owner: t.hintFor, at: now }
-    out.push({ _tag: "Send", to: t.node, message })
+    out.sendAfterPersist({ _tag: "Send", to: t.node, message })
   }
   maybeFinishPut(state, rid, p, out)
 }
@@ -283,12 +284,7 @@ export const skips = (op: PutOp, seen: Version.Obj, live: boolean): boolean => {
 export const sameClock = (a: Version.Clock, b: Version.Clock): boolean =>
   Version.descends(a, b) && Version.descends(b, a)
 
-export const maybeFinishPut = (
-  state: State,
-  rid: number,
-  p: PutPending,
-  out: Array<Command>,
-): void => {
+export const maybeFinishPut = (state: State, rid: number, p: PutPending, out: Out): void => {
   if (p.phase !== "Writing" || !Quorum.enough(p.tally)) return
   state.pending.delete(rid)
   respond(
@@ -323,7 +319,7 @@ export const onCoordinateRequest = (
   origin: Origin,
   message: Extract<PeerMessage, { _tag: "CoordinateRequest" }>,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const route = forwardedRoute(state, message.replicas)
   if (route === undefined) {
@@ -339,7 +335,7 @@ export const onCoordinateRequest = (
 }
 
 /** A replica acknowledged its copy: the write may have reached W. */
-export const onWriteAck = (state: State, rid: number, from: NodeId, out: Array<Command>): void => {
+export const onWriteAck = (state: State, rid: number, from: NodeId, out: Out): void => {
   const p = state.pending.get(rid)
   if (p?._tag !== "Put" || p.phase !== "Writing") return
   p.tally = Quorum.addOk(p.tally, from)
@@ -347,12 +343,7 @@ export const onWriteAck = (state: State, rid: number, from: NodeId, out: Array<C
 }
 
 /** The write's deadline: it fails with a quorum error (it may still take effect). */
-export const onPutDeadline = (
-  state: State,
-  rid: number,
-  p: PutPending,
-  out: Array<Command>,
-): void => {
+export const onPutDeadline = (state: State, rid: number, p: PutPending, out: Out): void => {
   state.pending.delete(rid)
   if (p.claim === "Waiting") {
     return fail(
@@ -374,7 +365,7 @@ export const onGrant = (
   rid: number,
   granted: boolean,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const p = state.pending.get(rid)
   if (p?._tag !== "Put" || p.claim !== "Waiting" || p.origin._tag !== "Peer") return
@@ -398,7 +389,7 @@ export const onPutRead = (
   from: NodeId,
   obj: Version.Obj,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (p.phase !== "Reading" || p.responses.has(from)) return
   p.responses.set(from, obj)

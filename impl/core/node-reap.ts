@@ -31,10 +31,11 @@
  * reclamation back cluster-wide; remove dead members (`dht remove`). Chord routing keeps only
  * the read-time purge (values dropped, clock kept): it has no cluster-wide membership to be calm.
  */
+import type { Out } from "./ready.ts"
 import * as Hlc from "./hlc.ts"
 import type { NodeId } from "./ids.ts"
 import * as Membership from "./membership.ts"
-import type { Command, PeerMessage, StoreView } from "./messages.ts"
+import type { PeerMessage, StoreView } from "./messages.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
 import { believedUp, reconcile, type Reap, type ReapPending, type State } from "./node-state.ts"
@@ -124,7 +125,7 @@ const driven = (state: State, now: number, key: string): ReadonlyArray<NodeId> |
  * start a round for each dead key past its grace that this node drives; then start the second
  * round of every candidate whose wait is over.
  */
-export const maybeReap = (state: State, now: number, store: StoreView, out: Array<Command>) => {
+export const maybeReap = (state: State, now: number, store: StoreView, out: Out) => {
   const r = state.reap
   if (now < r.nextAt) return
   r.nextAt = now + state.config.reapIntervalMs
@@ -168,16 +169,16 @@ const startRound = (
   replicas: ReadonlyArray<NodeId>,
   confirm: boolean,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const rid = state.nextRid++
   const p: ReapPending = { _tag: "Reap", key, asked: replicas, answers: new Map(), confirm }
   state.pending.set(rid, p)
   state.reap.rounds++
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
+  out.setTimer({ _tag: "SetTimer", rid, kind: "Deadline", at: now + state.config.requestTimeoutMs })
   for (const node of replicas) {
     if (node !== state.config.self) {
-      out.push({ _tag: "Send", to: node, message: { _tag: "ReadRequest", rid, key } })
+      out.sendNow({ _tag: "Send", to: node, message: { _tag: "ReadRequest", rid, key } })
     }
   }
   onReapAnswer(state, now, rid, p, state.config.self, store.get(key) ?? Version.empty, store, out)
@@ -196,7 +197,7 @@ export const onReapAnswer = (
   from: NodeId,
   obj: Version.Obj,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (!p.asked.includes(from) || p.answers.has(from)) return
   p.answers.set(from, obj)
@@ -220,7 +221,7 @@ export const onReapAnswer = (
         mergeLocal(state, store, p.key, merged, out)
       } else {
         const message: PeerMessage = { _tag: "Repair", key: p.key, obj: merged, at: now }
-        out.push({ _tag: "Send", to: node, message })
+        out.sendAfterPersist({ _tag: "Send", to: node, message })
       }
     }
     return
@@ -238,7 +239,7 @@ export const onReapAnswer = (
     if (node === state.config.self) {
       drop(state, store, p.key, merged, out)
     } else {
-      out.push({
+      out.sendAfterPersist({
         _tag: "Send",
         to: node,
         message: { _tag: "Reap", key: p.key, obj: merged, at: now },
@@ -253,7 +254,7 @@ export const onReap = (
   key: string,
   obj: Version.Obj,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const local = store.get(key)
   if (local === undefined || !Version.equals(local, obj)) return

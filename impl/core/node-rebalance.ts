@@ -9,8 +9,9 @@
  * durably, or run passes under Chord routing (node-placement.ts decides; there the only pushes
  * are node-chord.ts's hand-backs of swept keys, which share `rebalance.pushes` and its acks).
  */
+import type { Out } from "./ready.ts"
 import type { NodeId } from "./ids.ts"
-import type { Command, StoreView } from "./messages.ts"
+import type { StoreView } from "./messages.ts"
 import * as Membership from "./membership.ts"
 import * as Ring from "./ring.ts"
 import * as Version from "./version.ts"
@@ -57,12 +58,7 @@ const doneFromOf = (state: State): Map<string, Set<NodeId>> => {
  * when the scan is done and every push is acknowledged; then joining members are told
  * (StreamDone), and a leaving node removes itself.
  */
-export const maybeRebalance = (
-  state: State,
-  now: number,
-  store: StoreView,
-  out: Array<Command>,
-): void => {
+export const maybeRebalance = (state: State, now: number, store: StoreView, out: Out): void => {
   const r = state.rebalance
   if (r.nextAt !== undefined && now < r.nextAt) return
   r.nextAt = now + state.config.streamIntervalMs
@@ -92,7 +88,7 @@ export const maybeRebalance = (
     for (const to of push.waiting) {
       if (believedUp(state, to, now)) {
         const message = { _tag: "StreamPush", key, obj: push.obj, at: now } as const
-        out.push({ _tag: "Send", to, message })
+        out.sendAfterPersist({ _tag: "Send", to, message })
       } else if (now - push.since >= PUSH_GIVE_UP_REQUESTS * state.config.requestTimeoutMs) {
         push.waiting.delete(to)
         if (push.drop) r.strays++
@@ -109,13 +105,7 @@ export const maybeRebalance = (
   if (r.cursor === null && r.pushes.size === 0) finishPass(state, now, out)
 }
 
-const pushKey = (
-  state: State,
-  now: number,
-  key: string,
-  obj: Version.Obj,
-  out: Array<Command>,
-): void => {
+const pushKey = (state: State, now: number, key: string, obj: Version.Obj, out: Out): void => {
   const n = state.config.n
   const self = state.config.self
   const desired = Ring.preferenceList(state.futureRing, key, n)
@@ -135,11 +125,11 @@ const pushKey = (
     drop: !owned,
   })
   for (const to of targets)
-    out.push({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj, at: now } })
+    out.sendAfterPersist({ _tag: "Send", to, message: { _tag: "StreamPush", key, obj, at: now } })
   state.stats.streamed++
 }
 
-const finishPass = (state: State, now: number, out: Array<Command>): void => {
+const finishPass = (state: State, now: number, out: Out): void => {
   const r = state.rebalance
   r.settled = r.passSignature
   r.settledRing = state.futureRing
@@ -147,7 +137,7 @@ const finishPass = (state: State, now: number, out: Array<Command>): void => {
   const signature = r.passSignature!
   for (const e of Membership.view(state.membership).values()) {
     if (e.status === "joining" && e.id !== state.config.self) {
-      out.push({ _tag: "Send", to: e.id, message: { _tag: "StreamDone", signature } })
+      out.sendAfterPersist({ _tag: "Send", to: e.id, message: { _tag: "StreamDone", signature } })
     }
   }
   const self = Membership.selfEntry(state.membership)
@@ -162,10 +152,10 @@ export const onStreamPush = (
   from: NodeId,
   message: { readonly key: string; readonly obj: Version.Obj },
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   mergeLocal(state, store, message.key, message.obj, out)
-  out.push({ _tag: "Send", to: from, message: { _tag: "StreamAck", key: message.key } })
+  out.sendAfterPersist({ _tag: "Send", to: from, message: { _tag: "StreamAck", key: message.key } })
 }
 
 export const onStreamAck = (
@@ -174,7 +164,7 @@ export const onStreamAck = (
   from: NodeId,
   key: string,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const push = state.rebalance.pushes.get(key)
   if (push === undefined) return
@@ -199,7 +189,7 @@ export const onStreamDone = (
   now: number,
   from: NodeId,
   signature: string,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const done = doneFromOf(state)
   const set = done.get(signature) ?? new Set<NodeId>()
@@ -212,7 +202,7 @@ export const onStreamDone = (
  * A joining node becomes "up" once its own pass is done and every current owner it believes up
  * has pushed what it holds for the current placement.
  */
-const maybeMarkUp = (state: State, now: number, out: Array<Command>): void => {
+const maybeMarkUp = (state: State, now: number, out: Out): void => {
   if (Membership.selfEntry(state.membership)?.status !== "joining") return
   if (state.rebalance.settled !== state.ringSignature) return
   const done = doneFromOf(state).get(state.ringSignature) ?? new Set<NodeId>()

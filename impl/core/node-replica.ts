@@ -6,9 +6,10 @@
  * Owns: `handoffInFlight`, `nextHandoffAt`. Must not: mint events, or drop a hint before its
  * owner acknowledged it durably.
  */
+import type { Out } from "./ready.ts"
 import { absurd } from "effect/Function"
 import * as Version from "./version.ts"
-import type { Command, PeerMessage, StoreView } from "./messages.ts"
+import type { PeerMessage, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import { believedUp, reconcile, type State } from "./node-state.ts"
 import { mergeLocal, persist } from "./node-store.ts"
@@ -27,12 +28,7 @@ export const purged = (obj: Version.Obj): Version.Obj => ({
  * up. Hints are read from the durable store, so a holder that restarted still delivers them.
  * A hint is dropped only after its owner acknowledged it durably (HandoffAck).
  */
-export const maybeHandoff = (
-  state: State,
-  now: number,
-  store: StoreView,
-  out: Array<Command>,
-): void => {
+export const maybeHandoff = (state: State, now: number, store: StoreView, out: Out): void => {
   if (now < state.nextHandoffAt) return
   state.nextHandoffAt = now + state.config.handoffIntervalMs
   let sent = 0
@@ -44,7 +40,7 @@ export const maybeHandoff = (
     if (since !== undefined && now - since < state.config.requestTimeoutMs) continue
     state.handoffInFlight.set(id, now)
     const message: PeerMessage = { _tag: "Handoff", key: h.key, obj: h.obj, at: now }
-    out.push({ _tag: "Send", to: h.owner, message })
+    out.sendAfterPersist({ _tag: "Send", to: h.owner, message })
     sent++
   }
 }
@@ -73,19 +69,27 @@ export const onReplicaMessage = (
   from: NodeId,
   message: ReplicaMessage,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   switch (message._tag) {
     case "ReadRequest": {
       const obj = localWithHints(store, message.key)
-      out.push({ _tag: "Send", to: from, message: { _tag: "ReadResponse", rid: message.rid, obj } })
+      out.sendAfterPersist({
+        _tag: "Send",
+        to: from,
+        message: { _tag: "ReadResponse", rid: message.rid, obj },
+      })
       return
     }
     case "WriteRequest":
     case "Repair":
       mergeLocal(state, store, message.key, message.obj, out)
       if (message._tag === "WriteRequest") {
-        out.push({ _tag: "Send", to: from, message: { _tag: "WriteAck", rid: message.rid } })
+        out.sendAfterPersist({
+          _tag: "Send",
+          to: from,
+          message: { _tag: "WriteAck", rid: message.rid },
+        })
       }
       return
     case "HintedWrite": {
@@ -93,21 +97,25 @@ export const onReplicaMessage = (
       const merged = reconcile(state, message.key, Version.sync(held, message.obj))
       if (!Version.equals(merged, held)) {
         state.stats.hintsStored++
-        out.push({ _tag: "PersistHint", owner: message.owner, key: message.key, obj: merged })
+        out.write({ _tag: "PersistHint", owner: message.owner, key: message.key, obj: merged })
       }
-      out.push({ _tag: "Send", to: from, message: { _tag: "WriteAck", rid: message.rid } })
+      out.sendAfterPersist({
+        _tag: "Send",
+        to: from,
+        message: { _tag: "WriteAck", rid: message.rid },
+      })
       return
     }
     case "Handoff": {
       mergeLocal(state, store, message.key, message.obj, out)
       const ack: PeerMessage = { _tag: "HandoffAck", key: message.key, obj: message.obj }
-      out.push({ _tag: "Send", to: from, message: ack })
+      out.sendAfterPersist({ _tag: "Send", to: from, message: ack })
       return
     }
     case "HandoffAck":
       state.handoffInFlight.delete(`${from}\u0000${message.key}`)
       state.stats.hintsDelivered++
-      out.push({ _tag: "DropHint", owner: from, key: message.key, obj: message.obj })
+      out.write({ _tag: "DropHint", owner: from, key: message.key, obj: message.obj })
       return
     case "Purge": {
       const local = store.get(message.key)

@@ -4,15 +4,10 @@
  * Owns: the Scan requests in `state.pending`. Must not: read more than `scanExamineMax` objects
  * in one step.
  */
+import type { Out } from "./ready.ts"
 import * as Version from "./version.ts"
 import * as Glob from "./glob.ts"
-import {
-  SCAN_COUNT_MAX,
-  type Command,
-  type PeerMessage,
-  type ScanOp,
-  type StoreView,
-} from "./messages.ts"
+import { SCAN_COUNT_MAX, type PeerMessage, type ScanOp, type StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import {
   believedUp,
@@ -74,7 +69,7 @@ export const startScan = (
   origin: Origin,
   op: ScanOp,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const members = scanMembers(state)
   if (members === undefined) {
@@ -106,7 +101,7 @@ export const startScan = (
   // read waits for the fastest R): it gets a longer deadline. It stores nothing, so the
   // message-age bound (RECLAIM-1) does not concern it.
   const deadline = now + SCAN_DEADLINE_REQUESTS * state.config.requestTimeoutMs
-  out.push({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
+  out.setTimer({ _tag: "SetTimer", rid, kind: "Deadline", at: deadline })
   const request = { after: op.after, count, match: op.match }
   for (const m of asked) {
     if (m === state.config.self) continue
@@ -117,7 +112,7 @@ export const startScan = (
       ...(op.after === undefined ? {} : { after: op.after }),
       ...(op.match === undefined ? {} : { match: op.match }),
     }
-    out.push({ _tag: "Send", to: m, message })
+    out.sendNow({ _tag: "Send", to: m, message })
   }
   const local = scanLocal(state.config.scanExamineMax, store, request, now)
   onScanResponse(state, rid, state.config.self, local, out)
@@ -128,7 +123,7 @@ export const onScanResponse = (
   rid: number,
   from: NodeId,
   answer: { readonly keys: ReadonlyArray<string>; readonly upTo: string | null },
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const p = state.pending.get(rid)
   if (p?._tag !== "Scan" || !p.asked.includes(from) || p.answers.has(from)) return
@@ -161,22 +156,17 @@ export const onScanRequest = (
   request: Extract<PeerMessage, { _tag: "ScanRequest" }>,
   serving: boolean,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const answer = serving
     ? scanLocal(state.config.scanExamineMax, store, request, now)
     : { keys: [], upTo: null }
   const reply: PeerMessage = { _tag: "ScanResponse", rid: request.rid, ...answer }
-  out.push({ _tag: "Send", to: from, message: reply })
+  out.sendAfterPersist({ _tag: "Send", to: from, message: reply })
 }
 
 /** A page whose deadline passed before every member asked answered fails. */
-export const onScanDeadline = (
-  state: State,
-  rid: number,
-  p: ScanPending,
-  out: Array<Command>,
-): void => {
+export const onScanDeadline = (state: State, rid: number, p: ScanPending, out: Out): void => {
   state.pending.delete(rid)
   const silent = p.asked.filter((m) => !p.answers.has(m))
   fail(

@@ -8,16 +8,9 @@
  * header says which). Must not: import a part (node-*.ts imports this file, never the other
  * way round), or decide anything about routing, placement or a request's outcome.
  */
+import type { Out } from "./ready.ts"
 import type { NodeId } from "./ids.ts"
-import type {
-  KeyOp,
-  ClientRef,
-  ClientResult,
-  Command,
-  FailureReason,
-  Previous,
-  PutOp,
-} from "./messages.ts"
+import type { KeyOp, ClientRef, ClientResult, FailureReason, Previous, PutOp } from "./messages.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
 import type * as Chord from "./chord.ts"
 import type * as Membership from "./membership.ts"
@@ -368,16 +361,11 @@ export interface Rebalance {
 // ---------------------------------------------------------------------------------------------
 // Replies
 
-export const respond = (
-  state: State,
-  origin: Origin,
-  result: ClientResult,
-  out: Array<Command>,
-): void => {
+export const respond = (state: State, origin: Origin, result: ClientResult, out: Out): void => {
   if (origin._tag === "Client") {
-    out.push({ _tag: "Reply", client: origin.client, result })
+    out.sendAfterPersist({ _tag: "Reply", client: origin.client, result })
   } else {
-    out.push({
+    out.sendAfterPersist({
       _tag: "Send",
       to: origin.node,
       message: { _tag: "CoordinateResponse", rid: origin.rid, result },
@@ -391,7 +379,7 @@ export const fail = (
   origin: Origin,
   reason: FailureReason,
   message: string,
-  out: Array<Command>,
+  out: Out,
 ): void => respond(state, origin, { _tag: "Failed", reason, message }, out)
 
 export const failQuorum = (
@@ -399,7 +387,7 @@ export const failQuorum = (
   origin: Origin,
   which: "R" | "W",
   tally: Quorum.Tally,
-  out: Array<Command>,
+  out: Out,
 ): void =>
   fail(
     state,

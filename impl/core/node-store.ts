@@ -14,7 +14,8 @@
  * or when (its callers do), or let a write reach the store but through these functions; keep a
  * tree it found out of step with the store (it drops it: the next exchange rebuilds it).
  */
-import type { Command, StoreView } from "./messages.ts"
+import type { Out } from "./ready.ts"
+import type { StoreView } from "./messages.ts"
 import * as Hlc from "./hlc.ts"
 import * as Merkle from "./merkle.ts"
 import * as Version from "./version.ts"
@@ -32,7 +33,7 @@ export const mergeLocal = (
   store: StoreView,
   key: string,
   obj: Version.Obj,
-  out: Array<Command>,
+  out: Out,
 ): boolean => {
   const local = store.get(key) ?? Version.empty
   const merged = reconcile(state, key, Version.sync(local, obj))
@@ -48,9 +49,9 @@ export const persist = (
   store: StoreView,
   key: string,
   obj: Version.Obj,
-  out: Array<Command>,
+  out: Out,
 ): void => {
-  out.push({ _tag: "Persist", key, obj })
+  out.write({ _tag: "Persist", key, obj })
   wrote(state, store, key, obj)
 }
 
@@ -60,9 +61,9 @@ export const drop = (
   store: StoreView,
   key: string,
   obj: Version.Obj,
-  out: Array<Command>,
+  out: Out,
 ): void => {
-  out.push({ _tag: "Drop", key, obj })
+  out.write({ _tag: "Drop", key, obj })
   const before = current(state, store, key)
   wrote(state, store, key, before !== undefined && Version.equals(before, obj) ? undefined : before)
 }

@@ -46,6 +46,7 @@
  *
  * Invariants kept: KV-1..KV-9 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
  */
+import { Out, type Ready } from "./ready.ts"
 import { absurd } from "effect/Function"
 import * as Membership from "./membership.ts"
 import * as Phi from "./phi.ts"
@@ -54,7 +55,6 @@ import type * as Version from "./version.ts"
 import type {
   ClientOp,
   ClientRef,
-  Command,
   Event,
   KeyOp,
   PeerMessage,
@@ -183,12 +183,8 @@ export const init = (config: Config, now: number): State => {
   return state
 }
 
-export const step = (
-  state: State,
-  event: Event,
-  store: StoreView,
-): readonly [State, ReadonlyArray<Command>] => {
-  const out: Array<Command> = []
+export const step = (state: State, event: Event, store: StoreView): readonly [State, Ready] => {
+  const out = new Out()
   state.now = event.now
   switch (event._tag) {
     case "ClientRequested":
@@ -237,7 +233,7 @@ const serving = (state: State): boolean =>
   (Membership.confirmed(state.membership) &&
     (!state.config.joining || Membership.heard(state.membership)))
 
-const failStarting = (state: State, origin: Origin, out: Array<Command>): void =>
+const failStarting = (state: State, origin: Origin, out: Out): void =>
   fail(
     state,
     origin,
@@ -261,7 +257,7 @@ const onClientRequested = (
   client: ClientRef,
   op: ClientOp,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const origin: Origin = { _tag: "Client", client }
   if (!serving(state)) return failStarting(state, origin, out)
@@ -286,7 +282,7 @@ const runKeyOp = (
   op: KeyOp,
   r: Route,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (op._tag === "Get") return startGet(state, now, origin, op, store, out, r.placement)
   if (state.config.mode === "cp" && !seesMajority(state, now)) {
@@ -316,7 +312,7 @@ const onMessage = (
   from: NodeId,
   message: PeerMessage,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (stale(state, now, from, message)) {
     state.stats.stale++
@@ -391,7 +387,7 @@ const onReadResponse = (
   from: NodeId,
   obj: Version.Obj,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   const p = state.pending.get(rid)
   if (p === undefined) return
@@ -416,7 +412,7 @@ const onTimer = (
   rid: number,
   kind: TimerKind,
   store: StoreView,
-  out: Array<Command>,
+  out: Out,
 ): void => {
   if (kind === "AntiEntropy") {
     return stepAntiEntropy(state, { _tag: "TimerFired", now, rid }, store, out)
@@ -448,7 +444,7 @@ const onTimer = (
   }
 }
 
-const onTick = (state: State, now: number, store: StoreView, out: Array<Command>): void => {
+const onTick = (state: State, now: number, store: StoreView, out: Out): void => {
   maybeStop(state, now, out)
   if (keepsMembership(state)) {
     const ok = serving(state)
@@ -465,7 +461,7 @@ const onTick = (state: State, now: number, store: StoreView, out: Array<Command>
   state.nextHeartbeatAt = now + state.config.heartbeatMs
   for (const peer of state.peers) {
     const message: PeerMessage = { _tag: "Heartbeat" }
-    out.push({ _tag: "Send", to: peer, message })
+    out.sendNow({ _tag: "Send", to: peer, message })
   }
 }
 

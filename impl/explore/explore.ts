@@ -42,15 +42,13 @@
  * any budget than before is not explored again.
  */
 import { createHash } from "node:crypto"
-import type { Outbound, StoreWrite } from "../core/executor.ts"
-import { isStoreWrite } from "../core/executor.ts"
+import type { Outbound, Ready, StoreWrite } from "../core/executor.ts"
 import type { NodeId } from "../core/ids.ts"
 import { NodeId as mkNodeId } from "../core/ids.ts"
 import * as Membership from "../core/membership.ts"
 import {
   type ClientOp,
   ClientResult,
-  type Command,
   type Event,
   type PeerMessage,
   type TimerKind,
@@ -629,13 +627,14 @@ const ringId = (r: object | undefined): number => {
 // the two agree)
 
 /**
- * Run one step's commands after the writes still held: a store write is issued at once and
- * opens a segment; a Send, Reply or Removed runs at once when nothing is held, else waits in the
- * last segment; SetTimer is never held.
+ * Run one step's Ready after the writes still held: `send` runs at once when nothing is held,
+ * else waits in the last segment; each write in `persist` is issued at once and opens a
+ * segment; `afterPersist` then runs at once when nothing is held (the step wrote nothing and
+ * nothing was held), else waits in the last segment; timers are never held.
  */
 export const execute = (
   segments: ReadonlyArray<Segment>,
-  commands: ReadonlyArray<Command>,
+  ready: Ready,
 ): {
   readonly segments: ReadonlyArray<Segment>
   readonly writes: ReadonlyArray<StoreWrite>
@@ -643,23 +642,19 @@ export const execute = (
   readonly timers: ReadonlyArray<Timer>
 } => {
   const out = [...segments]
-  const writes: Array<StoreWrite> = []
   const run: Array<Outbound> = []
-  const timers: Array<Timer> = []
-  for (const c of commands) {
-    if (isStoreWrite(c)) {
-      writes.push(c)
-      out.push({ write: c, held: [] })
-    } else if (c._tag === "SetTimer") {
-      timers.push({ rid: c.rid, kind: c.kind, at: c.at })
-    } else if (out.length === 0) {
-      run.push(c)
-    } else {
+  const outbound = (c: Outbound): void => {
+    if (out.length === 0) run.push(c)
+    else {
       const last = out[out.length - 1]!
       out[out.length - 1] = { write: last.write, held: [...last.held, c] }
     }
   }
-  return { segments: out, writes, run, timers }
+  for (const c of ready.send) outbound(c)
+  for (const c of ready.persist) out.push({ write: c, held: [] })
+  for (const c of ready.afterPersist) outbound(c)
+  const timers = ready.timers.map((c): Timer => ({ rid: c.rid, kind: c.kind, at: c.at }))
+  return { segments: out, writes: ready.persist, run, timers }
 }
 
 /** The oldest write becomes durable: it and what was held behind it. */
@@ -917,10 +912,10 @@ class Next {
     const paranoid = this.explorer.paranoid && onRequestPath(event)
     const shared = paranoid ? sharedCanon(before) : ""
     const pendingBefore = paranoid ? canon(before.pending) : ""
-    let commands: ReadonlyArray<Command>
+    let ready: Ready
     try {
       // The store is read-only during a step (writes leave as commands), so it is shared.
-      commands = Node.step(machine, event, slot.visible)[1]
+      ready = Node.step(machine, event, slot.visible)[1]
     } catch (e) {
       this.fail("MACHINE", `${slot.id} step(${event._tag}) threw: ${String(e)}`)
       return
@@ -953,7 +948,7 @@ class Next {
       }
     }
     // Mints: a dot of this node's own that the object it held did not cover.
-    for (const c of commands) {
+    for (const c of ready.persist) {
       if (c._tag !== "Persist" && c._tag !== "PersistHint") continue
       const held = slot.visible.get(c.key) ?? Version.empty
       // CAUSAL-2 on stores: nothing holds a value no invoked SET wrote.
@@ -973,8 +968,9 @@ class Next {
         this.mint(slot, op, c.key, dotOf(d), c.obj)
       }
     }
-    if (commands.some((c) => c._tag === "Send" && c.message._tag === "Purge")) ex.checked.purges++
-    const ran = execute(slot.segments, commands)
+    const purges = (c: Outbound) => c._tag === "Send" && c.message._tag === "Purge"
+    if (ready.send.some(purges) || ready.afterPersist.some(purges)) ex.checked.purges++
+    const ran = execute(slot.segments, ready)
     let visible = slot.visible
     if (ran.writes.length > 0) {
       visible = visible.clone()

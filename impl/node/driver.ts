@@ -30,7 +30,6 @@ import type {
   ClientOp,
   OperatorOp,
   ClientResult,
-  Command,
   Event,
   PeerMessage,
   StoreView,
@@ -223,17 +222,17 @@ export class Driver {
 
   private step(event: Event): void {
     if (this.stopped) return
-    let commands: ReadonlyArray<Command>
+    let ready: Executor.Ready
     try {
       const [state, out] = Node.step(this.state, event, this.storeView)
       this.state = state
-      commands = out
+      ready = out
     } catch (e) {
       const detail = e instanceof Error ? (e.stack ?? e.message) : String(e)
       this.fatal(`machine exception in step(${event._tag}): ${detail}`)
       return
     }
-    this.executor.execute(commands)
+    this.executor.execute(ready)
   }
 
   /** Crash-stop: nothing more runs, and the process is told to exit (`onFatal` logs why). */

@@ -55,6 +55,7 @@ import * as Membership from "../core/membership.ts"
 import * as Merkle from "../core/merkle.ts"
 import { keeps } from "../core/node-ae.ts"
 import * as Node from "../core/node.ts"
+import { commandsOf, type Ready } from "../core/ready.ts"
 import * as Ring from "../core/ring.ts"
 import type * as Version from "../core/version.ts"
 import { MemoryStore } from "./memory-store.ts"
@@ -91,8 +92,10 @@ export interface SimConfig {
   readonly onMachineError?: "throw" | "crash-stop"
   /** Sees every event a node is about to step, with the node's id (traces, tests). */
   readonly onEvent?: (node: NodeId, event: Event) => void
-  /** Sees every step's commands, as the machine returned them (transcripts). */
+  /** Sees every step's commands as one list (`commandsOf`: send, persist, afterPersist, timers). */
   readonly onCommands?: (node: NodeId, event: Event, commands: ReadonlyArray<Command>) => void
+  /** Sees every step's Ready, as the machine returned it (transcripts). */
+  readonly onReady?: (node: NodeId, event: Event, ready: Ready) => void
   /**
    * After every step, compare each Merkle tree the node keeps with one built afresh from its
    * store, and fail the run (a MachineError) where one differs: every write path must keep the
@@ -712,9 +715,9 @@ export class Simulation {
   /** Step the machine and hand its commands to the executor; an exception crash-stops it. */
   private apply(node: SimNode, event: Event): void {
     this.config.onEvent?.(node.id, event)
-    let commands: ReadonlyArray<Command>
+    let ready: Ready
     try {
-      commands = Node.step(node.state!, event, node.store)[1]
+      ready = Node.step(node.state!, event, node.store)[1]
     } catch (e) {
       this.counters.stepErrors++
       const detail = e instanceof Error ? (e.stack ?? e.message) : String(e)
@@ -724,8 +727,11 @@ export class Simulation {
       if ((this.config.onMachineError ?? "throw") === "throw") throw new MachineError(report)
       return
     }
-    this.config.onCommands?.(node.id, event, commands)
-    node.executor.execute(commands)
+    this.config.onReady?.(node.id, event, ready)
+    if (this.config.onCommands !== undefined) {
+      this.config.onCommands(node.id, event, commandsOf(ready))
+    }
+    node.executor.execute(ready)
     if (this.checkTrees && node.state !== undefined) this.checkTreesOf(node, event)
   }
 

@@ -26,6 +26,7 @@ import { NodeId } from "../../impl/core/ids.ts"
 import * as Membership from "../../impl/core/membership.ts"
 import type { ClientOp, Command, Event, OperatorOp, PeerMessage } from "../../impl/core/messages.ts"
 import * as Node from "../../impl/core/node.ts"
+import { commandsOf } from "../../impl/core/ready.ts"
 import * as Ring from "../../impl/core/ring.ts"
 import * as Version from "../../impl/core/version.ts"
 import { MemoryStore } from "../../impl/sim/memory-store.ts"
@@ -340,9 +341,9 @@ export class Machines implements Cluster {
   }
 
   private step(m: Machine, event: Event): void {
-    const commands = Node.step(m.state!, event, m.store)[1]
-    this.config.onCommands?.(m.id, event, commands)
-    m.executor.execute(commands)
+    const ready = Node.step(m.state!, event, m.store)[1]
+    this.config.onCommands?.(m.id, event, commandsOf(ready))
+    m.executor.execute(ready)
   }
 
   private boot(m: Machine, firstTickAt: number): void {
