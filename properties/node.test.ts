@@ -9,7 +9,8 @@ import fc from "fast-check"
 import { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp, Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
-import { commandsOf } from "../impl/core/ready.ts"
+import { mergeLocal } from "../impl/core/node-store.ts"
+import { commandsOf, Out } from "../impl/core/ready.ts"
 import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
@@ -316,7 +317,7 @@ test("RECLAIM-2: one machine never mints a dot twice for a key: through writes t
       let written = 0
       const step = (event: Event, key: number): void => {
         const held = store.get(keys[key]!) ?? Version.empty
-        const [, commands] = Node.step(state, event, store)
+        const commands = commandsOf(Node.step(state, event, store)[1])
         for (const c of commands) {
           if (c._tag === "Persist" && c.key === keys[key]) {
             for (const d of Version.siblings(c.obj)) {
@@ -383,4 +384,18 @@ test("RECLAIM-2: one machine never mints a dot twice for a key: through writes t
     reclaims: 100,
     restarts: 100,
   })
+})
+
+test("mergeLocal: a step that merges into one key twice keeps both (it reads the step's own earlier write, not the store)", () => {
+  const state = Node.init(config, 0)
+  const store = new MemoryStore()
+  const key = keys[0]!
+  const a = Version.update(Version.empty, Version.emptyClock, { value: "a", ts: 1 }, "n1")
+  const b = Version.update(Version.empty, Version.emptyClock, { value: "b", ts: 2 }, "n2")
+  const out = new Out()
+  assert.ok(mergeLocal(state, store, key, a, out))
+  assert.ok(mergeLocal(state, store, key, b, out))
+  const last = out.persist[out.persist.length - 1]!
+  assert.ok(last._tag === "Persist")
+  assert.deepEqual([...Version.values(last.obj)].sort(), ["a", "b"])
 })

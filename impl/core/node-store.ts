@@ -35,7 +35,8 @@ export const mergeLocal = (
   obj: Version.Obj,
   out: Out,
 ): boolean => {
-  const local = store.get(key) ?? Version.empty
+  // The step's own earlier writes first: a step that writes a key twice keeps both.
+  const local = current(state, store, key) ?? Version.empty
   const merged = reconcile(state, key, Version.sync(local, obj))
   for (const d of Version.siblings(obj)) state.hlc = Hlc.observe(state.hlc, d.sibling.ts)
   if (Version.equals(merged, local)) return false
