@@ -6,12 +6,17 @@
  */
 import assert from "node:assert/strict"
 import { isDeepStrictEqual } from "node:util"
+import { Schema } from "effect"
 import fc from "fast-check"
+import { murmur3Scramble, position } from "../impl/core/hash.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import * as Phi from "../impl/core/phi.ts"
 import * as Quorum from "../impl/core/quorum.ts"
 import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
+import { decode as decodeContext, encode as encodeContext } from "../impl/wire/context.ts"
+import { ObjSchema } from "../impl/wire/schema.ts"
+import { naivePreferenceList } from "../models/ring.ts"
 import { params } from "./helpers/fc.ts"
 import { test } from "./helpers/test.ts"
 
@@ -74,6 +79,74 @@ test("RING-2: a member listed twice adds no token: the ring's tokens stay strict
       assert.deepEqual(ring.nodes, distinct.nodes)
     }),
     params(200),
+  )
+})
+
+/** The inverse of an odd number modulo 2^32 (Newton's iteration; 5 steps give 32 bits and more). */
+const inverse32 = (c: number): number => {
+  let x = c
+  for (let i = 0; i < 5; i++) x = Math.imul(x, 2 - Math.imul(c, x))
+  return x
+}
+
+/** MurmurHash3's block scramble, undone: both multipliers are odd, so it is a bijection. */
+const unscramble = (k: number): number => {
+  const x = Math.imul(k, inverse32(0x1b873593))
+  return Math.imul((x >>> 15) | (x << 17), inverse32(0xcc9e2d51))
+}
+
+const word = (k: number): string =>
+  String.fromCharCode(k & 0xff, (k >>> 8) & 0xff, (k >>> 16) & 0xff, (k >>> 24) & 0xff)
+
+/**
+ * Two 8-byte strings whose MurmurHash3_x86_32 agree under every seed, and so do any two strings
+ * that extend them by the same suffix: their first blocks scramble to words that differ in bit
+ * 18 only, which the round's 13-bit rotation moves to bit 31, where ×5 and + c keep it (a
+ * seed-independent differential in the manner of Aumasson and Bernstein, 2012); their second
+ * blocks scramble to words that differ in bit 31 only, which cancels it. So `${a}#${i}` and
+ * `${b}#${i}` have the same ring position for every i: every token of the two nodes collides.
+ */
+const collidingIds = (k1: number, k2: number): [string, string] => [
+  word(k1) + word(k2),
+  word(unscramble(murmur3Scramble(k1) ^ (1 << 18))) +
+    word(unscramble(murmur3Scramble(k2) ^ (1 << 31))),
+]
+
+test("RING-2: token collisions go to the smaller node id: with two members whose every token collides, the preference lists equal the reference ring's whatever the members' order, and the member left with no token is on no list", () => {
+  const others = ["n0", "n1", "n2"]
+  fc.assert(
+    fc.property(
+      fc.integer(),
+      fc.integer(),
+      fc.nat(others.length),
+      fc.shuffledSubarray([0, 1, 2, 3, 4], { minLength: 5, maxLength: 5 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.array(fc.string({ maxLength: 6 }), { minLength: 1, maxLength: 4 }),
+      fc.integer({ min: 1, max: 6 }),
+      (k1, k2, extra, order, tokensPerNode, keys, n) => {
+        const [a, b] = collidingIds(k1, k2)
+        for (let i = 0; i < tokensPerNode; i++) {
+          assert.equal(position(`${a}#${i}`), position(`${b}#${i}`), `token ${i} collides`)
+        }
+        const ids = [a, b, ...others.slice(0, extra)]
+        const members = order
+          .filter((i) => i < ids.length)
+          .map((i) => ({ id: NodeId(ids[i]!), weight: 1 }))
+        const ring = Ring.make(members, tokensPerNode)
+        const loser = [a, b].sort()[1]!
+        assert.ok(ring.nodes.includes(NodeId(loser)))
+        assert.ok(
+          [...ring.owners].every((o) => ring.nodes[o] !== loser),
+          "the larger id owns no token",
+        )
+        for (const key of keys) {
+          const list = Ring.preferenceList(ring, key, n)
+          assert.deepEqual(list, naivePreferenceList(members, tokensPerNode, key, n))
+          assert.ok(!list.includes(NodeId(loser)))
+        }
+      },
+    ),
+    params(100),
   )
 })
 
@@ -203,13 +276,14 @@ test("FD-1, FD-2: the stated delays are pause + threshold·ln10·max(mean, floor
 
 test("FD-1, FD-2: the window's running sum sheds its float drift at every turn: each time the window has been rewritten whole, the mean is exactly the mean of the intervals in it", () => {
   // Steps of very different magnitudes from time 0, so that the running sum rounds: with
-  // integer (millisecond) times it never does, and the recomputation is invisible.
+  // integer (millisecond) times it never does, and the recomputation is invisible. A window of
+  // one turns at every heartbeat: a sum that is never recomputed drifts at once.
   const stepArb = fc
     .tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: -4, max: 3 }))
     .map(([mantissa, exponent]) => mantissa * 10 ** exponent)
   fc.assert(
     fc.property(
-      fc.integer({ min: 2, max: 5 }),
+      fc.integer({ min: 1, max: 5 }),
       fc.array(stepArb, { minLength: 20, maxLength: 60 }),
       (windowSize, steps) => {
         const peer = NodeId("p")
@@ -451,6 +525,9 @@ test("LWW-1: a plain read resolves to the latest sibling by (timestamp, actor, c
         Version.siblings(pruned).map((d) => [d.actor, d.sibling]),
         best === undefined ? [] : [[best.actor, best.sibling]],
       )
+      // A key whose tombstones were purged keeps its clock and no sibling: nothing to prune.
+      const purged: Version.Obj = { entries: obj.entries.map((e) => ({ ...e, values: [] })) }
+      assert.deepEqual(Version.pruneLww(purged), purged)
     }),
     params(300),
   )
@@ -479,13 +556,90 @@ test("VER-4: deleted, dead-at and live values agree with the siblings: deleted m
   )
 })
 
+/** One field of one sibling changed: a near miss that only that field tells apart. */
+type Tweak = readonly [
+  Version.Obj,
+  number,
+  number,
+  "value" | "ts" | "exp" | "counter" | "base" | "p",
+]
+const tweakArb: fc.Arbitrary<Tweak> = fc.tuple(
+  smallObjArb.filter((obj) => Version.siblings(obj).length > 0),
+  fc.nat(),
+  fc.nat(),
+  fc.constantFrom<Tweak[3]>("value", "ts", "exp", "counter", "base", "p"),
+)
+const tweak = ([obj, at, slot, field]: Tweak): Version.Obj => {
+  const held = obj.entries.flatMap((e, i) => (e.values.length > 0 ? [i] : []))
+  const i = held[at % held.length]!
+  const j = slot % obj.entries[i]!.values.length
+  const s = obj.entries[i]!.values[j]!
+  const fresh: Version.Counter = { base: "7", baseTs: 1, p: [["b", "3"]], n: [], float: false }
+  const c = s.counter
+  const changed: Version.Sibling =
+    field === "value"
+      ? { ...s, value: s.value === "x" ? "y" : "x" }
+      : field === "ts"
+        ? { ...s, ts: s.ts + 1 }
+        : field === "exp"
+          ? { ...s, exp: s.exp === undefined ? 7 : s.exp + 1 }
+          : c === undefined
+            ? { ...s, counter: fresh }
+            : field === "counter"
+              ? { ...s, counter: undefined }
+              : field === "base"
+                ? { ...s, counter: { ...c, base: `${c.base}0` } }
+                : { ...s, counter: { ...c, p: [...c.p, ["z", "1"]] } }
+  return {
+    entries: obj.entries.map((e, k) =>
+      k === i ? { ...e, values: e.values.map((v, m) => (m === j ? changed : v)) } : e,
+    ),
+  }
+}
+
 test("VER-1: equality of objects is structural: equals holds exactly when the two objects are deeply equal", () => {
   fc.assert(
     fc.property(smallObjArb, smallObjArb, (a, b) => {
       assert.equal(Version.equals(a, b), isDeepStrictEqual(a, b))
       assert.equal(Version.equals(a, a), true)
+      // A copy (as from the wire or the disk) shares no counter object with the original.
+      const copy = structuredClone(a)
+      assert.equal(Version.equals(a, copy), true)
+      assert.equal(Version.equals(copy, a), true)
     }),
     params(500),
+  )
+  // Near misses: one field of one sibling (its value, timestamp, expiry or counter) differs.
+  fc.assert(
+    fc.property(tweakArb, (t) => {
+      const [a] = t
+      const b = tweak(t)
+      assert.equal(isDeepStrictEqual(a, b), false)
+      assert.equal(Version.equals(a, b), false)
+      assert.equal(Version.equals(b, a), false)
+    }),
+    params(300),
+  )
+})
+
+test("CTX-1: the context an object hands a client is a version vector the node accepts back: counters of at least 1 in actor order, even when the object holds an entry with counter 0 (the wire schema admits one)", () => {
+  const secret = "s"
+  fc.assert(
+    fc.property(smallObjArb, fc.subarray(["0", "a0", "b", "c"], { minLength: 1 }), (obj, zeros) => {
+      const entries = [...obj.entries]
+      for (const actor of zeros) {
+        if (!entries.some((e) => e.actor === actor)) entries.push({ actor, counter: 0, values: [] })
+      }
+      entries.sort((x, y) => (x.actor < y.actor ? -1 : 1))
+      const withZeros: Version.Obj = Schema.decodeUnknownSync(ObjSchema)({ entries })
+      const context = Version.context(withZeros)
+      assert.deepEqual(
+        context,
+        obj.entries.map((e) => [e.actor, e.counter]),
+      )
+      assert.deepEqual(decodeContext(encodeContext(context, secret), secret), context)
+    }),
+    params(200),
   )
 })
 
