@@ -17,7 +17,6 @@ const files = (dir: string, suffix: string): Array<string> =>
     .filter((f) => f.endsWith(suffix))
     .map((f) => join(root, dir, f))
 
-
 const defined = new Set<string>()
 for (const file of files("spec", ".md")) {
   for (const line of readFileSync(file, "utf8").split("\n")) {
