@@ -240,6 +240,12 @@ export class Machines implements Cluster {
   // Clients and observation
 
   invoke(id: NodeId, op: ClientOp): Operation {
+    // A client's next operation starts at least a millisecond after anything before it, as in
+    // the simulator, where every message takes time. Here a delivery takes none, so without
+    // this two sequential writes through coordinators that never heard of each other (a sloppy
+    // quorum's read can miss the first) could carry the same wall time, and last-write-wins
+    // between those siblings would be a tie, not the later write (KV-5, FC_SEED=-712211338).
+    this.now += 1
     const operation: Operation = { id: this.history.length, node: id, op, invokedAt: this.now }
     this.history.push(operation)
     const m = this.machine(id)
