@@ -524,10 +524,12 @@ test("KV-1, KV-7, KV-10, KV-11, KV-12: in the simulator, under loss, duplication
     acked: 500,
     failovers: 20,
     waits: 4000,
-    grantHeld: 3,
+    // Rare events, 1-23 (grantHeld) and 3-21 (hintDrops) per 100 runs in ten runs of the suite:
+    // floors of 3 and 4 failed about one run in five. At least one must still happen.
+    grantHeld: 1,
     grew: 2000,
     drops: 150,
-    hintDrops: 4,
+    hintDrops: 1,
     answers: 4000,
     answersOf3: 300,
     duplicates: 4000,
