@@ -3,9 +3,9 @@
  * `test(` call that starts a line — so not one quoted in a comment — whose name is a string
  * literal; the IDs heading its name ("KV-2: …", "CAUSAL-1, CAUSAL-2: …"); its body, the text of
  * the call itself, to its closing parenthesis (so a helper defined after it is not its body).
- * A skipped test does not count: `test.skip(`/`test.todo(` are not `test(`, and a test with a
- * `skip` or `todo` option, or inside a `describe` that has one (or is `describe.skip` or
- * `describe.todo`), is marked skipped.
+ * A skipped test does not count: the skip and todo variants of `test` are not `test(`, and a
+ * test with a skip or todo option, or inside a `describe` that has one (or is its skip or todo
+ * variant), is marked skipped.
  */
 
 export interface Declared {

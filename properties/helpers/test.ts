@@ -36,5 +36,5 @@ const wrapped = (name: string, ...rest: Array<any>) => {
   return nodeTest(name, ...rest)
 }
 
-/** node:test's `test`, its helpers (`test.after`, `test.skip`, …) included. */
+/** node:test's `test`, its helpers (`test.after` and the rest) included. */
 export const test = Object.assign(wrapped, nodeTest) as typeof nodeTest
