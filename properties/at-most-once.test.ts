@@ -10,6 +10,7 @@
  * A negative control runs the coordinator half with `unsafeFailover` (the old behaviour) and
  * expects the exact violation.
  */
+import { NotGranted, NotReplica } from "../impl/core/failure.ts"
 import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import fc from "fast-check"
@@ -28,8 +29,8 @@ const foreignKey = keysWhere("f", false, 1)[0]!
 const ownKey = keysWhere("o", true, 1)[0]!
 
 const ok: ClientResult = { _tag: "PutOk", context: [], dot: ["n1", 1], existed: false }
-const failed: ClientResult = { _tag: "Failed", reason: "Timeout", message: "x" }
-const notReplica: ClientResult = { _tag: "Failed", reason: "NotReplica", message: "x" }
+const failed: ClientResult = { _tag: "Failed", error: new NotGranted() }
+const notReplica: ClientResult = { _tag: "Failed", error: new NotReplica() }
 
 type ForwarderStep =
   /** `asked`: from one of the replicas the write was sent to (else from any peer). */

@@ -512,7 +512,10 @@ const runSchedule = (
           if (result._tag === "Failed") {
             counts.clientFailures++
             // (c) A deadline fires when TestClock passes it, not before.
-            if (result.message.includes(`within ${REQUEST_TIMEOUT_MS} ms`)) {
+            if (
+              result.error._tag === "QuorumNotMet" &&
+              result.error.withinMs === REQUEST_TIMEOUT_MS
+            ) {
               counts.deadlinesHit++
               const waited = clock.unsafeCurrentTimeMillis() - submitted
               if (waited < REQUEST_TIMEOUT_MS) {

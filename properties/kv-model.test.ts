@@ -7,6 +7,7 @@
  *
  * A failing case prints its seed and path; replay with FC_SEED, FC_PATH and FC_REPLAY_PATH (properties/helpers/fc.ts).
  */
+import { kindOf } from "../impl/core/failure.ts"
 import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import fc from "fast-check"
@@ -76,14 +77,14 @@ const checkOutcome = (model: Model, result: ClientResult | undefined): boolean =
   if (model.down > 0) model.seen.degraded++
   if (result._tag !== "Failed") return true
   model.seen.failed++
-  assert.ok(model.maxDown >= 2, `no operation may fail with ≤1 node down: ${result.message}`)
+  const { error } = result
+  assert.ok(model.maxDown >= 2, `no operation may fail with ≤1 node down: ${error.message}`)
+  const kind = kindOf(error)
   assert.ok(
-    result.reason === "QuorumNotMet" ||
-      result.reason === "Timeout" ||
-      result.reason === "Unavailable",
-    `failure is a clear quorum error: ${result.reason}`,
+    kind === "QuorumNotMet" || kind === "Timeout" || kind === "Unavailable",
+    `failure is a clear quorum error: ${error._tag}`,
   )
-  assert.match(result.message, /quorum not met|no replica|CP mode/)
+  assert.match(error.message, /quorum not met|no replica|CP mode/)
   return false
 }
 

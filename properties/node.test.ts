@@ -3,6 +3,7 @@
  * ordering of its commands (KV-1) whatever the interleaving of client requests, peer messages
  * and timers.
  */
+import { TooFewReplicas } from "../impl/core/failure.ts"
 import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import fc from "fast-check"
@@ -181,8 +182,14 @@ test("KV-8: a request never runs with a lower quorum than it asks for: a key wit
       const tooMany = put(3)
       assert.equal(tooMany.result?._tag, "Failed", JSON.stringify(tooMany.result))
       if (tooMany.result?._tag === "Failed") {
-        assert.equal(tooMany.result.reason, "QuorumNotMet")
-        assert.match(tooMany.result.message, /2 replica\(s\) known for this key, fewer than W=3/)
+        assert.deepEqual(
+          { ...tooMany.result.error },
+          { ...new TooFewReplicas({ which: "W", need: 3, known: 2 }) },
+        )
+        assert.match(
+          tooMany.result.error.message,
+          /2 replica\(s\) known for this key, fewer than W=3/,
+        )
       }
       assert.equal(put(2).result?._tag, "PutOk")
       const read = sim.call(sim.ids[1]!, { _tag: "Get", key, r: 3 })
@@ -230,14 +237,16 @@ test("KV-8: a machine with fewer replicas of a key than a request's R or W answe
         const replicas = Math.min(n, members)
         const refusal = commands.find(
           (c) =>
-            c._tag === "Reply" && c.result._tag === "Failed" && c.result.reason === "QuorumNotMet",
+            c._tag === "Reply" &&
+            c.result._tag === "Failed" &&
+            c.result.error._tag === "TooFewReplicas",
         )
         if (replicas < q) {
           assert.ok(refusal !== undefined && refusal._tag === "Reply", JSON.stringify(commands))
           assert.ok(refusal.result._tag === "Failed")
           const which = isGet ? "R" : "W"
           assert.match(
-            refusal.result.message,
+            refusal.result.error.message,
             new RegExp(
               `^quorum not met: ${replicas} replica\\(s\\) known for this key, fewer than ${which}=${q} `,
             ),

@@ -4,6 +4,7 @@
  * simulator (impl/sim) and on the machine layer (properties/helpers/machines.ts: the machines
  * stepped directly, fast-check choosing which message is delivered next).
  */
+import { kindOf } from "../impl/core/failure.ts"
 import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import fc from "fast-check"
@@ -47,8 +48,8 @@ const cpSplit = (cluster: Cluster, m: number, keys: ReadonlyArray<number>, seen:
     })
     assert.equal(refused.result?._tag, "Failed")
     if (refused.result?._tag === "Failed") {
-      assert.equal(refused.result.reason, "Unavailable")
-      assert.match(refused.result.message, /CP mode: this node sees 2 of 5 members/)
+      assert.equal(kindOf(refused.result.error), "Unavailable")
+      assert.match(refused.result.error.message, /CP mode: this node sees 2 of 5 members/)
       seen.refused++
     }
     const op = cluster.call(majority[k % 3]!, {
@@ -64,7 +65,7 @@ const cpSplit = (cluster: Cluster, m: number, keys: ReadonlyArray<number>, seen:
     } else {
       // Strict quorums: a key whose replicas are mostly in the minority is unavailable.
       assert.equal(op.result?._tag, "Failed")
-      if (op.result?._tag === "Failed") assert.match(op.result.message, /quorum not met/)
+      if (op.result?._tag === "Failed") assert.match(op.result.error.message, /quorum not met/)
       seen.unavailable++
     }
   }
@@ -91,7 +92,7 @@ const apSplit = (cluster: Cluster, m: number, keys: ReadonlyArray<number>, seen:
         // Only replicas mint versions; with none on this side the write fails clearly.
         assert.equal(op.result?._tag, "Failed")
         if (op.result?._tag === "Failed")
-          assert.match(op.result.message, /no replica of the key answered/)
+          assert.match(op.result.error.message, /no replica of the key answered/)
         seen.refused++
       }
     }

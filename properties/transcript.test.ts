@@ -112,7 +112,7 @@ const showCommand = (c: Command): string | undefined => {
         r._tag === "GetOk"
           ? ` ${showObj(r.obj)}`
           : r._tag === "Failed"
-            ? ` ${r.reason}: ${r.message}`
+            ? ` ${r.error._tag}: ${r.error.message}`
             : ""
       return `reply client ${c.client}: ${r._tag}${detail}`
     }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict"
 import { test } from "./helpers/test.ts"
 import { Arbitrary, Either, Schema } from "effect"
 import fc from "fast-check"
-import type { PeerMessage } from "../impl/core/messages.ts"
+import type { ClientResult, PeerMessage } from "../impl/core/messages.ts"
 import { encodeFrame, encodeFrames, FrameDecoder } from "../impl/wire/frame.ts"
 import {
   ClientResultSchema,
@@ -32,6 +32,7 @@ const viaJson = <A>(value: A): A => JSON.parse(JSON.stringify(value)) as A
 
 test("WIRE-1: every peer message round-trips through encode, JSON, frames and decode", () => {
   const encode = Schema.encodeSync(PeerMessageSchema)
+  let failures = 0
   fc.assert(
     fc.property(
       fc.array(peerMessages, { minLength: 1, maxLength: 8 }),
@@ -49,11 +50,25 @@ test("WIRE-1: every peer message round-trips through encode, JSON, frames and de
             decoded.push(result.right)
           }
         }
-        assert.deepStrictEqual(decoded, messages.map(viaJson))
+        assert.deepStrictEqual(decoded.map(viaJson), messages.map(viaJson))
+        // A failure comes back as its own class (impl/core/failure.ts), with the same message.
+        decoded.forEach((m, i) => {
+          if (m._tag !== "CoordinateResponse" || m.result._tag !== "Failed") return
+          const sent = messages[i]!
+          assert.ok(sent._tag === "CoordinateResponse" && sent.result._tag === "Failed")
+          assert.ok(m.result.error instanceof Error, "a failure decodes into its error class")
+          assert.equal(
+            Object.getPrototypeOf(m.result.error),
+            Object.getPrototypeOf(sent.result.error),
+          )
+          assert.equal(m.result.error.message, sent.result.error.message)
+          failures++
+        })
       },
     ),
     params(200),
   )
+  assert.ok(failures > 0, "some failures crossed the wire (typed, with their class)")
 })
 
 test("WIRE-2: the transport's JSON.stringify encoder equals Schema.encode", () => {
@@ -83,8 +98,15 @@ test("WIRE-4: objects, put operations and client results round-trip through JSON
     const decode = Schema.decodeUnknownEither(schema as Schema.Schema<unknown, unknown>)
     fc.assert(
       fc.property(Arbitrary.make(schema as Schema.Schema<unknown, unknown>), (value) => {
-        const back = decode(JSON.parse(JSON.stringify(value)))
-        assert.deepStrictEqual(Either.getOrThrow(back), viaJson(value))
+        const back = Either.getOrThrow(decode(JSON.parse(JSON.stringify(value))))
+        assert.deepStrictEqual(viaJson(back), viaJson(value))
+        // A failed result decodes into the failure's own class.
+        const failed = (v: unknown) => (v as ClientResult)._tag === "Failed"
+        if (failed(value)) {
+          const error = (r: unknown) => (r as ClientResult & { _tag: "Failed" }).error
+          assert.ok(error(back) instanceof Error, "a failure decodes into its error class")
+          assert.equal(Object.getPrototypeOf(error(back)), Object.getPrototypeOf(error(value)))
+        }
       }),
       params(100),
     )

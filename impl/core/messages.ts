@@ -12,6 +12,7 @@ import type { NodeId } from "./ids.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
 import type * as Chord from "./chord.ts"
 import type * as Membership from "./membership.ts"
+import type { RequestError } from "./failure.ts"
 import type { Clock, Obj } from "./version.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -86,19 +87,8 @@ export type KeyOp = GetOp | PutOp
 
 export type ClientOp = KeyOp | ScanOp
 
-export type FailureReason =
-  | "QuorumNotMet"
-  | "Timeout"
-  | "Overloaded"
-  | "BadRequest"
-  /** CP mode: this node cannot see a majority of the cluster, so it refuses writes. */
-  | "Unavailable"
-  /**
-   * A write was forwarded to a node that is not one of the key's replicas in its own view
-   * (membership views disagree while they change): it refused before doing anything, so the
-   * write did not take effect; retry.
-   */
-  | "NotReplica"
+/** Why a request failed: impl/core/failure.ts (one typed error per case, sorted into kinds). */
+export type { FailureKind, RequestError } from "./failure.ts"
 
 /** Operator intents (`dht join`, `dht leave`, `dht remove NODE`, over RESP as DHT.*). */
 export type OperatorOp = Data.TaggedEnum<{
@@ -130,8 +120,11 @@ export type ClientResult = Data.TaggedEnum<{
   ScanOk: { readonly keys: ReadonlyArray<string>; readonly next: string | null }
   /** A conditional write whose condition did not hold: nothing was written. */
   PutSkipped: { readonly previous?: Previous | undefined }
-  /** The request failed; `reason` says how (and whether it may have taken effect). */
-  Failed: { readonly reason: FailureReason; readonly message: string }
+  /**
+   * The request failed; `error` says how, with the facts of its case, and its kind (`kindOf`)
+   * whether a retry may help and whether a write may still take effect.
+   */
+  Failed: { readonly error: RequestError }
 }>
 export const ClientResult = Data.taggedEnum<ClientResult>()
 

@@ -15,6 +15,7 @@
  * the routing mode and hands every function here the slice it works on); run a routed request
  * itself (it queues it in `routed` for the coordinator, once this step's Chord work is done).
  */
+import { BadRequest, LookupFailed } from "./failure.ts"
 import type { Out } from "./ready.ts"
 import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
@@ -178,12 +179,8 @@ const chordStep = (
         if (parked === undefined) break
         c.parked.delete(cmd.rid)
         c.stats.lookupFailures++
-        const why =
-          cmd.reason === "NotJoined"
-            ? "this node has not joined the Chord ring yet"
-            : `the lookup of the key's successor failed (${cmd.reason}, ` +
-              `${cmd.hops} hops, ${cmd.timeouts} timeouts)`
-        fail(state, parked.origin, "Unavailable", `${why}; retry`, out)
+        const failure = { reason: cmd.reason, hops: cmd.hops, timeouts: cmd.timeouts }
+        fail(state, parked.origin, new LookupFailed(failure), out)
         break
       }
       case "JoinFailed":
@@ -450,25 +447,22 @@ export const onOperator = (
   const origin: Origin = { _tag: "Client", client }
   const status = c.ring.status
   const ok = (message: string) => respond(state, origin, { _tag: "Done", message }, out)
+  const badRequest = (detail: string) => fail(state, origin, new BadRequest({ detail }), out)
   switch (op._tag) {
     case "Join":
       return ok(`Chord routing: this node joins through its seeds at start-up (${status})`)
     case "Leave":
       if (status !== "Active") {
-        return fail(state, origin, "BadRequest", `cannot leave: this node is ${status}`, out)
+        return badRequest(`cannot leave: this node is ${status}`)
       }
       c.leaving = true
       chordStep(state, c, now, { _tag: "LeaveRequested", now }, store, out)
       if (c.handOvers.length === 0) handOverPage(state, c, store, out)
       return ok("leaving: this node's arc goes to its successor, then the node stops")
     case "Remove":
-      return fail(
-        state,
-        origin,
-        "BadRequest",
+      return badRequest(
         "Chord routing keeps no membership to remove a node from: stabilization routes around " +
           "a dead node by itself",
-        out,
       )
     default:
       return absurd(op)

@@ -8,6 +8,7 @@
  * Must not: grant one write twice, fail over after granting (the grantee may still run it,
  * however late), or fail over from a replica the failure detector still believes up.
  */
+import { ForwardTimeout } from "./failure.ts"
 import type { Out } from "./ready.ts"
 import type * as Chord from "./chord.ts"
 import type { ClientRef, PeerMessage, PutOp } from "./messages.ts"
@@ -91,7 +92,7 @@ export const onCoordinateResponse = (
   // grant: the next replica may run the write (KV-9 holds: no copy can run elsewhere).
   if (
     message.result._tag === "Failed" &&
-    message.result.reason === "NotReplica" &&
+    message.result.error._tag === "NotReplica" &&
     p.granted === undefined &&
     p.attempt + 1 < p.candidates.length
   ) {
@@ -138,10 +139,7 @@ export const onForwardDeadline = (state: State, rid: number, p: ForwardPending, 
     client: p.client,
     result: {
       _tag: "Failed",
-      reason: "Timeout",
-      message:
-        `no replica of the key answered within ${state.config.forwardDeadlineMs} ms ` +
-        `(tried ${p.candidates.join(", ")})`,
+      error: new ForwardTimeout({ withinMs: state.config.forwardDeadlineMs, tried: p.candidates }),
     },
   })
 }

@@ -8,6 +8,7 @@
  * stream), or run under Chord routing, which keeps no membership (node-placement.ts decides;
  * node-chord.ts handles a Chord node's operator intents).
  */
+import { BadRequest } from "./failure.ts"
 import type { Out } from "./ready.ts"
 import { absurd } from "effect/Function"
 import { position } from "./hash.ts"
@@ -212,6 +213,7 @@ export const onOperator = (
     (e) => e.status === "up" || e.status === "joining",
   )
   const ok = (message: string) => respond(state, origin, { _tag: "Done", message }, out)
+  const badRequest = (detail: string) => fail(state, origin, new BadRequest({ detail }), out)
   switch (op._tag) {
     case "Join":
       if (self !== undefined) return ok(`already a member (${self.status})`)
@@ -219,39 +221,23 @@ export const onOperator = (
       return ok("joining: streaming the ranges this node will own, then up")
     case "Leave":
       if (self?.status !== "up") {
-        return fail(
-          state,
-          origin,
-          "BadRequest",
-          `cannot leave: this node is ${self?.status ?? "not a member"}`,
-          out,
-        )
+        return badRequest(`cannot leave: this node is ${self?.status ?? "not a member"}`)
       }
       if (active.length - 1 < state.config.n) {
-        return fail(
-          state,
-          origin,
-          "BadRequest",
+        return badRequest(
           `cannot leave: ${active.length - 1} members would remain, fewer than N=${state.config.n}`,
-          out,
         )
       }
       stepMembership(state, now, { _tag: "LeaveRequested", now }, out)
       return ok("leaving: streaming this node's data to the new owners, then removed")
     case "Remove": {
       const target = Membership.view(state.membership).get(op.node)
-      if (target === undefined)
-        return fail(state, origin, "BadRequest", `no member ${op.node}`, out)
+      if (target === undefined) return badRequest(`no member ${op.node}`)
       if (target.status === "removed") return ok(`${op.node} is already removed`)
-      if (active.length <= 1)
-        return fail(state, origin, "BadRequest", "cannot remove the last member", out)
+      if (active.length <= 1) return badRequest("cannot remove the last member")
       if (active.length - 1 < state.config.n) {
-        return fail(
-          state,
-          origin,
-          "BadRequest",
+        return badRequest(
           `cannot remove ${op.node}: ${active.length - 1} members would remain, fewer than N=${state.config.n}`,
-          out,
         )
       }
       stepMembership(state, now, { _tag: "RemoveRequested", now, node: op.node }, out)

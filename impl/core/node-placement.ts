@@ -15,6 +15,7 @@
  * Must not: send, persist, or decide a request's outcome (beyond failing a request that has
  * fewer replicas than its quorum); run the Chord protocol itself (node-chord.ts does).
  */
+import { TooFewReplicas } from "./failure.ts"
 import type { Out } from "./ready.ts"
 import * as Ring from "./ring.ts"
 import type * as Chord from "./chord.ts"
@@ -295,14 +296,7 @@ export const tooFewReplicas = (
   out: Out,
 ): boolean => {
   if (have >= need) return false
-  fail(
-    state,
-    origin,
-    "QuorumNotMet",
-    `quorum not met: ${have} replica(s) known for this key, fewer than ${which}=${need} ` +
-      "(the ring is still forming?); retry",
-    out,
-  )
+  fail(state, origin, new TooFewReplicas({ which, need, known: have }), out)
   return true
 }
 

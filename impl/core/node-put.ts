@@ -7,6 +7,7 @@
  * Owns: the Put requests in `state.pending`. Must not: mint a forwarded write without its
  * forwarder's grant, run a write this node does not replicate, or reuse a dot (RECLAIM-2).
  */
+import { BadRequest, NotGranted, NotReplica } from "./failure.ts"
 import type { Out } from "./ready.ts"
 import * as Hlc from "./hlc.ts"
 import * as Quorum from "./quorum.ts"
@@ -168,7 +169,7 @@ export const beginWrite = (
     const counted = incremented(state, seen, current, p.op.incr, now)
     if (typeof counted === "string") {
       state.pending.delete(rid)
-      return fail(state, p.origin, "BadRequest", counted, out)
+      return fail(state, p.origin, new BadRequest({ detail: counted }), out)
     }
     state.hlc = Hlc.tick(state.hlc, now)
     p.total = Version.counterTotal(counted)
@@ -323,13 +324,14 @@ export const onCoordinateRequest = (
 ): void => {
   const route = forwardedRoute(state, message.replicas)
   if (route === undefined) {
-    return fail(state, origin, "BadRequest", "Chord routing: no replicas named", out)
+    const detail = "Chord routing: no replicas named"
+    return fail(state, origin, new BadRequest({ detail }), out)
   }
   const replicas = preferred(state, message.op.key, route.placement)
   if (!replicas.includes(state.config.self)) {
     // Our views disagree (membership or the Chord ring changing): refuse rather than mint a
     // stray event.
-    return fail(state, origin, "NotReplica", "forwarded to a node that is not a replica", out)
+    return fail(state, origin, new NotReplica(), out)
   }
   startPut(state, now, origin, message.op, replicas, store, out, route.placement)
 }
@@ -346,13 +348,7 @@ export const onWriteAck = (state: State, rid: number, from: NodeId, out: Out): v
 export const onPutDeadline = (state: State, rid: number, p: PutPending, out: Out): void => {
   state.pending.delete(rid)
   if (p.claim === "Waiting") {
-    return fail(
-      state,
-      p.origin,
-      "Timeout",
-      "the forwarder never granted this replica the write (it went to another replica)",
-      out,
-    )
+    return fail(state, p.origin, new NotGranted(), out)
   }
   failQuorum(state, p.origin, p.phase === "Reading" ? "R" : "W", p.tally, out)
 }

@@ -4,6 +4,7 @@
  * Owns: the Scan requests in `state.pending`. Must not: read more than `scanExamineMax` objects
  * in one step.
  */
+import { BadRequest, ScanIncomplete, ScanMembersDown } from "./failure.ts"
 import type { Out } from "./ready.ts"
 import * as Version from "./version.ts"
 import * as Glob from "./glob.ts"
@@ -73,25 +74,13 @@ export const startScan = (
 ): void => {
   const members = scanMembers(state)
   if (members === undefined) {
-    return fail(
-      state,
-      origin,
-      "BadRequest",
-      "SCAN needs ring routing (Chord nodes keep no member list)",
-      out,
-    )
+    const detail = "SCAN needs ring routing (Chord nodes keep no member list)"
+    return fail(state, origin, new BadRequest({ detail }), out)
   }
   const count = Math.max(1, Math.min(op.count, SCAN_COUNT_MAX))
   const down = members.filter((m) => m !== state.config.self && !believedUp(state, m, now))
   if (down.length >= state.config.n) {
-    return fail(
-      state,
-      origin,
-      "QuorumNotMet",
-      `quorum not met: SCAN needs all but at most N-1=${state.config.n - 1} members, ` +
-        `${down.length} are down (${down.join(", ")})`,
-      out,
-    )
+    return fail(state, origin, new ScanMembersDown({ down, n: state.config.n }), out)
   }
   const rid = state.nextRid++
   const asked = members.filter((m) => !down.includes(m))
@@ -169,12 +158,6 @@ export const onScanRequest = (
 export const onScanDeadline = (state: State, rid: number, p: ScanPending, out: Out): void => {
   state.pending.delete(rid)
   const silent = p.asked.filter((m) => !p.answers.has(m))
-  fail(
-    state,
-    p.origin,
-    "QuorumNotMet",
-    `quorum not met: SCAN heard from ${p.answers.size} of ${p.asked.length} members ` +
-      `(no answer from ${silent.join(", ")})`,
-    out,
-  )
+  const failure = { answered: p.answers.size, asked: p.asked.length, silent }
+  fail(state, p.origin, new ScanIncomplete(failure), out)
 }

@@ -10,7 +10,8 @@
  */
 import type { Out } from "./ready.ts"
 import type { NodeId } from "./ids.ts"
-import type { KeyOp, ClientRef, ClientResult, FailureReason, Previous, PutOp } from "./messages.ts"
+import type { KeyOp, ClientRef, ClientResult, Previous, PutOp } from "./messages.ts"
+import { QuorumNotMet, type RequestError } from "./failure.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
 import type * as Chord from "./chord.ts"
 import type * as Membership from "./membership.ts"
@@ -374,13 +375,8 @@ export const respond = (state: State, origin: Origin, result: ClientResult, out:
   if (result._tag === "Failed") state.stats.failures++
 }
 
-export const fail = (
-  state: State,
-  origin: Origin,
-  reason: FailureReason,
-  message: string,
-  out: Out,
-): void => respond(state, origin, { _tag: "Failed", reason, message }, out)
+export const fail = (state: State, origin: Origin, error: RequestError, out: Out): void =>
+  respond(state, origin, { _tag: "Failed", error }, out)
 
 export const failQuorum = (
   state: State,
@@ -392,8 +388,12 @@ export const failQuorum = (
   fail(
     state,
     origin,
-    "QuorumNotMet",
-    `quorum not met: ${tally.ok.length} of ${tally.need} required replicas answered ` +
-      `(${which}=${tally.need}, N=${tally.asked.length}) within ${state.config.requestTimeoutMs} ms`,
+    new QuorumNotMet({
+      which,
+      answered: tally.ok.length,
+      need: tally.need,
+      asked: tally.asked.length,
+      withinMs: state.config.requestTimeoutMs,
+    }),
     out,
   )

@@ -46,6 +46,7 @@
  *
  * Invariants kept: KV-1..KV-9 (spec/invariants.md), and the node-side CHORD-7/8 (spec/chord.md).
  */
+import { BadRequest, Minority, Overloaded, Starting } from "./failure.ts"
 import { Out, type Ready } from "./ready.ts"
 import { absurd } from "effect/Function"
 import * as Membership from "./membership.ts"
@@ -234,13 +235,7 @@ const serving = (state: State): boolean =>
     (!state.config.joining || Membership.heard(state.membership)))
 
 const failStarting = (state: State, origin: Origin, out: Out): void =>
-  fail(
-    state,
-    origin,
-    "Unavailable",
-    "this node is starting and waits to hear from a peer before it serves; retry",
-    out,
-  )
+  fail(state, origin, new Starting(), out)
 
 const validate = (state: State, op: KeyOp): string | undefined => {
   const n = state.config.n
@@ -263,9 +258,9 @@ const onClientRequested = (
   if (!serving(state)) return failStarting(state, origin, out)
   if (op._tag === "Scan") return startScan(state, now, origin, op, store, out)
   const invalid = validate(state, op)
-  if (invalid !== undefined) return fail(state, origin, "BadRequest", invalid, out)
+  if (invalid !== undefined) return fail(state, origin, new BadRequest({ detail: invalid }), out)
   if (state.pending.size + lookupsPending(state) >= state.config.maxPending) {
-    return fail(state, origin, "Overloaded", "too many requests in flight; retry later", out)
+    return fail(state, origin, new Overloaded({ limit: state.config.maxPending }), out)
   }
   const r = route(state, now, origin, op, store, out)
   if (r !== undefined) runKeyOp(state, now, origin, op, r, store, out)
@@ -287,14 +282,7 @@ const runKeyOp = (
   if (op._tag === "Get") return startGet(state, now, origin, op, store, out, r.placement)
   if (state.config.mode === "cp" && !seesMajority(state, now)) {
     const up = 1 + state.peers.filter((p) => believedUp(state, p, now)).length
-    return fail(
-      state,
-      origin,
-      "Unavailable",
-      `CP mode: this node sees ${up} of ${state.peers.length + 1} members; ` +
-        "writes need a majority (partitioned minority)",
-      out,
-    )
+    return fail(state, origin, new Minority({ sees: up, members: state.peers.length + 1 }), out)
   }
   const replicas = preferred(state, op.key, r.placement)
   if (replicas.includes(state.config.self)) {

@@ -41,6 +41,7 @@
  * clients' operations. Budgets are kept beside the hash: a state reached again with no more of
  * any budget than before is not explored again.
  */
+import { ConnectionRefused } from "../core/failure.ts"
 import { createHash } from "node:crypto"
 import type { Outbound, Ready, StoreWrite } from "../core/executor.ts"
 import type { NodeId } from "../core/ids.ts"
@@ -709,7 +710,7 @@ export const describeResult: (r: ClientResult) => string = ClientResult.$match({
   PutOk: (r) => `PutOk dot=${r.dot[0]}:${r.dot[1]}`,
   ScanOk: (r) => `ScanOk ${r.keys.length} keys`,
   PutSkipped: () => "PutSkipped",
-  Failed: (r) => `Failed ${r.reason} (${r.message})`,
+  Failed: (r) => `Failed ${r.error._tag} (${r.error.message})`,
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -1376,8 +1377,7 @@ export class Explorer {
             n.ops[next.id] = invoking
             n.complete(next.id, {
               _tag: "Failed",
-              reason: "Unavailable",
-              message: `connection refused: ${at.id} is down`,
+              error: new ConnectionRefused({ node: at.id }),
             })
           },
         )

@@ -24,13 +24,14 @@
  * owed, then the connection is closed; nobody else is affected. A client that goes away mid
  * command is forgotten: its late results are dropped.
  */
+import { kindOf } from "../core/failure.ts"
 import * as net from "node:net"
 import { Effect, Match, type Scope } from "effect"
 import { NodeId } from "../core/ids.ts"
 import {
   type ClientOp,
   type ClientResult,
-  type FailureReason,
+  type FailureKind,
   type OperatorOp,
   type PutOp,
   SCAN_COUNT_MAX,
@@ -128,12 +129,12 @@ export const make = (options: RespServerOptions): Effect.Effect<RespServer, Erro
 // Replies from machine results
 
 /**
- * The RESP error code of each failure reason, matched exhaustively: a new reason does not
- * compile until it has a code. QuorumNotMet messages start "quorum not met: …" (node-state.ts
- * failQuorum and its kin), as Redis clients and docs/clients.md expect after ERR; NotReplica
- * wrote nothing, and Redis's TRYAGAIN tells clients to retry.
+ * The RESP error code of each kind of failure (impl/core/failure.ts `kindOf`), matched
+ * exhaustively: a new kind does not compile until it has a code. QuorumNotMet messages start
+ * "quorum not met: …" (failure.ts), as Redis clients and docs/clients.md expect after ERR;
+ * NotReplica wrote nothing, and Redis's TRYAGAIN tells clients to retry.
  */
-const failureCode: (reason: FailureReason) => string = Match.type<FailureReason>().pipe(
+const failureCode: (kind: FailureKind) => string = Match.type<FailureKind>().pipe(
   Match.when("QuorumNotMet", () => "ERR"),
   Match.when("NotReplica", () => "TRYAGAIN"),
   Match.when("Timeout", () => "TIMEOUT"),
@@ -144,7 +145,7 @@ const failureCode: (reason: FailureReason) => string = Match.type<FailureReason>
 )
 
 const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply =>
-  Resp.error(`${failureCode(result.reason)} ${result.message}`)
+  Resp.error(`${failureCode(kindOf(result.error))} ${result.error.message}`)
 
 /**
  * The value a plain GET returns: the resolved sibling, null for none, a tombstone or an expired

@@ -36,6 +36,7 @@
  *
  * Deliberately not here: wall-clock time, threads, real I/O.
  */
+import { NodeDown } from "../core/failure.ts"
 import { Queue } from "./queue.ts"
 import { position } from "../core/hash.ts"
 import type { NodeId } from "../core/ids.ts"
@@ -477,7 +478,7 @@ export class Simulation {
     this.history.push(operation)
     const node = this.node(id)
     if (node.state === undefined) {
-      operation.result = { _tag: "Failed", reason: "Timeout", message: `node ${id} is down` }
+      operation.result = { _tag: "Failed", error: new NodeDown({ node: id }) }
       operation.completedAt = this.now
       return operation
     }

@@ -27,6 +27,7 @@ import {
   SCAN_COUNT_MAX,
 } from "../core/messages.ts"
 import type { Clock, Entry, Obj, Sibling } from "../core/version.ts"
+import { RequestErrorSchema } from "../core/failure.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Identifiers and numbers
@@ -99,15 +100,6 @@ const PreviousSchema = Schema.Struct({
   exp: Schema.optional(Schema.NonNegativeInt),
 })
 
-export const FailureReasonSchema = Schema.Literal(
-  "QuorumNotMet",
-  "Timeout",
-  "Overloaded",
-  "BadRequest",
-  "Unavailable",
-  "NotReplica",
-)
-
 export const ClientResultSchema = Schema.Union(
   Schema.Struct({ _tag: Schema.Literal("Done"), message: Schema.String }),
   Schema.Struct({ _tag: Schema.Literal("GetOk"), obj: ObjSchema }),
@@ -125,11 +117,9 @@ export const ClientResultSchema = Schema.Union(
     keys: Schema.Array(Schema.String),
     next: Schema.NullOr(Schema.String),
   }),
-  Schema.Struct({
-    _tag: Schema.Literal("Failed"),
-    reason: FailureReasonSchema,
-    message: Schema.String,
-  }),
+  // A failure decodes into its class (impl/core/failure.ts); it encodes as its fields and tag,
+  // which is also what JSON.stringify writes of it.
+  Schema.Struct({ _tag: Schema.Literal("Failed"), error: RequestErrorSchema }),
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -385,7 +375,12 @@ const _checkObj: Schema.Schema<Obj, Obj> = ObjSchema
 const _checkClock: Schema.Schema<Clock, Clock> = ClockSchema
 const _checkGetOp: Schema.Schema<GetOp, GetOp> = GetOpSchema
 const _checkPutOp: Schema.Schema<PutOp, PutOp> = PutOpSchema
-const _checkClientResult: Schema.Schema<ClientResult, ClientResult> = ClientResultSchema
+// A failure's Type is its class, its Encoded the class's fields and tag: every instance is one.
+const _checkClientResult: Schema.Schema<ClientResult, any> = ClientResultSchema
+const _encodedClientResult: EncodesAsItself<
+  ClientResult,
+  Schema.Schema.Encoded<typeof ClientResultSchema>
+> = true
 // NodeId is a brand, a refinement without a transformation: its Encoded is the plain string.
 const _checkMemberEntry: Schema.Schema<Membership.Entry, any> = MemberEntrySchema
 const _checkGossip: Schema.Schema<Membership.Message, any> = GossipMessageSchema
@@ -406,6 +401,7 @@ export type Checks = [
   typeof _checkGetOp,
   typeof _checkPutOp,
   typeof _checkClientResult,
+  typeof _encodedClientResult,
   typeof _checkMemberEntry,
   typeof _checkGossip,
   typeof _checkPeerMessage,

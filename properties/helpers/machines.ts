@@ -19,6 +19,7 @@
  * `Cluster` is the surface the model suites drive, which the simulator (impl/sim/sim.ts) has
  * too, so that one suite runs its commands on either layer.
  */
+import { NodeDown } from "../../impl/core/failure.ts"
 import fc from "fast-check"
 import * as Executor from "../../impl/core/executor.ts"
 import * as Hlc from "../../impl/core/hlc.ts"
@@ -250,7 +251,7 @@ export class Machines implements Cluster {
     this.history.push(operation)
     const m = this.machine(id)
     if (m.state === undefined) {
-      operation.result = { _tag: "Failed", reason: "Timeout", message: `node ${id} is down` }
+      operation.result = { _tag: "Failed", error: new NodeDown({ node: id }) }
       operation.completedAt = this.now
       return operation
     }
