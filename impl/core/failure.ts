@@ -16,6 +16,7 @@
  * Owns: the failure vocabulary. Must not: decide when a request fails (the machines do).
  */
 import { Match, Schema } from "effect"
+import type * as Quorum from "./quorum.ts"
 
 const Count = Schema.NonNegativeInt
 const Nodes = Schema.Array(Schema.String)
@@ -36,6 +37,20 @@ export class QuorumNotMet extends Schema.TaggedError<QuorumNotMet>()("QuorumNotM
     )
   }
 }
+
+/** The failure of a request whose `tally` did not reach its quorum within `withinMs`. */
+export const quorumNotMet = (
+  which: "R" | "W",
+  tally: Quorum.Tally,
+  withinMs: number,
+): QuorumNotMet =>
+  new QuorumNotMet({
+    which,
+    answered: tally.ok.length,
+    need: tally.need,
+    asked: tally.asked.length,
+    withinMs,
+  })
 
 /** Fewer replicas are known for the key than the request's R or W (a ring still forming). */
 export class TooFewReplicas extends Schema.TaggedError<TooFewReplicas>()("TooFewReplicas", {

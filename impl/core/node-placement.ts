@@ -21,7 +21,6 @@ import * as Ring from "./ring.ts"
 import type * as Chord from "./chord.ts"
 import * as Membership from "./membership.ts"
 import * as Merkle from "./merkle.ts"
-import type * as Version from "./version.ts"
 import type { ClientRef, KeyOp, OperatorOp, StoreView } from "./messages.ts"
 import type { NodeId } from "./ids.ts"
 import {
@@ -299,7 +298,3 @@ export const tooFewReplicas = (
   fail(state, origin, new TooFewReplicas({ which, need, known: have }), out)
   return true
 }
-
-/** A substitute that holds nothing for the key knows nothing about it: not a quorum member. */
-export const counts = (substitutes: ReadonlySet<NodeId>, from: NodeId, obj: Version.Obj): boolean =>
-  !substitutes.has(from) || obj.entries.length > 0

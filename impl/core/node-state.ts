@@ -10,14 +10,15 @@
  */
 import type { Out } from "./ready.ts"
 import type { NodeId } from "./ids.ts"
-import type { KeyOp, ClientRef, ClientResult, Previous, PutOp } from "./messages.ts"
-import { QuorumNotMet, type RequestError } from "./failure.ts"
+import type { KeyOp, ClientRef, ClientResult, PutOp } from "./messages.ts"
+import type { RequestError } from "./failure.ts"
 import type * as AntiEntropy from "./anti-entropy.ts"
 import type * as Chord from "./chord.ts"
 import type * as Membership from "./membership.ts"
 import type * as Merkle from "./merkle.ts"
+import type * as Get from "./get-coordinator.ts"
 import * as Phi from "./phi.ts"
-import type * as Quorum from "./quorum.ts"
+import type * as Put from "./put-coordinator.ts"
 import type * as Ring from "./ring.ts"
 import type * as Rng from "./rng.ts"
 import * as Version from "./version.ts"
@@ -27,17 +28,10 @@ export type Origin =
   | { readonly _tag: "Client"; readonly client: ClientRef }
   | { readonly _tag: "Peer"; readonly node: NodeId; readonly rid: number }
 
-export interface GetPending {
+/** A GET in flight: its coordinator's request (get-coordinator.ts) and who asked. */
+export interface GetPending extends Get.GetRequest {
   readonly _tag: "Get"
   readonly origin: Origin
-  readonly key: string
-  tally: Quorum.Tally
-  readonly responses: Map<NodeId, Version.Obj>
-  replied: boolean
-  /** Sloppy substitutes asked: they answer from their hints and are never read-repaired. */
-  readonly substitutes: ReadonlySet<NodeId>
-  /** When the read began (its read repairs carry it as their age, RECLAIM-1). */
-  readonly since: number
 }
 
 /**
@@ -46,38 +40,11 @@ export interface GetPending {
  */
 export type Placement = ReadonlyArray<NodeId> | undefined
 
-export interface PutPending {
+/** A PUT in flight: its coordinator's request (put-coordinator.ts), who asked, and where. */
+export interface PutPending extends Put.PutRequest {
   readonly _tag: "Put"
   readonly origin: Origin
-  readonly op: PutOp
-  /** The preferred replicas (the read phase asks them). */
-  readonly replicas: ReadonlyArray<NodeId>
-  /** Where the copies go (sloppy substitutes included), fixed when the write phase begins. */
-  targets: ReadonlyArray<Target>
-  readonly w: number
-  /** Reading: learning the context a plain write supersedes. Writing: waiting for W acks. */
-  phase: "Reading" | "Writing"
-  tally: Quorum.Tally
-  readonly responses: Map<NodeId, Version.Obj>
-  /** Sloppy substitutes asked in the read phase (an empty answer from one does not count). */
-  readonly substitutes: ReadonlySet<NodeId>
-  /** AP: the nodes believed up when the read phase began; once all answered, write anyway. */
-  readonly waitFor: ReadonlyArray<NodeId>
-  written: Version.Obj
-  /** The write superseded a live value (for DEL's count). */
-  existed: boolean
-  /** The live value the coordinator resolved when it minted (SET … GET, GETDEL). */
-  previous?: Previous | undefined
-  /** A counter's total after an increment (INCR's reply). */
-  total?: string | undefined
   readonly placement: Placement
-  /** The read phase is over (a plain write learnt its context, or the write had one). */
-  readDone: boolean
-  /**
-   * A forwarded write runs only once its forwarder granted this coordinator the right to run it
-   * (KV-9): `Waiting` until the grant arrives. Writes from this node's own clients: `Granted`.
-   */
-  claim: "Waiting" | "Granted"
 }
 
 export interface ForwardPending {
@@ -302,10 +269,7 @@ export interface TreeBuild {
 }
 
 /** Where one copy of a key goes: a preferred replica, or a substitute holding a hint for one. */
-export interface Target {
-  readonly node: NodeId
-  readonly hintFor: NodeId | undefined
-}
+export type Target = Put.Target
 
 /** Apply the key's policy to an object: lww keeps the latest sibling only. */
 export const reconcile = (state: State, key: string, obj: Version.Obj): Version.Obj =>
@@ -377,23 +341,3 @@ export const respond = (state: State, origin: Origin, result: ClientResult, out:
 
 export const fail = (state: State, origin: Origin, error: RequestError, out: Out): void =>
   respond(state, origin, { _tag: "Failed", error }, out)
-
-export const failQuorum = (
-  state: State,
-  origin: Origin,
-  which: "R" | "W",
-  tally: Quorum.Tally,
-  out: Out,
-): void =>
-  fail(
-    state,
-    origin,
-    new QuorumNotMet({
-      which,
-      answered: tally.ok.length,
-      need: tally.need,
-      asked: tally.asked.length,
-      withinMs: state.config.requestTimeoutMs,
-    }),
-    out,
-  )

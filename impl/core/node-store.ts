@@ -69,8 +69,11 @@ export const drop = (
   wrote(state, store, key, before !== undefined && Version.equals(before, obj) ? undefined : before)
 }
 
-/** The object `key` will hold once the step's writes so far have run. */
-const current = (state: State, store: StoreView, key: string): Version.Obj | undefined =>
+/**
+ * The object `key` will hold once the step's writes so far have run: what a coordinator that
+ * mints over the local object must read (the store view shows a step's writes only after it).
+ */
+export const current = (state: State, store: StoreView, key: string): Version.Obj | undefined =>
   state.written.has(key) ? state.written.get(key) : store.get(key)
 
 /**

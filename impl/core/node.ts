@@ -110,15 +110,8 @@ import {
   type Route,
 } from "./node-placement.ts"
 import { onScanDeadline, onScanRequest, onScanResponse, startScan } from "./node-scan.ts"
-import { onGetDeadline, onGetRead, startGet } from "./node-get.ts"
-import {
-  onCoordinateRequest,
-  onGrant,
-  onPutDeadline,
-  onPutRead,
-  onWriteAck,
-  startPut,
-} from "./node-put.ts"
+import { startGet, stepGet } from "./node-get.ts"
+import { onCoordinateRequest, onGrant, onWriteAck, startPut, stepPut } from "./node-put.ts"
 import {
   forward,
   onClaim,
@@ -345,7 +338,7 @@ const onMessage = (
     case "ReadResponse":
       return onReadResponse(state, now, message.rid, from, message.obj, store, out)
     case "WriteAck":
-      return onWriteAck(state, message.rid, from, out)
+      return onWriteAck(state, now, message.rid, from, store, out)
     case "Chord":
       return onChordMessage(state, now, from, message.message, store, out)
     case "CoordinateRequest": {
@@ -383,9 +376,9 @@ const onReadResponse = (
     case "Reap":
       return onReapAnswer(state, now, rid, p, from, obj, store, out)
     case "Put":
-      return onPutRead(state, now, rid, p, from, obj, store, out)
+      return stepPut(state, now, rid, p, { _tag: "Read", from, obj }, store, out)
     case "Get":
-      return onGetRead(state, now, rid, p, from, obj, store, out)
+      return stepGet(state, now, rid, p, { _tag: "Read", from, obj }, store, out)
     case "Forward":
     case "Scan":
       return // they read nothing: a stray answer whose rid now names another request
@@ -424,9 +417,9 @@ const onTimer = (
     case "Forward":
       return onForwardDeadline(state, rid, p, out)
     case "Get":
-      return onGetDeadline(state, now, rid, p, store, out)
+      return stepGet(state, now, rid, p, { _tag: "Deadline" }, store, out)
     case "Put":
-      return onPutDeadline(state, rid, p, out)
+      return stepPut(state, now, rid, p, { _tag: "Deadline" }, store, out)
     default:
       return absurd(p)
   }
