@@ -231,10 +231,7 @@ export const layerMemory = (
 // The node
 
 /** What the node around the driver decides: its log, its exits, and the machine's overrides. */
-export type NodeHooks = Pick<
-  DriverOptions,
-  "log" | "onFatal" | "onRemoved" | "onMembership" | "unsafeReleaseBeforeDurable"
-> & {
+export type NodeHooks = Pick<DriverOptions, "log" | "onFatal" | "onRemoved" | "onMembership"> & {
   /** Overrides of the machine's configuration (negative controls such as unsafeFailover). */
   readonly machine?: Partial<Node.Config>
 }
@@ -273,7 +270,6 @@ export const startNode = (
       onFatal: hooks.onFatal,
       onRemoved: hooks.onRemoved,
       onMembership: hooks.onMembership,
-      unsafeReleaseBeforeDurable: hooks.unsafeReleaseBeforeDurable,
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => driver.stop()))
     transport = yield* peers.open((from, message) => driver.receive(from, message))
