@@ -20,6 +20,7 @@ import * as Version from "../impl/core/version.ts"
 import * as Config from "../impl/node/config.ts"
 import type { Log } from "../impl/node/log.ts"
 import * as RespServer from "../impl/node/resp-server.ts"
+import * as Runtime from "../impl/node/runtime.ts"
 import { params, replaying } from "./helpers/fc.ts"
 
 const KEYS = ["a", "b", "c"]
@@ -155,6 +156,7 @@ const withServer = async <A>(
         const server = yield* RespServer.make({
           config: config.right,
           log: silentLog,
+          clock: Runtime.systemClock,
           submit: machine.submit,
           operator: () => {},
           status: () => ({}),

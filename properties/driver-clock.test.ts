@@ -31,8 +31,10 @@
  *      of its own (a trap on Date.now, setTimeout and setInterval while a driver steps, and a
  *      look at its source).
  *
- * Negative control: the driver's test-only `unsafeReleaseBeforeDurable` (every write counts as
- * durable when issued) fails (a) at the first write that is followed by a send.
+ * Negative control: the same correct driver over a store that acknowledges every write as durable
+ * the moment it is issued (`acknowledgedAtOnce`, a `Store` layer of this test: it answers
+ * "already durable" while the write is still pending on the gated LMDB store) fails (a) at the
+ * first write that is followed by a send.
  */
 import assert from "node:assert/strict"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -199,6 +201,26 @@ const gated = (inner: Store.StoreShape, view: NodeView, counts: Counts): Store.S
   }
 }
 
+/**
+ * A store that lies about durability: every write answers "already durable" (undefined) at once,
+ * while underneath it is still pending until the schedule makes it durable. A correct driver
+ * over it releases sends and replies before the writes they follow are durable (breaks KV-1).
+ */
+const acknowledgedAtOnce = (inner: Store.StoreShape): Store.StoreShape => {
+  const atOnce = (durable: Store.Durable): Store.Durable => {
+    durable?.catch(() => {})
+    return undefined
+  }
+  return {
+    ...inner,
+    put: (key, obj) => atOnce(inner.put(key, obj)),
+    remove: (key) => atOnce(inner.remove(key)),
+    drop: (key, obj) => atOnce(inner.drop(key, obj)),
+    putHint: (owner, key, obj) => atOnce(inner.putHint(owner, key, obj)),
+    dropHint: (owner, key, obj) => atOnce(inner.dropHint(owner, key, obj)),
+  }
+}
+
 const quietLog: Log = { info: () => {}, warn: () => {}, error: () => {} }
 
 /** Let promise callbacks (the driver's releases after a write is durable) run. */
@@ -289,7 +311,8 @@ const zero = (): Counts => ({
 
 interface Options {
   readonly replication?: Replication
-  readonly unsafeReleaseBeforeDurable?: boolean
+  /** Negative control: the store acknowledges every write as durable at once (`acknowledgedAtOnce`). */
+  readonly acknowledgedAtOnce?: boolean
 }
 
 interface Acked {
@@ -451,7 +474,10 @@ const runSchedule = (
   const storeLayer = (i: number): Layer.Layer<Store.Store, Error> =>
     Layer.effect(
       Store.Store,
-      Effect.map(Store.Store, (inner) => gated(inner, views[i]!, counts)),
+      Effect.map(Store.Store, (inner) => {
+        const store = gated(inner, views[i]!, counts)
+        return options.acknowledgedAtOnce === true ? acknowledgedAtOnce(store) : store
+      }),
     ).pipe(Layer.provide(Store.layerLmdb(views[i]!.dataDir)))
 
   /** The oldest `count` pending writes of node i become durable, in order. */
@@ -495,7 +521,6 @@ const runSchedule = (
       )
       const node = yield* Runtime.startNode({
         log: quietLog,
-        unsafeReleaseBeforeDurable: options.unsafeReleaseBeforeDurable === true,
         onFatal: (reason) => violate(`${ids[i]} stopped: ${reason}`),
         onRemoved: () => violate(`${ids[i]} was removed`),
       }).pipe(Effect.provide(context))
@@ -659,13 +684,13 @@ test("KV-1: the driver's source reads no clock and sets no timer but the NodeClo
   }
 })
 
-test("KV-1: negative control: a driver that releases sends before writes are durable (unsafeReleaseBeforeDurable) fails (a) at its first coordinated write", async () => {
+test("KV-1: negative control: the driver over a store that acknowledges writes as durable before they are (acknowledgedAtOnce) fails (a) at its first coordinated write", async () => {
   const steps: ReadonlyArray<Step> = [
     { _tag: "Set", node: 0, key: 0 },
     { _tag: "DeliverAll" },
     { _tag: "DeliverAll" },
   ]
-  const violations = await runSchedule(steps, zero(), { unsafeReleaseBeforeDurable: true })
+  const violations = await runSchedule(steps, zero(), { acknowledgedAtOnce: true })
   assert.equal(
     violations[0],
     "n0 released Send WriteRequest to n1 inside a step while 1 earlier write(s) were not durable (put a)",
@@ -680,7 +705,7 @@ test("KV-1: negative control: a driver that releases sends before writes are dur
   // The property itself finds it too.
   const out = await fc.check(
     fc.asyncProperty(scheduleArb, async (s) => {
-      const found = await runSchedule(s, zero(), { unsafeReleaseBeforeDurable: true })
+      const found = await runSchedule(s, zero(), { acknowledgedAtOnce: true })
       assert.deepEqual(found, [])
     }),
     { ...params(25), endOnFailure: true, reporter: undefined },

@@ -65,12 +65,6 @@ export interface DriverOptions {
     members: ReadonlyArray<Membership.Entry>,
     previous: ReadonlyArray<Membership.Entry>,
   ) => void
-  /**
-   * Test-only negative control (properties/driver-clock.test.ts), never set by a real node:
-   * treat every store write as durable the moment it is issued, so that sends and replies
-   * leave before the writes they follow are durable (breaks KV-1).
-   */
-  readonly unsafeReleaseBeforeDurable?: boolean | undefined
 }
 
 export interface DriverStats {
@@ -86,7 +80,6 @@ export class Driver {
   private readonly store: StoreShape
   private readonly clock: ClockShape
   private readonly tickMs: number
-  private readonly unsafeReleaseBeforeDurable: boolean
   private readonly storeView: StoreView
   private readonly log: Log
   private readonly send: DriverOptions["send"]
@@ -109,7 +102,6 @@ export class Driver {
     this.store = options.store
     this.clock = options.clock
     this.tickMs = options.tickMs
-    this.unsafeReleaseBeforeDurable = options.unsafeReleaseBeforeDurable === true
     this.storeView = {
       get: options.store.get,
       hint: options.store.hint,
@@ -257,10 +249,6 @@ export class Driver {
       }
     })()
     if (durable === undefined) return undefined
-    if (this.unsafeReleaseBeforeDurable) {
-      durable.catch(() => {})
-      return undefined
-    }
     return (ok, failed) => durable.then(ok, failed)
   }
 

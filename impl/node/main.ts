@@ -95,6 +95,7 @@ const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
     const resp = yield* RespServer.make({
       config,
       log,
+      clock: yield* Runtime.NodeClock,
       submit: (op, onResult) => driver.submit(op, onResult),
       operator: (op, onResult) => driver.operator(op, onResult),
       info: () => infoSections(config, driver, peers, store),

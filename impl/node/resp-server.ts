@@ -20,6 +20,9 @@
  * submits every operation on arrival, as it once did, and a pipelined GET may miss the SET sent
  * just before it. Never in production.
  *
+ * Time (relative expiries, TTLs, expiry of the values read, INFO's uptime) is the node clock's
+ * (`RespServerOptions.clock`, the `NodeClock` service of impl/node/runtime.ts).
+ *
  * Errors: a malformed request stream gets `-ERR Protocol error: …` after the replies already
  * owed, then the connection is closed; nobody else is affected. A client that goes away mid
  * command is forgotten: its late results are dropped.
@@ -41,10 +44,16 @@ import * as Context from "../wire/context.ts"
 import * as Resp from "../wire/resp.ts"
 import { type Address, type Config, MiB, showAddress } from "./config.ts"
 import type { Log } from "./log.ts"
+import type { ClockShape } from "./runtime.ts"
 
 export interface RespServerOptions {
   readonly config: Config
   readonly log: Log
+  /**
+   * The node clock (the `NodeClock` service, impl/node/runtime.ts): expiries, TTLs, values read
+   * at now, INFO's uptime.
+   */
+  readonly clock: ClockShape
   /** Run a client operation on the machine; the callback receives its one result. */
   readonly submit: (op: ClientOp, onResult: (result: ClientResult) => void) => void
   /** Run an operator intent (DHT.JOIN, DHT.LEAVE, DHT.REMOVE). */
@@ -146,12 +155,6 @@ const failureCode: (kind: FailureKind) => string = Match.type<FailureKind>().pip
 
 const failureReply = (result: ClientResult & { _tag: "Failed" }): Resp.Reply =>
   Resp.error(`${failureCode(kindOf(result.error))} ${result.error.message}`)
-
-/**
- * The value a plain GET returns: the resolved sibling, null for none, a tombstone or an expired
- * value. Expiry is judged by this node's clock when the result arrives (EXP-1).
- */
-const plainValue = (obj: Version.Obj): string | null => Version.readValueAt(obj, Date.now())
 
 const notInteger = Resp.error("ERR value is not an integer or out of range")
 
@@ -263,6 +266,7 @@ const globToRegExp = (pattern: string): RegExp => {
 class RespServerImpl implements RespServer {
   private readonly config: Config
   private readonly log: Log
+  private readonly clock: ClockShape
   private readonly submit: RespServerOptions["submit"]
   private readonly operator: RespServerOptions["operator"]
   private readonly info: RespServerOptions["info"]
@@ -271,7 +275,7 @@ class RespServerImpl implements RespServer {
   private readonly connections = new Set<Connection>()
   private readonly commands: ReadonlyMap<string, Spec>
   private readonly limits: Partial<Resp.Limits>
-  private readonly startedAt = Date.now()
+  private readonly startedAt: number
   private nextConnectionId = 1
   private closed = false
   /** DHT_UNSAFE_UNORDERED=1: submit on arrival, breaking CONN-1 (negative control only). */
@@ -287,6 +291,8 @@ class RespServerImpl implements RespServer {
   constructor(options: RespServerOptions) {
     this.config = options.config
     this.log = options.log
+    this.clock = options.clock
+    this.startedAt = options.clock.now()
     this.submit = options.submit
     this.operator = options.operator
     this.info = options.info
@@ -326,6 +332,14 @@ class RespServerImpl implements RespServer {
 
   stats(): Readonly<RespServerStats> {
     return { ...this.counters }
+  }
+
+  /**
+   * The value a plain GET returns: the resolved sibling, null for none, a tombstone or an
+   * expired value. Expiry is judged by this node's clock when the result arrives (EXP-1).
+   */
+  private plainValue(obj: Version.Obj): string | null {
+    return Version.readValueAt(obj, this.clock.now())
   }
 
   close(): Promise<void> {
@@ -677,7 +691,7 @@ class RespServerImpl implements RespServer {
 
   private get(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
     return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) =>
-      result?._tag === "GetOk" ? Resp.bulkString(plainValue(result.obj)) : Resp.nullBulkString,
+      result?._tag === "GetOk" ? Resp.bulkString(this.plainValue(result.obj)) : Resp.nullBulkString,
     )
   }
 
@@ -689,7 +703,7 @@ class RespServerImpl implements RespServer {
     const value = args[2]!
     const tooLarge = this.tooLarge(value)
     if (tooLarge !== undefined) return tooLarge
-    const options = parseSetOptions(args.slice(3), Date.now())
+    const options = parseSetOptions(args.slice(3), this.clock.now())
     if ("_tag" in options) return options
     const op: PutOp = {
       ...(put(args[1]!, value) as PutOp),
@@ -845,7 +859,10 @@ class RespServerImpl implements RespServer {
     if (n <= 0) return Resp.error(`ERR invalid expire time in '${args[0]!.toLowerCase()}' command`)
     const tooLarge = this.tooLarge(args[3]!)
     if (tooLarge !== undefined) return tooLarge
-    const op: PutOp = { ...(put(args[1]!, args[3]!) as PutOp), exp: expiryMs(unit, n, Date.now()) }
+    const op: PutOp = {
+      ...(put(args[1]!, args[3]!) as PutOp),
+      exp: expiryMs(unit, n, this.clock.now()),
+    }
     return this.runAll(conn, slot, [op], () => Resp.ok)
   }
 
@@ -866,7 +883,7 @@ class RespServerImpl implements RespServer {
       const n = parseInteger(args[3]!)
       if (n === undefined) return notInteger
       if (n <= 0) return Resp.error("ERR invalid expire time in 'getex' command")
-      exp = expiryMs(option, n, Date.now())
+      exp = expiryMs(option, n, this.clock.now())
     } else return Resp.error("ERR syntax error")
     const op: PutOp = {
       ...(put(key, null) as PutOp),
@@ -895,7 +912,7 @@ class RespServerImpl implements RespServer {
     }
     const n = parseInteger(args[2]!)
     if (n === undefined) return notInteger
-    const now = Date.now()
+    const now = this.clock.now()
     const exp = expiryMs(unit, n, now)
     const op: PutOp =
       exp <= now
@@ -925,7 +942,7 @@ class RespServerImpl implements RespServer {
     unitMs: number,
   ): undefined {
     return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) => {
-      const now = Date.now()
+      const now = this.clock.now()
       const current = result?._tag === "GetOk" ? Version.readAt(result.obj, now) : undefined
       if (current === undefined) return Resp.integer(-2)
       const exp = current.sibling.exp
@@ -956,14 +973,14 @@ class RespServerImpl implements RespServer {
 
   private strlen(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
     return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) =>
-      Resp.integer(result?._tag === "GetOk" ? (plainValue(result.obj)?.length ?? 0) : 0),
+      Resp.integer(result?._tag === "GetOk" ? (this.plainValue(result.obj)?.length ?? 0) : 0),
     )
   }
 
   private type(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
     return this.runAll(conn, slot, [{ _tag: "Get", key: args[1]! }], ([result]) =>
       Resp.simpleString(
-        result?._tag === "GetOk" && plainValue(result.obj) !== null ? "string" : "none",
+        result?._tag === "GetOk" && this.plainValue(result.obj) !== null ? "string" : "none",
       ),
     )
   }
@@ -978,7 +995,9 @@ class RespServerImpl implements RespServer {
   private exists(conn: Connection, args: ReadonlyArray<string>, slot: Slot): undefined {
     const ops: Array<ClientOp> = args.slice(1).map((key) => ({ _tag: "Get", key }))
     return this.runAll(conn, slot, ops, (results) =>
-      Resp.integer(results.filter((r) => r._tag === "GetOk" && plainValue(r.obj) !== null).length),
+      Resp.integer(
+        results.filter((r) => r._tag === "GetOk" && this.plainValue(r.obj) !== null).length,
+      ),
     )
   }
 
@@ -987,7 +1006,7 @@ class RespServerImpl implements RespServer {
     return this.runAll(conn, slot, ops, (results) =>
       Resp.array(
         results.map((r) =>
-          r._tag === "GetOk" ? Resp.bulkString(plainValue(r.obj)) : Resp.nullBulkString,
+          r._tag === "GetOk" ? Resp.bulkString(this.plainValue(r.obj)) : Resp.nullBulkString,
         ),
       ),
     )
@@ -1054,7 +1073,7 @@ class RespServerImpl implements RespServer {
     const op: ClientOp = { _tag: "Get", key: args[1]!, ...(r === undefined ? {} : { r }) }
     return this.runAll(conn, slot, [op], ([result]) => {
       if (result?._tag !== "GetOk") return Resp.nullArray
-      const values = Version.valuesAt(result.obj, Date.now())
+      const values = Version.valuesAt(result.obj, this.clock.now())
       const deleted = result.obj.entries.length > 0 && values.length === 0
       // A map in RESP3; RESP2 gets the same fields as a flat array.
       return Resp.map([
@@ -1208,7 +1227,7 @@ class RespServerImpl implements RespServer {
           ["redis_mode", "standalone"],
           ["process_id", process.pid],
           ["tcp_port", this.listening.port],
-          ["uptime_in_seconds", Math.floor((Date.now() - this.startedAt) / 1000)],
+          ["uptime_in_seconds", Math.floor((this.clock.now() - this.startedAt) / 1000)],
           ["node_id", this.config.id],
         ],
       ],

@@ -1,7 +1,9 @@
 /**
  * The runtime of one real node as Effect services, each with a live layer and a memory layer:
  *
- *  - `NodeClock`: the time and the timers the driver steps the machine with. Live:
+ *  - `NodeClock`: the time and the timers of the node: the driver steps the machine with them,
+ *    the TCP transport times its reconnects and handshakes by them, and the RESP server its
+ *    expiries, TTLs and uptime (main.ts hands it the same clock). Live:
  *    `Date.now` and `setTimeout` (`layerSystemClock`). Memory: Effect's own `Clock` service
  *    (`layerEffectClock`), which under `TestContext` is `TestClock`, so that a test moves time
  *    with `TestClock.adjust` and a timer fires exactly when the adjusted time passes its
@@ -97,14 +99,15 @@ export class PeerTransport extends Context.Tag("dht/PeerTransport")<
   PeerTransportShape
 >() {}
 
-/** TCP to the peers the configuration names (impl/node/transport.ts). */
-export const layerTcpTransport: Layer.Layer<PeerTransport, never, Config.NodeConfig> = Layer.effect(
-  PeerTransport,
-  Effect.map(Config.NodeConfig, (config) => ({
-    open: (onMessage: Receiver) =>
-      Effect.flatMap(Log.make, (log) => Transport.make({ config, log, onMessage })),
-  })),
-)
+/** TCP to the peers the configuration names (impl/node/transport.ts), timed by the node clock. */
+export const layerTcpTransport: Layer.Layer<PeerTransport, never, Config.NodeConfig | NodeClock> =
+  Layer.effect(
+    PeerTransport,
+    Effect.map(Effect.all([Config.NodeConfig, NodeClock]), ([config, clock]) => ({
+      open: (onMessage: Receiver) =>
+        Effect.flatMap(Log.make, (log) => Transport.make({ config, log, clock, onMessage })),
+    })),
+  )
 
 /** A peer message on its way through a `MemoryNetwork`. */
 export interface InFlight {
@@ -200,8 +203,8 @@ export type Services = NodeClock | PeerTransport | Store.Store | Config.NodeConf
 
 /** A real node: the system clock, TCP, the configured store, the parsed configuration. */
 export const layerLive = (config: Config.Config): Layer.Layer<Services, Error> =>
-  Layer.mergeAll(layerSystemClock, layerTcpTransport, layerStore(config)).pipe(
-    Layer.provideMerge(Config.layer(config)),
+  Layer.mergeAll(layerTcpTransport, layerStore(config)).pipe(
+    Layer.provideMerge(Layer.merge(layerSystemClock, Config.layer(config))),
   )
 
 /**
@@ -228,10 +231,7 @@ export const layerMemory = (
 // The node
 
 /** What the node around the driver decides: its log, its exits, and the machine's overrides. */
-export type NodeHooks = Pick<
-  DriverOptions,
-  "log" | "onFatal" | "onRemoved" | "onMembership" | "unsafeReleaseBeforeDurable"
-> & {
+export type NodeHooks = Pick<DriverOptions, "log" | "onFatal" | "onRemoved" | "onMembership"> & {
   /** Overrides of the machine's configuration (negative controls such as unsafeFailover). */
   readonly machine?: Partial<Node.Config>
 }
@@ -270,7 +270,6 @@ export const startNode = (
       onFatal: hooks.onFatal,
       onRemoved: hooks.onRemoved,
       onMembership: hooks.onMembership,
-      unsafeReleaseBeforeDurable: hooks.unsafeReleaseBeforeDurable,
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => driver.stop()))
     transport = yield* peers.open((from, message) => driver.receive(from, message))

@@ -176,6 +176,7 @@ export const makeMemory = (): StoreShape => {
       const from = firstAfter(sorted, after)
       return sorted.slice(from, from + limit).map((key) => [key, map.get(key)!] as const)
     },
+    // An incarnation id, not a time (so not NodeClock's): Date.now only because it grows.
     nextGeneration: () => Date.now(),
     loadMembership: () => savedMembership,
     saveMembership: (saved) => {

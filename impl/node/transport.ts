@@ -20,6 +20,9 @@
  * until it is back. Every drop is counted. The storage machine tolerates lost messages (its
  * requests time out), so the transport never retransmits.
  *
+ * Time (how long a peer has been away, the reconnect backoff, the Hello timeout) is the node
+ * clock's (`TransportOptions.clock`, the `NodeClock` service of impl/node/runtime.ts).
+ *
  * Deliberately not here: authentication beyond the cluster name, encryption, any knowledge of
  * what the messages mean.
  */
@@ -31,6 +34,7 @@ import { encodeFrame, encodeFrames, FrameDecoder } from "../wire/frame.ts"
 import { decodeHello, decodePeerMessage, encodeJson, type Hello } from "../wire/schema.ts"
 import { type Address, type Config, parseAddress, showAddress } from "./config.ts"
 import type { Log } from "./log.ts"
+import type { Cancel, ClockShape } from "./runtime.ts"
 
 export interface PeerStatus {
   readonly id: NodeId
@@ -71,6 +75,11 @@ export interface Transport {
 export interface TransportOptions {
   readonly config: Config
   readonly log: Log
+  /**
+   * Time and timers (the `NodeClock` service, impl/node/runtime.ts): how long a peer has been
+   * away, the reconnect backoff and the Hello timeout.
+   */
+  readonly clock: ClockShape
   /** Called for every decoded message, synchronously, in arrival order per connection. */
   readonly onMessage: (from: NodeId, message: PeerMessage) => void
 }
@@ -128,7 +137,8 @@ interface Outbound {
   /** Logged "unreachable" since the last successful connection. */
   reportedAway: boolean
   backoffMs: number
-  retry: NodeJS.Timeout | undefined
+  /** Cancels the reconnect waiting out its backoff, if one is. */
+  retry: Cancel | undefined
   readonly queue: PayloadQueue
   /** Waiting for 'drain' before writing more. */
   blocked: boolean
@@ -153,6 +163,7 @@ export const make = (options: TransportOptions): Effect.Effect<Transport, Error,
 class TransportImpl implements Transport {
   private readonly config: Config
   private readonly log: Log
+  private readonly clock: ClockShape
   private readonly onMessage: (from: NodeId, message: PeerMessage) => void
   private readonly server: net.Server
   private readonly outbound = new Map<NodeId, Outbound>()
@@ -176,6 +187,7 @@ class TransportImpl implements Transport {
   constructor(options: TransportOptions) {
     this.config = options.config
     this.log = options.log
+    this.clock = options.clock
     this.onMessage = options.onMessage
     this.listening = options.config.peer
     const hello: Hello = {
@@ -200,7 +212,7 @@ class TransportImpl implements Transport {
       addressText: showAddress(address),
       socket: undefined,
       connected: false,
-      awaySince: Date.now(),
+      awaySince: this.clock.now(),
       reportedAway: false,
       backoffMs: this.config.reconnectMinMs,
       retry: undefined,
@@ -269,7 +281,7 @@ class TransportImpl implements Transport {
       }
       return
     }
-    if (!peer.connected && this.awayTooLong(peer, Date.now())) {
+    if (!peer.connected && this.awayTooLong(peer, this.clock.now())) {
       this.counters.dropped++
       return
     }
@@ -358,7 +370,8 @@ class TransportImpl implements Transport {
     socket.on("data", () => {})
     socket.on("error", (e) => {
       // Peers start in any order: stay quiet until one has been away longer than a restart.
-      const awayMs = Date.now() - (peer.awaySince ?? Date.now())
+      const now = this.clock.now()
+      const awayMs = now - (peer.awaySince ?? now)
       if (peer.reportedAway || this.closed || awayMs < this.config.dropAfterDisconnectedMs) return
       peer.reportedAway = true
       this.log.warn(
@@ -373,17 +386,17 @@ class TransportImpl implements Transport {
       if (this.outbound.get(peer.id) !== peer) return
       if (peer.connected) {
         peer.connected = false
-        peer.awaySince = Date.now()
+        peer.awaySince = this.clock.now()
         if (!peer.reportedAway && !this.closed) {
           peer.reportedAway = true
           this.log.warn(`lost connection to peer ${peer.id}; reconnecting`)
         }
       }
       if (this.closed) return
-      peer.retry = setTimeout(() => this.connect(peer), peer.backoffMs)
-      peer.retry.unref()
+      const now = this.clock.now()
+      peer.retry = this.clock.schedule(now + peer.backoffMs, () => this.connect(peer))
       peer.backoffMs = Math.min(peer.backoffMs * 2, this.config.reconnectMaxMs)
-      this.awayTooLong(peer, Date.now())
+      this.awayTooLong(peer, now)
     })
   }
 
@@ -395,7 +408,7 @@ class TransportImpl implements Transport {
     const peer = this.outbound.get(id)
     if (peer === undefined || peer.connected || peer.retry === undefined || this.closed) return
     if (!force && peer.backoffMs <= this.config.reconnectMinMs) return
-    clearTimeout(peer.retry)
+    peer.retry()
     peer.backoffMs = this.config.reconnectMinMs
     this.connect(peer)
   }
@@ -431,11 +444,9 @@ class TransportImpl implements Transport {
       this.log.warn(`closing peer connection from ${who}: ${reason}`)
       socket.destroy()
     }
-    const helloTimer = setTimeout(
-      () => reject(`no Hello within ${HELLO_TIMEOUT_MS} ms`),
-      HELLO_TIMEOUT_MS,
+    const cancelHello = this.clock.schedule(this.clock.now() + HELLO_TIMEOUT_MS, () =>
+      reject(`no Hello within ${HELLO_TIMEOUT_MS} ms`),
     )
-    helloTimer.unref()
     socket.on("data", (chunk: Buffer) => {
       if (rejected) return
       const { frames, error } = decoder.push(chunk)
@@ -446,7 +457,7 @@ class TransportImpl implements Transport {
           const reason = this.refuse(hello.right)
           if (reason !== undefined) return reject(reason)
           from = hello.right.from
-          clearTimeout(helloTimer)
+          cancelHello()
           // A caller we never heard of (Chord routing: nodes know only their neighbours) can
           // be answered: its Hello says where it listens.
           if (!this.outbound.has(from) && !this.forgotten.has(from)) {
@@ -465,7 +476,7 @@ class TransportImpl implements Transport {
     })
     socket.on("error", () => {})
     socket.on("close", () => {
-      clearTimeout(helloTimer)
+      cancelHello()
       this.inbound.delete(socket)
       this.counters.inboundConnections--
     })
@@ -494,7 +505,7 @@ class TransportImpl implements Transport {
     if (peer === undefined) return
     this.outbound.delete(id)
     this.dirty.delete(peer)
-    if (peer.retry !== undefined) clearTimeout(peer.retry)
+    peer.retry?.()
     peer.retry = undefined
     this.counters.dropped += peer.queue.clear()
     const socket = peer.socket
@@ -525,7 +536,7 @@ class TransportImpl implements Transport {
     this.flushAll()
     this.closed = true
     for (const peer of this.outbound.values()) {
-      if (peer.retry !== undefined) clearTimeout(peer.retry)
+      peer.retry?.()
       peer.socket?.end()
       peer.socket?.destroySoon()
     }

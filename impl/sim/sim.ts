@@ -132,6 +132,84 @@ export interface Operation {
   completedAt?: number
 }
 
+/**
+ * The bootstrap cluster of `nodes` nodes n0, n1, …: their ids, the machine configuration they
+ * share (`node` over the defaults, each node a member of weight 1) and its ring. Shared by the
+ * simulator and the machine layer's cluster (properties/helpers/machines.ts).
+ */
+export const bootstrap = (
+  nodes: number,
+  node: Partial<Omit<Node.Config, "self" | "members">> | undefined,
+): {
+  readonly ids: ReadonlyArray<NodeId>
+  readonly nodeConfig: Omit<Node.Config, "self">
+  readonly bootRing: Ring.Ring
+} => {
+  const ids = Array.from({ length: nodes }, (_, i) => mkNodeId(`n${i}`))
+  const nodeConfig = { ...Node.defaults, ...node, members: ids.map((id) => ({ id, weight: 1 })) }
+  return { ids, nodeConfig, bootRing: Ring.make(nodeConfig.members, nodeConfig.tokensPerNode) }
+}
+
+/*
+ * The history's bookkeeping, shared by the simulator and the machine layer's cluster
+ * (properties/helpers/machines.ts): an operation's id is its index in the history, and the
+ * machine's `client` reference of the request.
+ */
+
+/**
+ * Record a client operation invoked at `node` at `now` and hand it to `start` with its id;
+ * `start` returns false when the node is down, and the operation then fails at once.
+ */
+export const invokeOperation = (
+  history: Array<Operation>,
+  node: NodeId,
+  op: ClientOp,
+  now: number,
+  start: (client: number) => boolean,
+): Operation => {
+  const operation: Operation = { id: history.length, node, op, invokedAt: now }
+  history.push(operation)
+  if (!start(operation.id)) {
+    operation.result = { _tag: "Failed", error: new NodeDown({ node }) }
+    operation.completedAt = now
+  }
+  return operation
+}
+
+/**
+ * Record an operator intent (leave, remove) at `node` and `start` it; it stays pending if the
+ * node is down. Its record holds no client operation (an empty-key Get stands in).
+ */
+export const invokeOperator = (
+  history: Array<Operation>,
+  node: NodeId,
+  now: number,
+  start: (client: number) => void,
+): Operation => {
+  const operation: Operation = {
+    id: history.length,
+    node,
+    op: { _tag: "Get", key: "" },
+    invokedAt: now,
+  }
+  history.push(operation)
+  start(operation.id)
+  return operation
+}
+
+/** The machine's Reply to `client` at `now`: the first result completes its operation. */
+export const completeOperation = (
+  history: ReadonlyArray<Operation>,
+  client: number,
+  result: ClientResult,
+  now: number,
+): void => {
+  const operation = history[client]
+  if (operation === undefined || operation.result !== undefined) return
+  operation.result = result
+  operation.completedAt = now
+}
+
 /** A client or operator request that waits for a paused node. */
 type Request =
   | { readonly _tag: "Client"; readonly client: number; readonly op: ClientOp }
@@ -262,13 +340,10 @@ export class Simulation {
     this.network = config.network
     this.tickMs = config.tickMs ?? 100
     this.checkTrees = config.checkTrees ?? process.env.DHT_CHECK_TREES === "1"
-    this.ids = Array.from({ length: config.nodes }, (_, i) => mkNodeId(`n${i}`))
-    this.nodeConfig = {
-      ...Node.defaults,
-      ...config.node,
-      members: this.ids.map((id) => ({ id, weight: 1 })),
-    }
-    this.bootRing = Ring.make(this.nodeConfig.members, this.nodeConfig.tokensPerNode)
+    const boot = bootstrap(config.nodes, config.node)
+    this.ids = boot.ids
+    this.nodeConfig = boot.nodeConfig
+    this.bootRing = boot.bootRing
     this.ids.forEach((id, i) => {
       const skewMs = config.clockSkewMs?.[i] ?? 0
       const node = this.newNode(id, skewMs, false)
@@ -455,18 +530,10 @@ export class Simulation {
 
   /** An operator intent (leave, remove) issued at node `at`. */
   operator(at: NodeId, op: OperatorOp): Operation {
-    const operation: Operation = {
-      id: this.history.length,
-      node: at,
-      op: { _tag: "Get", key: "" },
-      invokedAt: this.now,
-    }
-    this.history.push(operation)
-    const node = this.node(at)
-    if (node.state !== undefined) {
-      this.request(node, { _tag: "Operator", client: operation.id, op })
-    }
-    return operation
+    return invokeOperator(this.history, at, this.now, (client) => {
+      const node = this.node(at)
+      if (node.state !== undefined) this.request(node, { _tag: "Operator", client, op })
+    })
   }
 
   // -------------------------------------------------------------------------------------------
@@ -474,16 +541,12 @@ export class Simulation {
 
   /** Invoke an operation at node `id` now; the returned record completes as the sim runs. */
   invoke(id: NodeId, op: ClientOp): Operation {
-    const operation: Operation = { id: this.history.length, node: id, op, invokedAt: this.now }
-    this.history.push(operation)
-    const node = this.node(id)
-    if (node.state === undefined) {
-      operation.result = { _tag: "Failed", error: new NodeDown({ node: id }) }
-      operation.completedAt = this.now
-      return operation
-    }
-    this.request(node, { _tag: "Client", client: operation.id, op })
-    return operation
+    return invokeOperation(this.history, id, op, this.now, (client) => {
+      const node = this.node(id)
+      if (node.state === undefined) return false
+      this.request(node, { _tag: "Client", client, op })
+      return true
+    })
   }
 
   /** Invoke and run until it completes (bounded by `maxMs` of virtual time). */
@@ -799,13 +862,8 @@ export class Simulation {
             return this.stop(node.id)
           case "Send":
             return this.send(node.id, command.to, command.message)
-          case "Reply": {
-            const operation = this.history[command.client]
-            if (operation === undefined || operation.result !== undefined) return
-            operation.result = command.result
-            operation.completedAt = this.now
-            return
-          }
+          case "Reply":
+            return completeOperation(this.history, command.client, command.result, this.now)
         }
       },
       setTimer: (command) =>

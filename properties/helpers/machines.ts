@@ -19,7 +19,6 @@
  * `Cluster` is the surface the model suites drive, which the simulator (impl/sim/sim.ts) has
  * too, so that one suite runs its commands on either layer.
  */
-import { NodeDown } from "../../impl/core/failure.ts"
 import fc from "fast-check"
 import * as Executor from "../../impl/core/executor.ts"
 import * as Hlc from "../../impl/core/hlc.ts"
@@ -31,7 +30,13 @@ import { commandsOf } from "../../impl/core/ready.ts"
 import * as Ring from "../../impl/core/ring.ts"
 import * as Version from "../../impl/core/version.ts"
 import { MemoryStore } from "../../impl/sim/memory-store.ts"
-import type { Operation } from "../../impl/sim/sim.ts"
+import {
+  bootstrap,
+  completeOperation,
+  invokeOperation,
+  invokeOperator,
+  type Operation,
+} from "../../impl/sim/sim.ts"
 
 /** What a model suite needs of a cluster, on whichever layer it runs. */
 export interface Cluster {
@@ -109,6 +114,18 @@ interface Machine {
   nextTickAt: number
 }
 
+/** A machine not booted yet, with an empty store (`boot` sets its executor and state). */
+const newMachine = (id: NodeId, joining: boolean): Machine => ({
+  id,
+  joining,
+  state: undefined,
+  incarnation: 0,
+  store: new MemoryStore(),
+  executor: undefined as unknown as Executor.Executor,
+  savedMembers: undefined,
+  nextTickAt: 0,
+})
+
 interface Flight {
   readonly from: NodeId
   readonly to: NodeId
@@ -144,24 +161,12 @@ export class Machines implements Cluster {
 
   constructor(readonly config: MachinesConfig) {
     this.tickMs = config.tickMs ?? 100
-    this.ids = Array.from({ length: config.nodes }, (_, i) => NodeId(`n${i}`))
-    this.nodeConfig = {
-      ...Node.defaults,
-      ...config.node,
-      members: this.ids.map((id) => ({ id, weight: 1 })),
-    }
-    this.bootRing = Ring.make(this.nodeConfig.members, this.nodeConfig.tokensPerNode)
+    const boot = bootstrap(config.nodes, config.node)
+    this.ids = boot.ids
+    this.nodeConfig = boot.nodeConfig
+    this.bootRing = boot.bootRing
     this.ids.forEach((id, i) => {
-      const m: Machine = {
-        id,
-        joining: false,
-        state: undefined,
-        incarnation: 0,
-        store: new MemoryStore(),
-        executor: undefined as unknown as Executor.Executor,
-        savedMembers: undefined,
-        nextTickAt: 0,
-      }
+      const m = newMachine(id, false)
       this.machines.set(id, m)
       this.boot(m, 1 + ((i * 37) % this.tickMs))
     })
@@ -205,16 +210,7 @@ export class Machines implements Cluster {
   /** Start a new node that joins the cluster through the members running now. */
   addNode(): NodeId {
     const id = NodeId(`n${this.machines.size}`)
-    const m: Machine = {
-      id,
-      joining: true,
-      state: undefined,
-      incarnation: 0,
-      store: new MemoryStore(),
-      executor: undefined as unknown as Executor.Executor,
-      savedMembers: undefined,
-      nextTickAt: 0,
-    }
+    const m = newMachine(id, true)
     this.machines.set(id, m)
     ;(this.ids as Array<NodeId>).push(id)
     this.boot(m, this.now + 1)
@@ -223,18 +219,12 @@ export class Machines implements Cluster {
 
   /** An operator intent (leave, remove) at node `at`; its answer completes the record. */
   operator(at: NodeId, op: OperatorOp): Operation {
-    const operation: Operation = {
-      id: this.history.length,
-      node: at,
-      op: { _tag: "Get", key: "" },
-      invokedAt: this.now,
-    }
-    this.history.push(operation)
-    const m = this.machine(at)
-    if (m.state !== undefined) {
-      this.step(m, { _tag: "OperatorRequested", now: this.now, client: operation.id, op })
-    }
-    return operation
+    return invokeOperator(this.history, at, this.now, (client) => {
+      const m = this.machine(at)
+      if (m.state !== undefined) {
+        this.step(m, { _tag: "OperatorRequested", now: this.now, client, op })
+      }
+    })
   }
 
   // -------------------------------------------------------------------------------------------
@@ -247,16 +237,12 @@ export class Machines implements Cluster {
     // quorum's read can miss the first) could carry the same wall time, and last-write-wins
     // between those siblings would be a tie, not the later write (KV-5, FC_SEED=-712211338).
     this.now += 1
-    const operation: Operation = { id: this.history.length, node: id, op, invokedAt: this.now }
-    this.history.push(operation)
-    const m = this.machine(id)
-    if (m.state === undefined) {
-      operation.result = { _tag: "Failed", error: new NodeDown({ node: id }) }
-      operation.completedAt = this.now
-      return operation
-    }
-    this.step(m, { _tag: "ClientRequested", now: this.now, client: operation.id, op })
-    return operation
+    return invokeOperation(this.history, id, op, this.now, (client) => {
+      const m = this.machine(id)
+      if (m.state === undefined) return false
+      this.step(m, { _tag: "ClientRequested", now: this.now, client, op })
+      return true
+    })
   }
 
   call(id: NodeId, op: ClientOp, maxMs = 60_000): Operation {
@@ -367,13 +353,8 @@ export class Machines implements Cluster {
           case "Send":
             this.inFlight.push({ from: m.id, to: command.to, message: command.message })
             return
-          case "Reply": {
-            const op = this.history[command.client]
-            if (op === undefined || op.result !== undefined) return
-            op.result = command.result
-            op.completedAt = this.now
-            return
-          }
+          case "Reply":
+            return completeOperation(this.history, command.client, command.result, this.now)
         }
       },
       setTimer: (command) => {
