@@ -88,6 +88,14 @@ export const targets: Readonly<Record<string, Target>> = {
     file: "impl/core/node-replica.ts",
     suites: [...machine, p("mutation-gaps")],
   },
+  "get-coordinator": {
+    file: "impl/core/get-coordinator.ts",
+    suites: [p("coordinators"), ...machine],
+  },
+  "put-coordinator": {
+    file: "impl/core/put-coordinator.ts",
+    suites: [p("coordinators"), ...machine, p("counter-sim"), p("expiry-model")],
+  },
 }
 
 /** The order `npm run mutate` with no argument runs them in: smallest files first. */
@@ -98,6 +106,8 @@ export const defaultOrder = [
   "ring",
   "version",
   "phi",
+  "get-coordinator",
+  "put-coordinator",
   "merkle",
   "membership",
   "anti-entropy",

@@ -26,6 +26,7 @@ import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
 import { config, ids, keysWhere } from "./helpers/machine.ts"
+import { causalHistory } from "./helpers/histories.ts"
 import { test } from "./helpers/test.ts"
 
 const key = keysWhere("adv", true, 1)[0]!
@@ -37,31 +38,11 @@ const peers = [...ids.slice(1), STRANGER]
  * contexts read from earlier points (so some are concurrent), tombstones among them, and joins.
  * The adversary sends any of them, in any order, any number of times.
  */
-const historyArb = fc
-  .array(
-    fc.tuple(
-      fc.constantFrom("n1", "n2", "n3"),
-      fc.nat(20),
-      fc.option(fc.string({ maxLength: 2 }), { nil: null }),
-    ),
-    { minLength: 1, maxLength: 12 },
-  )
-  .map((writes) => {
-    const points: Array<Version.Obj> = [Version.empty]
-    writes.forEach(([actor, from, value], i) => {
-      const base = points[from % points.length]!
-      const local = points[points.length - 1]!
-      const next = Version.update(
-        Version.sync(local, base),
-        Version.context(base),
-        { value, ts: (i + 1) * 1024 },
-        actor,
-      )
-      points.push(next)
-      if (i % 3 === 2) points.push(Version.sync(points[from % points.length]!, next))
-    })
-    return points
-  })
+const historyArb = causalHistory({
+  actors: ["n1", "n2", "n3"],
+  values: fc.string({ maxLength: 2 }),
+  maxWrites: 12,
+})
 
 type Adversary = {
   kind: "WriteRequest" | "Repair" | "Handoff" | "StreamPush" | "HintedWrite" | "Reap" | "HandoffAck"

@@ -199,7 +199,11 @@ const start = (p: PutRequest, view: PutView): PutResult => {
 
 /** One replica's answer to the read phase. */
 const onRead = (p: PutRequest, from: NodeId, obj: Version.Obj, view: PutView): PutResult => {
-  if (p.phase !== "Reading" || p.responses.has(from)) return waiting
+  // An answer from a node never asked (a confused peer, a stale rid) is not read: it would add
+  // versions to the write's context that no replica it asked holds.
+  if (p.phase !== "Reading" || p.responses.has(from) || !p.tally.asked.includes(from)) {
+    return waiting
+  }
   p.responses.set(from, obj)
   p.tally = Quorum.addOk(p.tally, from, counts(p.substitutes, from, obj))
   // AP: once everyone asked has answered, write with the best context known rather than
