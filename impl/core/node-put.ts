@@ -22,6 +22,7 @@ import {
   type Placement,
   type PutPending,
   type State,
+  type Target,
 } from "./node-state.ts"
 import { current, persist } from "./node-store.ts"
 import {
@@ -77,21 +78,46 @@ export const startPut = (
   stepPut(state, now, rid, p, { _tag: "Start" }, store, out)
 }
 
-/** What a PUT coordinator reads of its node. */
-const viewOf = (state: State, now: number, p: PutPending, store: StoreView): Put.PutView => ({
-  now,
-  self: state.config.self,
-  mode: state.config.mode,
-  r: state.config.r,
-  timeoutMs: state.config.requestTimeoutMs,
-  hlc: state.hlc,
-  local: () => current(state, store, p.op.key) ?? Version.empty,
-  reconcile: (obj) => reconcile(state, p.op.key, obj),
-  placement: () => ({
-    pendingOwners: pendingOwnersOf(state, p.op.key, p.placement),
-    targets: targetsOf(state, p.op.key, now, p.placement),
-  }),
-})
+/**
+ * What a PUT coordinator reads of its node. A class, so that a step allocates one small object
+ * and no closures (the per-message path).
+ */
+class View implements Put.PutView {
+  constructor(
+    private readonly state: State,
+    readonly now: number,
+    private readonly p: PutPending,
+    private readonly store: StoreView,
+  ) {}
+  get self(): NodeId {
+    return this.state.config.self
+  }
+  get mode(): "ap" | "cp" {
+    return this.state.config.mode
+  }
+  get r(): number {
+    return this.state.config.r
+  }
+  get timeoutMs(): number {
+    return this.state.config.requestTimeoutMs
+  }
+  get hlc(): number {
+    return this.state.hlc
+  }
+  local(): Version.Obj {
+    return current(this.state, this.store, this.p.op.key) ?? Version.empty
+  }
+  reconcile(obj: Version.Obj): Version.Obj {
+    return reconcile(this.state, this.p.op.key, obj)
+  }
+  placement(): { targets: ReadonlyArray<Target>; pendingOwners: ReadonlyArray<NodeId> } {
+    const { state, p, now } = this
+    return {
+      pendingOwners: pendingOwnersOf(state, p.op.key, p.placement),
+      targets: targetsOf(state, p.op.key, now, p.placement),
+    }
+  }
+}
 
 /** Step a PUT's coordinator with one input and apply its outputs, in order. */
 export const stepPut = (
@@ -103,7 +129,7 @@ export const stepPut = (
   store: StoreView,
   out: Out,
 ): void => {
-  const { outputs, done } = Put.step(p, input, viewOf(state, now, p, store))
+  const { outputs, done } = Put.step(p, input, new View(state, now, p, store))
   if (done) state.pending.delete(rid)
   for (const o of outputs) {
     switch (o._tag) {

@@ -39,33 +39,43 @@ export interface Ready {
 }
 
 /** The builder a step's handlers fill: each call names the list it goes to. */
+/**
+ * The one empty list every fresh `Out` starts with: most steps fill one or two of the four
+ * lists, so a list is allocated only on its first push (steps are the per-message path). Never
+ * pushed to: `Out` replaces it before pushing.
+ */
+const NONE: Array<never> = []
+
 export class Out implements Ready {
-  readonly send: Array<Outbound> = []
-  readonly persist: Array<StoreWrite> = []
-  readonly afterPersist: Array<Outbound> = []
-  readonly timers: Array<SetTimer> = []
+  send: Array<Outbound> = NONE
+  persist: Array<StoreWrite> = NONE
+  afterPersist: Array<Outbound> = NONE
+  timers: Array<SetTimer> = NONE
 
   /** A message that neither reports nor carries a write of this step. */
   sendNow(command: Outbound): void {
-    this.send.push(command)
+    if (this.send === NONE) this.send = [command]
+    else this.send.push(command)
   }
 
   /** A store write (only impl/core/node-store.ts and the replica's hint writes call this). */
   write(command: StoreWrite): void {
-    this.persist.push(command)
+    if (this.persist === NONE) this.persist = [command]
+    else this.persist.push(command)
   }
 
   /** A message that reports or carries a write: leaves once this step's writes are durable. */
   sendAfterPersist(command: Outbound): void {
-    this.afterPersist.push(command)
+    if (this.afterPersist === NONE) this.afterPersist = [command]
+    else this.afterPersist.push(command)
   }
 
   setTimer(command: SetTimer): void {
-    this.timers.push(command)
+    if (this.timers === NONE) this.timers = [command]
+    else this.timers.push(command)
   }
 }
 
-/** An empty Ready. */
 export const empty: Ready = { send: [], persist: [], afterPersist: [], timers: [] }
 
 /**
