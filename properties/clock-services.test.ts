@@ -13,6 +13,8 @@
  *    the test fires it;
  *    a peer away for dropAfterDisconnectedMs of fake time has its messages dropped; an inbound
  *    connection without Hello is closed when the fake clock reaches now + 5000 ms, not before.
+ *  - Driver: its ticks keep a fixed cadence (a late tick does not push the later ones back),
+ *    and after a pause they restart from now, without a burst of missed ticks.
  *  - Neither source reads `Date.now` or sets a timer of its own (as properties/driver-clock.test.ts
  *    checks of the driver).
  */
@@ -25,10 +27,13 @@ import { NodeId } from "../impl/core/ids.ts"
 import type { ClientOp, ClientResult, PeerMessage } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"
 import * as Config from "../impl/node/config.ts"
+import { Driver } from "../impl/node/driver.ts"
+import * as Store from "../impl/node/store.ts"
 import type { Log } from "../impl/node/log.ts"
 import * as RespServer from "../impl/node/resp-server.ts"
 import type { Cancel, ClockShape } from "../impl/node/runtime.ts"
 import * as Transport from "../impl/node/transport.ts"
+import { config as machineConfig } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
 /** 2001-09-09T01:46:40Z: years before the real clock, so that no real reading passes for it. */
@@ -301,5 +306,43 @@ test("the RESP server's and the transport's sources read no clock and set no tim
     ]) {
       assert.ok(!code.includes(banned), `impl/node/${file} uses ${banned}`)
     }
+  }
+})
+
+test("driver: ticks keep a fixed cadence however late a tick runs, and restart from now after a pause", () => {
+  const TICK = 100
+  const clock = new FakeClock(FAKE_EPOCH)
+  const ticks: Array<number> = []
+  const driver = new Driver({
+    machine: machineConfig,
+    store: Store.makeMemory(),
+    clock,
+    tickMs: TICK,
+    log: { info: () => {}, warn: () => {}, error: () => {} },
+    send: () => {},
+    onFatal: (reason) => assert.fail(`driver stopped: ${reason}`),
+    onRemoved: () => {},
+  })
+  const nextTick = (): number => {
+    const pending = clock.timers.filter((t) => !t.done).map((t) => t.at)
+    ticks.push(Math.min(...pending))
+    return ticks[ticks.length - 1]!
+  }
+  try {
+    assert.equal(nextTick(), FAKE_EPOCH + TICK)
+    // Each tick runs 30 ms late (a busy event loop): the next is still due a period after the
+    // previous one was due, not a period after it ran.
+    for (let k = 1; k <= 5; k++) {
+      clock.advance(TICK + (k === 1 ? 30 : 0))
+      assert.equal(nextTick(), FAKE_EPOCH + (k + 1) * TICK, `tick ${k} drifted`)
+    }
+    // A pause of ten periods: no burst of missed ticks; the cadence restarts from now.
+    const before = clock.timers.length
+    clock.advance(10 * TICK)
+    const now = FAKE_EPOCH + 5 * TICK + 30 + 10 * TICK
+    assert.equal(nextTick(), now + TICK)
+    assert.equal(clock.timers.length - before, 1, "one tick after the pause, not a burst")
+  } finally {
+    driver.stop()
   }
 })

@@ -189,12 +189,20 @@ export class Driver {
     this.waiting.clear()
   }
 
-  /** The next TickElapsed, tickMs from now (after a late tick: from when it ran). */
-  private armTicker(): void {
-    this.ticker = this.clock.schedule(this.clock.now() + this.tickMs, () => {
+  /**
+   * The next TickElapsed, on a fixed cadence: tickMs after the previous tick was due, so the
+   * time a tick's step takes does not push every later tick back. A tick that fell more than a
+   * period behind (a paused process, a long step) is not caught up in a burst: the cadence
+   * restarts from now.
+   */
+  private armTicker(due: number = this.clock.now() + this.tickMs): void {
+    this.ticker = this.clock.schedule(due, () => {
       this.ticker = undefined
       this.tick()
-      if (!this.stopped) this.armTicker()
+      if (this.stopped) return
+      const now = this.clock.now()
+      const next = due + this.tickMs
+      this.armTicker(next > now ? next : now + this.tickMs)
     })
   }
 
