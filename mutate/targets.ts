@@ -66,7 +66,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   merkle: {
     file: "impl/core/merkle.ts",
-    suites: ["merkle", "anti-entropy-node", "mutation-gaps"].map(p),
+    suites: ["merkle", "anti-entropy-refusals", "anti-entropy-node", "mutation-gaps"].map(p),
   },
   membership: {
     file: "impl/core/membership.ts",
@@ -74,7 +74,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "anti-entropy": {
     file: "impl/core/anti-entropy.ts",
-    suites: ["merkle", "anti-entropy-node", "mutation-gaps"].map(p),
+    suites: ["anti-entropy-refusals", "merkle", "anti-entropy-node", "mutation-gaps"].map(p),
   },
   "node-placement": {
     file: "impl/core/node-placement.ts",
