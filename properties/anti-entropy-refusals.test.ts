@@ -55,8 +55,12 @@ const badRanges: ReadonlyArray<unknown> = [
   { start: 0, end: "9" },
 ]
 
-/** Values that are not a shape: not an object, or not a fanout >= 2 and depth >= 0 within 2^20 leaves. */
+/**
+ * Values that are not a shape: none, not an object, or not a fanout >= 2 and depth >= 0 within
+ * 2^20 leaves.
+ */
 const badShapes: ReadonlyArray<unknown> = [
+  undefined, // a request that names no shape
   null,
   3,
   "2x2",

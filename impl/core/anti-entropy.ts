@@ -373,20 +373,26 @@ const refuse = (
   out.push({ _tag: "Send", to, message: { _tag: "ExchangeRefused", rid, reason, detail } })
 }
 
+/** What a push names instead of a shape: it applies to the range's tree, whatever its shape. */
+const ANY_SHAPE: unique symbol = Symbol("any shape")
+
 /** Why a responder cannot answer from a tree: the refusal it sends. */
 interface NoTree {
   readonly reason: RefusalReason
   readonly detail: string
 }
 
-/** The local tree a request names (in the request's shape, if it names one), or why there is none. */
-const treeFor = (view: View, range: unknown, shape?: unknown): Merkle.Tree | NoTree => {
+/**
+ * The local tree a request names, in the shape it names, or why there is none. `shape` is
+ * `ANY_SHAPE` for a push (which names none); a request without a shape is a bad one.
+ */
+const treeFor = (view: View, range: unknown, shape: unknown): Merkle.Tree | NoTree => {
   const r = range as Merkle.Range | undefined
   if (typeof r !== "object" || r === null || !Merkle.validRange(r)) {
     return { reason: "NoTree", detail: "bad range" }
   }
-  const s = shape as Merkle.Shape | undefined
-  if (shape !== undefined && (typeof s !== "object" || s === null || !Merkle.validShape(s))) {
+  const s = shape === ANY_SHAPE ? undefined : (shape as Merkle.Shape | undefined)
+  if (shape !== ANY_SHAPE && (typeof s !== "object" || s === null || !Merkle.validShape(s))) {
     return { reason: "NoTree", detail: "bad shape" }
   }
   const tree = view.tree(r, s)
@@ -434,7 +440,7 @@ const onKeysRequest = (
 }
 
 const onKeysPush = (state: State, push: KeysPush, view: View, out: Array<Command>): void => {
-  const tree = treeFor(view, push.range)
+  const tree = treeFor(view, push.range, ANY_SHAPE)
   // A push for a range we do not keep, or a malformed one, is dropped; the next exchange
   // redoes the work. One whose tree is being built is taken: the range is ours.
   if ((!isTree(tree) && tree.reason !== "Busy") || !Array.isArray(push.entries)) return
