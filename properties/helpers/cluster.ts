@@ -143,6 +143,12 @@ export interface ClusterOptions {
   readonly routing?: "ring" | "chord"
   /** How long each node may take to answer PING (many processes start slowly on small hosts). */
   readonly readyTimeoutMs?: number
+  /**
+   * Where peers reach every node: its --advertise host and its host in --peers (default
+   * 127.0.0.1, where the nodes listen). A test that relays peer traffic through listeners of
+   * its own on another loopback address (same ports) sets it, e.g. to delay what a node sends.
+   */
+  readonly peerHost?: string
 }
 
 const running = new Set<ChildProcess>()
@@ -182,7 +188,7 @@ export class Cluster {
     }))
     const chord = options.routing === "chord"
     const peers = (chord ? specs.slice(0, 3) : specs)
-      .map((s) => `${s.id}@${host}:${s.peerPort}`)
+      .map((s) => `${s.id}@${options.peerHost ?? host}:${s.peerPort}`)
       .join(",")
     const n = options.n ?? Math.min(3, k)
     const argsOf = (s: NodeSpec): ReadonlyArray<string> => [
@@ -193,6 +199,7 @@ export class Cluster {
       ...["--w", String(options.w ?? Math.min(2, n))],
       ...["--cluster", options.cluster ?? "e2e"],
       ...(chord ? ["--routing", "chord"] : []),
+      ...(options.peerHost === undefined ? [] : ["--advertise", options.peerHost]),
       ...(options.args ?? []),
     ]
     const cluster = new Cluster(
