@@ -10,7 +10,7 @@
  * per-link delay in user space, as `tc netem` would add in the kernel (sch_netem is missing
  * on the machine these tests were written on, and the relay needs no root). A delay of
  * SLOW_MS is longer than the forwarder's forward timeout, so n3's timer finds n0 silent, with
- * no replica holding the grant, two or three times per write; and shorter than the silence the
+ * no replica holding the grant, at least twice per write; and shorter than the silence the
  * failure detector tolerates whatever its history (FD-2), while heartbeats, delayed alike,
  * keep arriving at their usual interval. So n0 is slow and believed up, and n3 must wait for it:
  * n0 is the only node that coordinates these writes (its `puts` grow by one per write, the other
@@ -57,8 +57,12 @@ const detector = Phi.make({
   maxSampleIntervalMs: heartbeatMs * 4,
 }).config
 const forwardTimeoutMs = Node.defaults.forwardTimeoutMs
-/** Longer than the forward timeout, shorter than any silence the detector could suspect. */
-const SLOW_MS = 1500
+/**
+ * More than twice the forward timeout (500 ms), and with a heartbeat interval (250 ms) still
+ * well short of any silence the detector could suspect (FD-2: about 2.3 s): room for a loaded
+ * machine's event-loop lag.
+ */
+const SLOW_MS = 1200
 /** Far longer than the detector's suspicion delay for heartbeats at their usual interval. */
 const DEAD_MS = 15_000
 /** n0 coordinates a write in about two delays (claim and read, then replicate): room for it. */
