@@ -20,7 +20,7 @@ import { DhtClient } from "../impl/client/client.ts"
 import { NodeId } from "../impl/core/ids.ts"
 import * as Ring from "../impl/core/ring.ts"
 import { fetchStatus } from "../impl/cli/status.ts"
-import { Cluster, connectClient, pollUntil, stopAll } from "./helpers/cluster.ts"
+import { Cluster, connectClient, errorOf, pollUntil, stopAll } from "./helpers/cluster.ts"
 import { after, before, describe, test } from "./helpers/test.ts"
 
 const clients: Array<Redis> = []
@@ -31,15 +31,6 @@ const ring = Ring.make(
   Ring.DEFAULT_TOKENS_PER_NODE,
 )
 const replicasOf = (key: string) => Ring.preferenceList(ring, key, 3).map(String)
-
-const errorOf = async (op: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await op
-    return undefined
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e)
-  }
-}
 
 /** A stats field of INFO, as a number. */
 const stat = async (c: Redis, field: string): Promise<number> => {

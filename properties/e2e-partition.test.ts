@@ -15,7 +15,7 @@ import { after, test } from "./helpers/test.ts"
 import type { Redis } from "ioredis"
 import { fetchStatus } from "../impl/cli/status.ts"
 import { DhtClient } from "../impl/client/client.ts"
-import { connectClient, pollUntil } from "./helpers/cluster.ts"
+import { connectClient, errorOf, pollUntil } from "./helpers/cluster.ts"
 import { NetnsCluster } from "./helpers/netns.ts"
 
 const registry: Array<Redis> = []
@@ -36,15 +36,6 @@ const clientOf = (cluster: NetnsCluster) => {
       clients.set(i, c)
     }
     return c
-  }
-}
-
-const errorOf = async (op: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await op
-    return undefined
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e)
   }
 }
 

@@ -60,6 +60,16 @@ export const pollUntil = async <A>(
 // ---------------------------------------------------------------------------------------------
 // Raw sockets
 
+/** The error message a client call ends with, or undefined when it succeeds. */
+export const errorOf = async (op: Promise<unknown>): Promise<string | undefined> => {
+  try {
+    await op
+    return undefined
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e)
+  }
+}
+
 export interface Exchange {
   /** Everything received, latin1. */
   readonly received: string
