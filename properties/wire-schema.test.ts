@@ -9,6 +9,7 @@ import { test } from "./helpers/test.ts"
 import { Arbitrary, Either, Schema } from "effect"
 import fc from "fast-check"
 import type { ClientResult, PeerMessage } from "../impl/core/messages.ts"
+import { RequestErrorSchema } from "../impl/core/failure.ts"
 import { encodeFrame, encodeFrames, FrameDecoder } from "../impl/wire/frame.ts"
 import {
   ClientResultSchema,
@@ -25,6 +26,19 @@ import { params } from "./helpers/fc.ts"
 import { splitAt } from "./helpers/bytes.ts"
 
 const peerMessages = Arbitrary.make(PeerMessageSchema)
+/**
+ * A failed coordinate response: one of some thirty message kinds, so plain `peerMessages` draws
+ * one in only a few runs of 200; WIRE-1 puts one in every case so its typed-failure check always
+ * has something to check.
+ */
+const failedResponses: fc.Arbitrary<PeerMessage> = fc.record({
+  _tag: fc.constant("CoordinateResponse" as const),
+  rid: fc.nat(),
+  result: fc.record({
+    _tag: fc.constant("Failed" as const),
+    error: Arbitrary.make(RequestErrorSchema),
+  }),
+})
 const hellos = Arbitrary.make(HelloSchema)
 
 /** JSON turns -0 into 0; the schemas' integers never produce -0, but compare robustly. */
@@ -33,11 +47,17 @@ const viaJson = <A>(value: A): A => JSON.parse(JSON.stringify(value)) as A
 test("WIRE-1: every peer message round-trips through encode, JSON, frames and decode", () => {
   const encode = Schema.encodeSync(PeerMessageSchema)
   let failures = 0
+  let cases = 0
   fc.assert(
     fc.property(
-      fc.array(peerMessages, { minLength: 1, maxLength: 8 }),
+      fc.array(peerMessages, { minLength: 0, maxLength: 7 }),
+      failedResponses,
+      fc.nat(),
       fc.array(fc.nat()),
-      (messages, cuts) => {
+      (others, failed, at, cuts) => {
+        cases++
+        const messages = [...others]
+        messages.splice(at % (others.length + 1), 0, failed)
         const payloads = messages.map((m) => JSON.stringify(encode(m)))
         const decoder = new FrameDecoder()
         const decoded: Array<PeerMessage> = []
@@ -68,7 +88,7 @@ test("WIRE-1: every peer message round-trips through encode, JSON, frames and de
     ),
     params(200),
   )
-  assert.ok(failures > 0, "some failures crossed the wire (typed, with their class)")
+  assert.ok(cases > 0 && failures >= cases, `each case sent a typed failure: ${failures}/${cases}`)
 })
 
 test("WIRE-2: the transport's JSON.stringify encoder equals Schema.encode", () => {
