@@ -142,6 +142,7 @@ test("the RESP server's expiries, TTLs, reads at now and uptime follow the clock
           submit,
           operator: () => {},
           status: () => ({}),
+          starting: () => false,
           info: () => [],
         })
         yield* Effect.promise(async () => {

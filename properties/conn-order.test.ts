@@ -160,6 +160,7 @@ const withServer = async <A>(
           submit: machine.submit,
           operator: () => {},
           status: () => ({}),
+          starting: () => false,
           info: () => [],
         })
         return yield* Effect.promise(() => body(server.listening.port))

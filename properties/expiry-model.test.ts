@@ -200,6 +200,7 @@ test("EXP-1, EXP-2, COND-1: SET with expiry, NX/XX, KEEPTTL, EXPIRE and PERSIST 
             case "Restart":
               if (down === undefined) break
               sim.restart(sim.ids[down]!)
+              assert.ok(sim.untilServing(sim.ids[down]!), "never served after a restart")
               down = undefined
               break
           }

@@ -152,7 +152,10 @@ class Restart implements fc.Command<Model, Real> {
   check = (model: Readonly<Model>) => model.down > 0
   run(model: Model, real: Real): void {
     const down = downNodes(real.cluster)
-    real.cluster.restart(down[this.node % down.length]!)
+    const id = down[this.node % down.length]!
+    real.cluster.restart(id)
+    // Back when it serves (a restarted node first catches up with a peer's view; node.ts).
+    assert.ok(real.cluster.untilServing(id), `${id} never served after a restart`)
     model.down--
   }
   toString = () => `Restart(node#${this.node})`

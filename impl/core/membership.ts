@@ -257,8 +257,15 @@ export interface State {
    * than this incarnation (see `StaleStore`). Until then the node serves no data.
    */
   confirmed: boolean
-  /** Some peer's gossip has reached this node since it started (its view is a peer's now). */
-  heard: boolean
+  /**
+   * This node's view has caught up with some peer's whole view since it started: it merged a
+   * peer's GossipReply (every entry that peer had newer than the digest this node sent), or it
+   * received a peer's digest and learned every entry that digest had newer. True from the start
+   * for a node that neither restarted nor joins (its configured view is the cluster's).
+   */
+  synced: boolean
+  /** While not synced: what the last peer digest had newer than this view, not learned yet. */
+  behind: Map<NodeId, Digest> | undefined
 }
 
 export const init = (config: Config, now: number): State => {
@@ -273,11 +280,15 @@ export const init = (config: Config, now: number): State => {
     stats: { ticks: 0, sent: 0, received: 0, learned: 0 },
     calmSince: undefined,
     confirmed: config.restarted !== true,
-    heard: false,
+    synced: config.restarted !== true && config.status !== "joining",
+    behind: undefined,
   }
   // A loaded view is evidence as of now: every loaded peer is monitored from boot, so one that
   // never heartbeats again (it crashed while we were down) is still suspected in bounded time.
   learn(state, config.knownMembers ?? [], now)
+  // The configured members name this node too: learning its own boot entry is no peer's word,
+  // and must not confirm a restarted store (it used to, so a restarted node served at once).
+  state.confirmed = config.restarted !== true
   const own = state.entries.get(config.self.id)
   if (own?.status !== "removed" && config.status !== undefined) {
     becomeStatus(state, config.status)
@@ -355,7 +366,6 @@ export const step = (state: State, event: Event): readonly [State, ReadonlyArray
       break
     case "MessageReceived":
       state.stats.received++
-      state.heard = true
       onMessage(state, event.now, event.from, event.message, out)
       break
     case "JoinRequested":
@@ -508,6 +518,8 @@ const onMessage = (
       return onDigest(state, from, message.address, message.digests, out)
     case "GossipReply":
       learn(state, message.entries, now)
+      state.synced = true
+      state.behind = undefined
       return onRequests(state, from, message.requests, out)
     case "GossipAck":
       learn(state, message.entries, now)
@@ -537,9 +549,23 @@ const onDigest = (
     if (order > 0) entries.push(mine!)
     else if (order < 0 && (mine !== undefined || state.entries.size < state.maxMembers)) {
       requests.push(d.id)
+      // What we know of a sender that names a newer run of itself goes back to it, older as it
+      // is: a restarted node learns from it that this peer knows no newer run of it (its store
+      // is confirmed) or that it does (StaleStore), without waiting for a digest of ours.
+      if (d.id === from && mine !== undefined && mine.generation !== d.generation) {
+        entries.push(mine)
+      }
     }
   }
   for (const e of state.entries.values()) if (!theirs.has(e.id)) entries.push(e)
+  if (!state.synced) {
+    // Caught up once the requested entries arrive (from anyone); a later digest starts over,
+    // so that a peer that died before answering does not hold this node back for ever.
+    state.behind = new Map(
+      requests.filter((id) => id !== selfId(state)).map((id) => [id, theirs.get(id)!]),
+    )
+    syncedIfCaughtUp(state)
+  }
   if (entries.length === 0 && requests.length === 0) return
   out.push({ _tag: "Send", to: from, address, message: { _tag: "GossipReply", entries, requests } })
 }
@@ -590,6 +616,7 @@ const learn = (state: State, incoming: ReadonlyArray<Entry>, now: number): void 
       (e.generation === mine.generation && e.heartbeat > mine.heartbeat)
     if (fresher) Phi.heartbeat(state.detector, e.id, now)
   }
+  syncedIfCaughtUp(state)
 }
 
 /**
@@ -630,8 +657,21 @@ const checkSelf = (state: State, d: Digest): void => {
 /** This node may serve its store: it did not restart on one, or a peer confirmed it. */
 export const confirmed = (state: State): boolean => state.confirmed
 
-/** Some peer's gossip reached this node since it started. */
-export const heard = (state: State): boolean => state.heard
+/** This node's view caught up with a peer's whole view since it started (see `State.synced`). */
+export const synced = (state: State): boolean => state.synced
+
+/** Not synced yet: synced once the view holds everything the last peer digest had newer. */
+const syncedIfCaughtUp = (state: State): void => {
+  const behind = state.behind
+  if (behind === undefined) return
+  for (const [id, awaited] of behind) {
+    const mine = state.entries.get(id)
+    if (mine !== undefined && compareDigests(digestOf(mine), awaited) >= 0) behind.delete(id)
+  }
+  if (behind.size > 0) return
+  state.synced = true
+  state.behind = undefined
+}
 
 /**
  * News about ourselves. A tombstone is final: adopt it. Anything else newer than our own entry

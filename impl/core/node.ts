@@ -217,15 +217,16 @@ export const step = (state: State, event: Event, store: StoreView): readonly [St
  * A node restarted on a saved store serves nothing from it (answers no read, sends no data)
  * until a peer told it what it knows of this node and that was not newer than this run: a
  * store restored from an older copy is found out first (StaleStore) and never spreads. A node
- * joining the cluster serves nothing until some peer's gossip reached it: until then its ring
- * is the bootstrap members', and a read it coordinated would ask nodes that may have handed
- * the key over and dropped it (REBAL-1 found an acknowledged write read back as nil).
+ * that restarted or joins also serves nothing until its view caught up with a peer's whole
+ * view (`Membership.synced`): until then its ring is what it saved before it went down, or the
+ * bootstrap members', and a read it coordinated would ask nodes that may have handed the key
+ * over and dropped it, or miss the replicas a join made owners while it was down (REBAL-1
+ * found both: an acknowledged write read back as nil).
  */
-const serving = (state: State): boolean =>
+export const serving = (state: State): boolean =>
   !keepsMembership(state) ||
   state.peers.length === 0 ||
-  (Membership.confirmed(state.membership) &&
-    (!state.config.joining || Membership.heard(state.membership)))
+  (Membership.confirmed(state.membership) && Membership.synced(state.membership))
 
 const failStarting = (state: State, origin: Origin, out: Out): void =>
   fail(state, origin, new Starting(), out)

@@ -24,8 +24,10 @@
  *  - No TickElapsed at all: no heartbeats, gossip, anti-entropy, hinted handoff, rebalancing or
  *    reaper. The failure detector therefore judges by its boot-time seed only: a peer is
  *    believed up until about 4.6 s of the observer's clock have passed (every heartbeat lost).
- *    A restarted node is not confirmed by gossip, so it answers no reads and coordinates nothing
- *    (node.ts `serving`); it still takes writes and repairs as a replica.
+ *    A restart is followed at once by one gossip exchange with a peer that is up (its digest,
+ *    then the entries the restarted node asks for), which confirms the store and catches the
+ *    view up (node.ts `serving`); with no peer up the restarted node answers no reads and
+ *    coordinates nothing, and still takes writes and repairs as a replica.
  *  - Durability: the executor's rule (impl/core/executor.ts: sends and replies wait behind every
  *    earlier store write until it is durable) runs on plain data. A write becomes durable right
  *    after the step that issued it, or the node crashes right then with none, some or all of the
@@ -1256,18 +1258,51 @@ export class Explorer {
     return set
   }
 
-  private boot(index: number, generation: number, clock: number, saved?: Slot): Slot {
+  /**
+   * Boot node `index`. A restart (`saved`) is followed at once by one gossip exchange with a
+   * peer that is up (`peer`), as its next gossip round would bring it: without ticks no gossip
+   * runs, and a restarted node serves nothing until a peer confirmed its store and it caught up
+   * with that peer's view (node.ts `serving`). The exchange is the peer's side of it: its digest,
+   * then its entries (the answer to what the restarted node asks for). What the peer would learn
+   * from the restarted node is left out: no peer learns of a restart in the explorer. With no
+   * peer up, the restarted node stays starting.
+   */
+  private boot(index: number, generation: number, clock: number, saved?: Slot, peer?: Slot): Slot {
     const config: Node.Config = {
       ...this.configs[index]!,
       generation,
       savedMembers: saved?.savedMembers,
     }
-    // A booted state is a pure function of its configuration and clock, and states are never
-    // changed in place once in a world: one boot serves every path that reaches it.
-    const key = `${index}|${generation}|${clock}|${cachedCanon(saved?.savedMembers)}`
+    const peerView =
+      saved !== undefined && peer?.machine !== undefined
+        ? Membership.view(peer.machine.membership)
+        : undefined
+    const digests = peerView && Membership.digests(peer!.machine!.membership)
+    // A booted state is a pure function of its configuration, clock and the peer digest it
+    // heard, and states are never changed in place once in a world: one boot serves every path
+    // that reaches it.
+    const key =
+      `${index}|${generation}|${clock}|${cachedCanon(saved?.savedMembers)}|` +
+      `${peer?.id}|${cachedCanon(peerView && [...peerView.values()])}`
     let machine = this.boots.get(key)
     if (machine === undefined) {
       machine = Node.init(config, clock)
+      if (digests !== undefined) {
+        const entries = [...peerView!.values()].filter((e) => e.id !== config.self)
+        const messages: ReadonlyArray<Membership.Message> = [
+          { _tag: "GossipDigest", address: peer!.id, digests },
+          { _tag: "GossipAck", entries },
+        ]
+        for (const message of messages) {
+          const event = {
+            _tag: "MessageReceived" as const,
+            now: clock,
+            from: peer!.id,
+            message: { _tag: "Gossip" as const, message },
+          }
+          Node.step(machine, event, new MemoryStore())
+        }
+      }
       this.boots.set(key, machine)
     }
     const store = saved?.durable ?? new MemoryStore()
@@ -1353,11 +1388,16 @@ export class Explorer {
     const up = (n: Next, index: number): Slot => {
       const slot = n.slots[index]!
       if (slot.machine !== undefined) return slot
-      n.slots[index] = this.boot(index, slot.generation + 1, slot.clock, slot)
+      const peer = n.slots.find((s) => s !== slot && s.machine !== undefined)
+      n.slots[index] = this.boot(index, slot.generation + 1, slot.clock, slot, peer)
       return n.slots[index]!
     }
-    const restarting = (slot: Slot): string =>
-      slot.machine === undefined ? `restart ${slot.id} (generation ${slot.generation + 1}); ` : ""
+    const restarting = (slot: Slot): string => {
+      if (slot.machine !== undefined) return ""
+      const peer = w.slots.find((s) => s !== slot && s.machine !== undefined)
+      const heard = peer === undefined ? "" : `, hears ${peer.id}'s gossip digest`
+      return `restart ${slot.id} (generation ${slot.generation + 1}${heard}); `
+    }
     // Clients invoke their next operation.
     for (let c = 0; c < this.scope.clients.length; c++) {
       const mine = this.info.filter((i) => i.client === c)

@@ -168,6 +168,14 @@ export class Driver {
     }
   }
 
+  /**
+   * Whether the machine serves requests: false while a restarted or joining node waits for a
+   * peer to confirm its store and for its view to catch up (INFO reports it as `loading:1`).
+   */
+  serving(): boolean {
+    return Node.serving(this.state)
+  }
+
   /** Reclamation of dead keys as this node sees it (INFO's keyspace and stats). */
   reclaim(): ReturnType<typeof Node.reclaimReport> {
     return Node.reclaimReport(this.state)

@@ -98,6 +98,7 @@ const serve = <E>(stop: Effect.Effect<StopReason, E>) =>
       clock: yield* Runtime.NodeClock,
       submit: (op, onResult) => driver.submit(op, onResult),
       operator: (op, onResult) => driver.operator(op, onResult),
+      starting: () => !driver.serving(),
       info: () => infoSections(config, driver, peers, store),
       status: () => driver.status(),
     })

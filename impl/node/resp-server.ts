@@ -60,6 +60,11 @@ export interface RespServerOptions {
   readonly operator: (op: OperatorOp, onResult: (result: ClientResult) => void) => void
   /** The cluster as this node sees it (DHT.STATUS), as JSON-able data. */
   readonly status: () => unknown
+  /**
+   * The node is starting: it refuses requests until a peer confirmed its store and its view
+   * caught up. INFO shows it as `loading:1`, which clients' ready checks (ioredis) wait out.
+   */
+  readonly starting: () => boolean
   /** INFO sections beyond `server` and `clients`, in order: [section, [field, value][]]. */
   readonly info: () => ReadonlyArray<
     readonly [string, ReadonlyArray<readonly [string, string | number]>]
@@ -270,6 +275,7 @@ class RespServerImpl implements RespServer {
   private readonly submit: RespServerOptions["submit"]
   private readonly operator: RespServerOptions["operator"]
   private readonly info: RespServerOptions["info"]
+  private readonly starting: RespServerOptions["starting"]
   private readonly status: RespServerOptions["status"]
   private readonly server: net.Server
   private readonly connections = new Set<Connection>()
@@ -296,6 +302,7 @@ class RespServerImpl implements RespServer {
     this.submit = options.submit
     this.operator = options.operator
     this.info = options.info
+    this.starting = options.starting
     this.status = options.status
     this.listening = options.config.client
     // Values up to a few times the limit are read whole, so that they get a clear error and the
@@ -1238,7 +1245,7 @@ class RespServerImpl implements RespServer {
           ["blocked_clients", 0],
         ],
       ],
-      ["Persistence", [["loading", 0]]],
+      ["Persistence", [["loading", this.starting() ? 1 : 0]]],
       ...this.info(),
     ]
     let text = ""

@@ -573,6 +573,17 @@ export class Simulation {
     return true
   }
 
+  /**
+   * Run until node `id` serves (impl/core/node.ts `serving`: a restarted or joining node has
+   * heard from a peer and caught up with its view), for at most `maxMs`; whether it does.
+   */
+  untilServing(id: NodeId, maxMs = 10_000): boolean {
+    return this.runUntil(() => {
+      const state = this.stateOf(id)
+      return state !== undefined && Node.serving(state)
+    }, maxMs)
+  }
+
   runFor(ms: number): void {
     this.runUntil(() => false, ms)
   }

@@ -121,6 +121,19 @@ export const ping = async (port: number, at: string = host): Promise<boolean> =>
   return received.startsWith("+PONG")
 }
 
+/**
+ * Does the node at `port` serve (INFO `loading:0`)? A restarted or joining node answers PING at
+ * once but refuses requests until a peer confirmed its store and its view caught up.
+ */
+export const serving = async (port: number, at: string = host): Promise<boolean> => {
+  const { received } = await exchange(port, "*2\r\n$4\r\nINFO\r\n$11\r\npersistence\r\n", {
+    timeoutMs: 1000,
+    until: (r) => r.includes("loading:"),
+    at,
+  })
+  return received.includes("loading:0")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Node processes
 
@@ -270,7 +283,13 @@ export class Cluster {
         if (node.process.exitCode !== null || node.process.signalCode !== null) {
           throw new Error(`${node.id} exited before it was ready:\n${node.log}`)
         }
-        return ping(node.clientPort)
+        if (!(await ping(node.clientPort))) return false
+        // It serves once a peer confirmed it: with no other node running (a whole cluster
+        // started again one node at a time) there is none yet, and answering PING is ready.
+        const othersRunning = this.nodes.some(
+          (n, k) => k !== i && n.process?.exitCode === null && n.process.signalCode === null,
+        )
+        return !othersRunning || serving(node.clientPort)
       },
       { timeoutMs },
     ).catch((e: Error) => {

@@ -50,6 +50,7 @@ export interface Cluster {
   invoke(id: NodeId, op: ClientOp): Operation
   call(id: NodeId, op: ClientOp, maxMs?: number): Operation
   runFor(ms: number): void
+  untilServing(id: NodeId, maxMs?: number): boolean
   stateOf(id: NodeId): Node.State | undefined
   stored(id: NodeId, key: string): Version.Obj | undefined
   storeOf(id: NodeId): MemoryStore
@@ -312,6 +313,17 @@ export class Machines implements Cluster {
         this.step(m, { _tag: "TickElapsed", now: this.now })
       }
     }
+  }
+
+  /**
+   * Run until node `id` serves (impl/core/node.ts `serving`: a restarted or joining node has
+   * heard from a peer and caught up with its view), for at most `maxMs`; whether it does.
+   */
+  untilServing(id: NodeId, maxMs = 10_000): boolean {
+    return this.runUntil(() => {
+      const state = this.stateOf(id)
+      return state !== undefined && Node.serving(state)
+    }, maxMs)
   }
 
   runFor(ms: number): void {

@@ -70,6 +70,7 @@ export interface ScheduleCluster {
   call(id: NodeId, op: ClientOp): Operation
   stop(id: NodeId): void
   restart(id: NodeId): void
+  untilServing(id: NodeId, maxMs?: number): boolean
 }
 
 /**
@@ -145,8 +146,12 @@ export class ScheduleRun {
     return true
   }
 
+  /** Restart every node that is down, and wait until they serve (as an operator's readiness check). */
   restartAll(): void {
-    for (const id of this.down()) this.sim.restart(id)
+    const down = this.down()
+    for (const id of down) this.sim.restart(id)
+    for (const id of down)
+      assert.ok(this.sim.untilServing(id), `${id} never served after a restart`)
   }
 
   /** Every key reads its last acknowledged value, or a later write that failed (and may have happened). */
