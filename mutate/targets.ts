@@ -92,11 +92,19 @@ export const targets: Readonly<Record<string, Target>> = {
     file: "impl/core/get-coordinator.ts",
     suites: [p("coordinators"), ...machine],
   },
-  // The coordinator suite kills most mutants at once; of the machine suites, those whose
-  // operations the coordinator decides (plain, conditional, counter and expiring writes).
+  // The coordinator suites kill most mutants at once (its replica protocol, then its command
+  // semantics); of the machine suites, those whose operations the coordinator decides (plain,
+  // conditional, counter and expiring writes).
   "put-coordinator": {
     file: "impl/core/put-coordinator.ts",
-    suites: ["coordinators", "node", "adversarial", "counter-sim", "expiry-model"].map(p),
+    suites: [
+      "coordinators",
+      "put-semantics",
+      "node",
+      "adversarial",
+      "counter-sim",
+      "expiry-model",
+    ].map(p),
   },
 }
 

@@ -358,9 +358,11 @@ export const incremented = (
     if (counter.float && !incr.float) return "value is not an integer or out of range"
   } else {
     const text = current?.sibling.value ?? "0"
+    // As Redis parses them (string2ld, string2ll): no surrounding space, no "+" or "-0" or
+    // leading zero in an integer.
     const valid = incr.float
-      ? /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) && Number.isFinite(Number(text))
-      : /^-?(0|[1-9]\d*)$/.test(text) && BigInt(text) >= INT64_MIN && BigInt(text) <= INT64_MAX
+      ? /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) && Number.isFinite(Number(text))
+      : /^(0|-?[1-9]\d*)$/.test(text) && BigInt(text) >= INT64_MIN && BigInt(text) <= INT64_MAX
     if (!valid) {
       return incr.float ? "value is not a valid float" : "value is not an integer or out of range"
     }
