@@ -24,6 +24,8 @@ import { assertFloors, params, replaying } from "./helpers/fc.ts"
 import { test } from "./helpers/test.ts"
 
 const self = NodeId("n0")
+const n1 = NodeId("n1")
+const n2 = NodeId("n2")
 const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n
 
@@ -63,10 +65,12 @@ const values = fc.constantFrom(
   ".5",
   "5.",
   "1e",
+  ".25",
+  "1e308",
 )
 const intBys = fc.constantFrom("1", "-1", "5", "0", "9223372036854775807", "-9223372036854775808")
 // Binary fractions: sums are exact, so the model's arithmetic is plainly right.
-const floatBys = fc.constantFrom("0.5", "-1.25", "3", "0", "1e3", "-2.5")
+const floatBys = fc.constantFrom("0.5", "-1.25", "3", "0", "1e3", "-2.5", "1e308")
 const ttls = fc.integer({ min: 1, max: 3000 })
 
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
@@ -271,27 +275,27 @@ const opOf = (cmd: Cmd, now: number, contexts: ReadonlyArray<Version.Clock>): Pu
 }
 
 /** Run one write through a one-replica coordinator: its reply, and the object it persisted. */
-const run = (op: PutOp, local: Version.Obj, now: number, hlc: number) => {
+const run = (op: PutOp, local: Version.Obj, now: number, hlc: number, at: NodeId = self) => {
   const view: Put.PutView = {
     now,
-    self,
+    self: at,
     mode: "cp",
     r: 1,
     timeoutMs: 500,
     hlc,
     local: () => local,
     reconcile: (o) => o,
-    placement: () => ({ targets: [{ node: self, hintFor: undefined }], pendingOwners: [] }),
+    placement: () => ({ targets: [{ node: at, hintFor: undefined }], pendingOwners: [] }),
   }
   const p = Put.make({
     op,
-    self,
+    self: at,
     r: 1,
     w: 1,
     local,
-    asked: [self],
+    asked: [at],
     substitutes: new Set(),
-    waitFor: [self],
+    waitFor: [at],
     waitsForGrant: false,
   })
   const { outputs, done } = Put.step(p, { _tag: "Start" }, view)
@@ -417,4 +421,88 @@ test("CMD-1: one key's write commands through the PUT coordinator reply and writ
     casStale: 50,
     existed: 500,
   })
+})
+
+test("CMD-1: a conditional or read-modify-write reads a quorum first even when the client sent a context; a plain write with one does not", () => {
+  const context: Version.Clock = [["n1", 3]]
+  const base: PutOp = { _tag: "Put", key: "k", value: "v", context }
+  const reading: ReadonlyArray<PutOp> = [
+    { ...base, cond: "nx" },
+    { ...base, cond: "xx" },
+    { ...base, cond: "context" },
+    { ...base, keep: "ttl" },
+    { ...base, keep: "value" },
+    { ...base, incr: { by: "1", float: false } },
+    { ...base, append: true },
+  ]
+  for (const op of [base, ...reading]) {
+    const p = Put.make({
+      op,
+      self,
+      r: 2,
+      w: 1,
+      local: Version.empty,
+      asked: [n1, n2],
+      substitutes: new Set(),
+      waitFor: [n1, n2],
+      waitsForGrant: false,
+    })
+    const view: Put.PutView = {
+      now: 10_000,
+      self,
+      mode: "cp",
+      r: 2,
+      timeoutMs: 500,
+      hlc: Hlc.tick(0, 10_000),
+      local: () => Version.empty,
+      reconcile: (o) => o,
+      placement: () => ({ targets: [{ node: self, hintFor: undefined }], pendingOwners: [] }),
+    }
+    const tags = Put.step(p, { _tag: "Start" }, view).outputs.map((o) => o._tag)
+    assert.deepEqual(
+      tags,
+      op === base ? ["Clock", "Persist", "Reply"] : ["Ask", "Ask"],
+      JSON.stringify(op),
+    )
+  }
+})
+
+test("CMD-1, CTR-1: DEL's count, PutOk's dot and a counter's base follow what the write superseded and when", () => {
+  const now = 10_000
+  const hlc = Hlc.tick(0, now)
+  const set = (
+    value: string,
+    at: NodeId,
+    local: Version.Obj,
+    context: Version.Clock | null,
+    t = now,
+  ) => run({ _tag: "Put", key: "k", value, context }, local, t, Hlc.tick(0, t), at)
+  // n1's live value; n2 writes beside it (an empty context: a new sibling) and over it.
+  const a = set("a", n1, Version.empty, null).persisted!
+  for (const [context, supersedes] of [
+    [Version.emptyClock, false],
+    [Version.context(a), true],
+  ] as const) {
+    const b = set("b", n2, a, context)
+    assert.ok(b.reply._tag === "PutOk")
+    assert.equal(b.reply.existed, supersedes, "existed: the write superseded a live value")
+    // The dot is n2's new event: the sibling holding "b" in what was persisted.
+    const minted = Version.siblings(b.persisted!).find((d) => d.sibling.value === "b")!
+    assert.deepEqual(b.reply.dot, [minted.actor, minted.counter])
+    assert.equal(minted.actor, n2)
+  }
+  // Concurrent SETs of 9 (earlier) and 7 (later) on two replicas, each then incremented there:
+  // the join counts both increments over the later value's base, 7 + 1 + 1.
+  const nine = set("9", n1, Version.empty, null, now).persisted!
+  const seven = set("7", n2, Version.empty, null, now + 50).persisted!
+  const incr = (local: Version.Obj, at: NodeId, t: number) =>
+    run(
+      { _tag: "Put", key: "k", value: null, context: null, incr: { by: "1", float: false } },
+      local,
+      t,
+      Hlc.tick(hlc, t),
+      at,
+    ).persisted!
+  const joined = Version.sync(incr(nine, n1, now + 100), incr(seven, n2, now + 100))
+  assert.equal(Version.readValueAt(joined, now + 200), "9")
 })
