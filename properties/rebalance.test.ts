@@ -372,5 +372,6 @@ test("REBAL-1: a node restarted after a membership change it missed serves nothi
     params(15),
   )
   console.log(`# REBAL-1, restart gate: ${JSON.stringify(seen)}`)
-  assertFloors(seen, { restarts: 15, refused: 15, joins: 5, leaves: 5 })
+  // Of 15 runs, each a join, a leave or both (a third each): about 10 joins and 10 leaves.
+  assertFloors(seen, { restarts: 15, refused: 15, joins: 3, leaves: 3 })
 })
