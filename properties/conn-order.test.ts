@@ -13,15 +13,11 @@
 import assert from "node:assert/strict"
 import * as net from "node:net"
 import { test } from "./helpers/test.ts"
-import { Effect, Either } from "effect"
 import fc from "fast-check"
 import type { ClientOp, ClientResult, KeyOp } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"
-import * as Config from "../impl/node/config.ts"
-import type { Log } from "../impl/node/log.ts"
-import * as RespServer from "../impl/node/resp-server.ts"
-import * as Runtime from "../impl/node/runtime.ts"
 import { params, replaying } from "./helpers/fc.ts"
+import { withRespServer } from "./helpers/resp-server.ts"
 
 const KEYS = ["a", "b", "c"]
 
@@ -87,8 +83,6 @@ const expected = (commands: ReadonlyArray<Command>): Array<string> => {
   return commands.map(answer)
 }
 
-const silentLog: Log = { info: () => {}, warn: () => {}, error: () => {} }
-
 interface Outstanding {
   readonly op: KeyOp
   readonly finish: () => void
@@ -136,38 +130,8 @@ class ScriptedMachine {
   }
 }
 
-const withServer = async <A>(
-  machine: ScriptedMachine,
-  body: (port: number) => Promise<A>,
-): Promise<A> => {
-  const config = Config.make({
-    id: "n0",
-    members: [{ id: "n0", peerAddress: { host: "127.0.0.1", port: 1 } }],
-    client: { host: "127.0.0.1", port: 0 },
-    store: "memory",
-    n: 1,
-    r: 1,
-    w: 1,
-  })
-  if (Either.isLeft(config)) throw new Error(config.left.message)
-  return Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const server = yield* RespServer.make({
-          config: config.right,
-          log: silentLog,
-          clock: Runtime.systemClock,
-          submit: machine.submit,
-          operator: () => {},
-          status: () => ({}),
-          starting: () => false,
-          info: () => [],
-        })
-        return yield* Effect.promise(() => body(server.listening.port))
-      }),
-    ),
-  )
-}
+const withServer = <A>(machine: ScriptedMachine, body: (port: number) => Promise<A>): Promise<A> =>
+  withRespServer({ submit: machine.submit }, body)
 
 const settle = () => new Promise((resolve) => setImmediate(resolve))
 

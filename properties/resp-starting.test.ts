@@ -5,80 +5,47 @@
  * default ready check, sends nothing until the node reports `loading:0`.
  */
 import assert from "node:assert/strict"
-import { Effect, Either } from "effect"
 import { Redis } from "ioredis"
 import type { ClientOp, ClientResult } from "../impl/core/messages.ts"
 import * as Version from "../impl/core/version.ts"
-import * as Config from "../impl/node/config.ts"
-import type { Log } from "../impl/node/log.ts"
-import * as RespServer from "../impl/node/resp-server.ts"
-import * as Runtime from "../impl/node/runtime.ts"
+import { withRespServer } from "./helpers/resp-server.ts"
 import { test } from "./helpers/test.ts"
 
-const silentLog: Log = { info: () => {}, warn: () => {}, error: () => {} }
-
 test("a starting node reports loading:1 in INFO until it serves, and ioredis's ready check waits for it", async () => {
-  const config = Config.make({
-    id: "n0",
-    members: [{ id: "n0", peerAddress: { host: "127.0.0.1", port: 1 } }],
-    client: { host: "127.0.0.1", port: 0 },
-    store: "memory",
-    n: 1,
-    r: 1,
-    w: 1,
-  })
-  if (Either.isLeft(config)) throw new Error(config.left.message)
   let starting = true
   const submitted: Array<ClientOp> = []
   const submit = (op: ClientOp, onResult: (r: ClientResult) => void) => {
     submitted.push(op)
     onResult({ _tag: "GetOk", obj: Version.empty })
   }
-  await Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const server = yield* RespServer.make({
-          config: config.right,
-          log: silentLog,
-          clock: Runtime.systemClock,
-          submit,
-          operator: () => {},
-          status: () => ({}),
-          starting: () => starting,
-          info: () => [],
-        })
-        yield* Effect.promise(async () => {
-          const port = server.listening.port
-          const probe = new Redis({ port, host: "127.0.0.1", enableReadyCheck: false })
-          const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true })
-          try {
-            assert.match(String(await probe.call("INFO", "persistence")), /loading:1\r\n/)
-            let ready = false
-            client.once("ready", () => {
-              ready = true
-            })
-            // connect() resolves once ready: not awaited, it would wait for the node to serve.
-            const connected = client.connect()
-            // Its ready check sees loading:1: it holds its commands back.
-            const get = client.get("k")
-            await new Promise((resolve) => setTimeout(resolve, 300))
-            assert.equal(ready, false, "ready while the node reports loading:1")
-            assert.equal(submitted.length, 0, "a command reached the node while it was starting")
-            starting = false
-            assert.match(String(await probe.call("INFO", "persistence")), /loading:0\r\n/)
-            await connected
-            assert.equal(await get, null)
-            assert.equal(ready, true)
-            assert.deepEqual(
-              submitted.map((op) => op._tag),
-              ["Get"],
-            )
-          } finally {
-            probe.disconnect()
-            client.disconnect()
-          }
-        })
-      }),
-    ),
-  )
+  await withRespServer({ submit, starting: () => starting }, async (port) => {
+    const probe = new Redis({ port, host: "127.0.0.1", enableReadyCheck: false })
+    const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true })
+    try {
+      assert.match(String(await probe.call("INFO", "persistence")), /loading:1\r\n/)
+      let ready = false
+      client.once("ready", () => {
+        ready = true
+      })
+      // connect() resolves once ready: not awaited, it would wait for the node to serve.
+      const connected = client.connect()
+      // Its ready check sees loading:1: it holds its commands back.
+      const get = client.get("k")
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.equal(ready, false, "ready while the node reports loading:1")
+      assert.equal(submitted.length, 0, "a command reached the node while it was starting")
+      starting = false
+      assert.match(String(await probe.call("INFO", "persistence")), /loading:0\r\n/)
+      await connected
+      assert.equal(await get, null)
+      assert.equal(ready, true)
+      assert.deepEqual(
+        submitted.map((op) => op._tag),
+        ["Get"],
+      )
+    } finally {
+      probe.disconnect()
+      client.disconnect()
+    }
+  })
 })
