@@ -36,6 +36,11 @@
  * `targets`, e.g. for every range this node replicates, the other replicas of its preference
  * list), building or persisting trees, tombstone purge, hinted handoff.
  *
+ * Owns: its `State` (targets, the round-robin cursor, the one exchange it initiated, its responder
+ * budget and statistics), changed in place. Must not: write the store or any tree (it answers
+ * with commands the node applies through node-store.ts), read a clock (`now` comes with each
+ * event), or keep more than one initiated exchange in flight.
+ *
  * Invariants kept: AE-3 (replicas converge within a bounded number of rounds after a heal),
  * AE-6 (any event sequence, including malformed and stray messages, is handled without a throw
  * and keeps at most one exchange in flight), BUDGET-1.

@@ -20,6 +20,9 @@
  * Deliberately not here: partial grants (ask for `available` and take that), priorities,
  * sharing one bucket between nodes, refunds (unused grants are spent: the bound stays simple).
  *
+ * Owns: one token bucket, an immutable value (`take` and `refill` return a new one). Must not:
+ * read a clock (the caller passes `now`) or grant more than the bucket holds.
+ *
  * Invariant kept: BUDGET-1 (over any window of t ms, grants total at most
  * ratePerSec · t / 1000 + burst).
  */

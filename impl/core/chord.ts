@@ -59,6 +59,10 @@
  * export those helpers and widen the surface that the CHORD properties check through `step`
  * alone. The sections below (vocabulary, ring arithmetic, construction, step, join and leave,
  * periodic repair, messages, lookups, RPCs) are its seams for reading.
+ * Owns: one Chord node's routing state (successor list, predecessor, fingers, pending lookups,
+ * the RPC table, suspects). Must not: read or write the store (keys move through the storage
+ * node, node-chord.ts) or read a clock (`now` comes with each event).
+ *
  */
 import { absurd } from "effect/Function"
 import { RING_SIZE } from "./hash.ts"

@@ -12,6 +12,9 @@
  *
  * Deliberately not here: cryptographic strength. An attacker who can choose keys can build hot
  * spots; use a keyed hash if that matters.
+ * Owns: nothing; pure functions. Must not: depend on the platform (byte order, locale, a native
+ * crypto module): positions must equal the published vectors in every language.
+ *
  */
 
 /** Number of distinct ring positions: 2^52. */

@@ -52,6 +52,11 @@
  * (`compare`, which gossip's `learn` applies entry by entry as `merge` does for whole views); the
  * CRDT alone is under 100 lines, so splitting it off would leave the machine over 500 lines all
  * the same, and about 50 of them are this comment.
+ * Owns: a node's membership view, its gossip state (the round's peers, whether its store is
+ * confirmed and its view synced) and its phi detectors, changed in place. Must not: move data
+ * (node-rebalance.ts does), remove a member on its own (only an operator's `remove` does), or read
+ * a clock (`now` comes with each event).
+ *
  */
 import { absurd } from "effect/Function"
 import type { NodeId } from "./ids.ts"

@@ -49,6 +49,11 @@
  * addressed in the tree's own coordinates (level, node index, leaf bucket, key digest), and
  * AE-1, AE-2 and AE-5 are properties of the two together, which properties/merkle.test.ts
  * checks through this one module; about 60 of its lines are this comment.
+ * Owns: trees (level hashes and per-bucket key digests; `update` and `add` change the tree they
+ * are given) and the diff protocol's message shapes. Must not: read the store, choose peers or
+ * ranges (anti-entropy.ts and node-ae.ts do), or let a tree drift from the store unnoticed
+ * (`update` throws when the old object is not what the tree holds).
+ *
  */
 import {
   murmur3Final,

@@ -41,6 +41,8 @@
  *    join, leave and remove), node-ae.ts (Merkle anti-entropy), node-reap.ts (reclamation of
  *    dead keys) and node-chord.ts (Chord routing in place of the ring).
  *
+ * Owns: the node's `State` as a whole (node-state.ts), handing each part its slice.
+ *
  * Must not: decide anything a part owns (who replicates a key, which routing mode runs, what a
  * request answers): it only routes each event to its part, in a fixed order.
  *

@@ -42,6 +42,9 @@
  * one entry per peer heard and is bounded by the caller's member bound; each window by
  * `windowSize`.
  *
+ * Owns: one observer's per-peer windows of heartbeat intervals. Must not: read a clock, or change
+ * membership (a suspicion is an opinion the caller acts on).
+ *
  * Invariants kept: FD-1, FD-2, FD-3 (spec/membership.md).
  */
 import type { NodeId } from "./ids.ts"

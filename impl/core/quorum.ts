@@ -1,7 +1,9 @@
 /**
  * Quorum accounting for one request, in the manner of riak_kv_get_core: add results, ask whether
- * there are enough, or whether every replica asked has answered. Pure data; the coordinator
- * owns it. Must not: choose the replicas or the quorum size (the coordinator passes both in).
+ * there are enough, or whether every replica asked has answered.
+ *
+ * Owns: nothing; a `Tally` is an immutable value (`addOk` returns a new one) that its coordinator
+ * holds. Must not: choose the replicas or the quorum size (the coordinator passes both in).
  *
  * An answer may be heard without counting toward the quorum: a sloppy substitute that holds
  * nothing for the key says nothing about it (riak's notfound_ok = false for fallbacks), so

@@ -9,6 +9,9 @@
  * Deliberately not here: liveness. Routing around down nodes (sloppy quorum) is the
  * coordinator's business; the ring only answers "who should hold this key".
  *
+ * Owns: a ring, an immutable value built once per membership view (sorted tokens and their
+ * nodes). Must not: consult liveness or membership state (the caller builds a ring from a view).
+ *
  * Invariants kept: RING-2 (preference lists equal the naive reference ring's), RING-3 (N distinct
  * nodes whenever N <= node count), RING-4 (ownership fractions sum to one).
  */

@@ -15,6 +15,10 @@
  * hybrid logical timestamp handed in by the caller), policy (lww pruning is `pruneLww`, applied
  * by the caller for lww namespaces).
  *
+ * Owns: objects, clocks and counters as immutable values (every function returns a new one; the
+ * inputs are shared, never changed). Must not: mint an event on its own (the coordinator passes
+ * the actor and the timestamp), or read a clock.
+ *
  * Invariants kept: VER-1 (merge is a least upper bound), VER-2 (sync keeps exactly the
  * undominated siblings), VER-3 (clock size bounded by the coordinating replicas).
  */
