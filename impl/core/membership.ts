@@ -263,14 +263,14 @@ export interface State {
    */
   confirmed: boolean
   /**
-   * This node's view has caught up with some peer's whole view since it started: it merged a
-   * peer's GossipReply (every entry that peer had newer than the digest this node sent), or it
-   * received a peer's digest and learned every entry that digest had newer. True from the start
-   * for a node that neither restarted nor joins (its configured view is the cluster's).
+   * Whether this node's view has caught up with some peer's whole view since it started:
+   * `"synced"` once it merged a peer's GossipReply (every entry that peer had newer than the
+   * digest this node sent), or received a peer's digest and learned every entry that digest had
+   * newer; before that, what the last peer digest had newer and is not learned yet, or
+   * `"waiting"` when no digest came yet. `"synced"` from the start for a node that neither
+   * restarted nor joins (its configured view is the cluster's).
    */
-  synced: boolean
-  /** While not synced: what the last peer digest had newer than this view, not learned yet. */
-  behind: Map<NodeId, Digest> | undefined
+  sync: "synced" | "waiting" | Map<NodeId, Digest>
 }
 
 export const init = (config: Config, now: number): State => {
@@ -285,8 +285,7 @@ export const init = (config: Config, now: number): State => {
     stats: { ticks: 0, sent: 0, received: 0, learned: 0 },
     calmSince: undefined,
     confirmed: config.restarted !== true,
-    synced: config.restarted !== true && config.status !== "joining",
-    behind: undefined,
+    sync: config.restarted !== true && config.status !== "joining" ? "synced" : "waiting",
   }
   // A loaded view is evidence as of now: every loaded peer is monitored from boot, so one that
   // never heartbeats again (it crashed while we were down) is still suspected in bounded time.
@@ -523,8 +522,7 @@ const onMessage = (
       return onDigest(state, from, message.address, message.digests, out)
     case "GossipReply":
       learn(state, message.entries, now)
-      state.synced = true
-      state.behind = undefined
+      state.sync = "synced"
       return onRequests(state, from, message.requests, out)
     case "GossipAck":
       learn(state, message.entries, now)
@@ -563,10 +561,10 @@ const onDigest = (
     }
   }
   for (const e of state.entries.values()) if (!theirs.has(e.id)) entries.push(e)
-  if (!state.synced) {
+  if (state.sync !== "synced") {
     // Caught up once the requested entries arrive (from anyone); a later digest starts over,
     // so that a peer that died before answering does not hold this node back for ever.
-    state.behind = new Map(
+    state.sync = new Map(
       requests.filter((id) => id !== selfId(state)).map((id) => [id, theirs.get(id)!]),
     )
     syncedIfCaughtUp(state)
@@ -662,20 +660,18 @@ const checkSelf = (state: State, d: Digest): void => {
 /** This node may serve its store: it did not restart on one, or a peer confirmed it. */
 export const confirmed = (state: State): boolean => state.confirmed
 
-/** This node's view caught up with a peer's whole view since it started (see `State.synced`). */
-export const synced = (state: State): boolean => state.synced
+/** This node's view caught up with a peer's whole view since it started (see `State.sync`). */
+export const synced = (state: State): boolean => state.sync === "synced"
 
 /** Not synced yet: synced once the view holds everything the last peer digest had newer. */
 const syncedIfCaughtUp = (state: State): void => {
-  const behind = state.behind
-  if (behind === undefined) return
+  const behind = state.sync
+  if (typeof behind === "string") return
   for (const [id, awaited] of behind) {
     const mine = state.entries.get(id)
     if (mine !== undefined && compareDigests(digestOf(mine), awaited) >= 0) behind.delete(id)
   }
-  if (behind.size > 0) return
-  state.synced = true
-  state.behind = undefined
+  if (behind.size === 0) state.sync = "synced"
 }
 
 /**
