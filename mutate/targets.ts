@@ -70,7 +70,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   membership: {
     file: "impl/core/membership.ts",
-    suites: ["membership", "rebalance", "mutation-gaps"].map(p),
+    suites: ["membership-legs", "membership", "rebalance", "mutation-gaps"].map(p),
   },
   "anti-entropy": {
     file: "impl/core/anti-entropy.ts",

@@ -305,7 +305,7 @@ const rings = (cluster: Machines, id: NodeId) => {
   return { ring: s.ring.nodes.join(), future: s.futureRing.nodes.join() }
 }
 
-test("REBAL-1: a node restarted after a membership change it missed serves nothing until its view caught up with a peer's: when it first serves, its rings are the cluster's", () => {
+test("REBAL-1, MEM-5: a node restarted after a membership change it missed serves nothing until its view caught up with a peer's: when it first serves, its rings are the cluster's", () => {
   const seen = { restarts: 0, refused: 0, joins: 0, leaves: 0 }
   fc.assert(
     fc.property(

@@ -11,7 +11,7 @@ import * as Version from "../impl/core/version.ts"
 import { withRespServer } from "./helpers/resp-server.ts"
 import { test } from "./helpers/test.ts"
 
-test("a starting node reports loading:1 in INFO until it serves, and ioredis's ready check waits for it", async () => {
+test("MEM-5: a starting node reports loading:1 in INFO until it serves, and ioredis's ready check waits for it", async () => {
   let starting = true
   const submitted: Array<ClientOp> = []
   const submit = (op: ClientOp, onResult: (r: ClientResult) => void) => {

@@ -1,7 +1,8 @@
 /**
  * SPEC-3: which layers check each invariant. A property checks an ID at one of three layers:
- *  - machine: it steps the real machine (`Node.step`/`Node.init`, or one of the request
- *    coordinators `Get.step`/`Put.step` it runs) directly, or explores it, or
+ *  - machine: it steps the real machine (`Node.step`/`Node.init`, one of the request
+ *    coordinators `Get.step`/`Put.step` it runs, or the gossip machine `Membership.step`)
+ *    directly, or explores it, or
  *    runs machines stepped directly in an order fast-check chooses (`Machines`,
  *    properties/helpers/machines.ts: no simulator);
  *  - sim: it runs the machines in the simulator (impl/sim) with faults;
@@ -29,7 +30,7 @@ type Layer = (typeof LAYERS)[number]
 const layerOfText = (text: string): Layer | undefined =>
   /new Simulation\(|runSchedule\(|new ScheduleRun\(|\bsim\.(call|invoke|runFor)\(/.test(text)
     ? "sim"
-    : /Node\.step\(|Node\.init\(|(Get|Put)\.step\(|explore\(|new Machines\(/.test(text)
+    : /Node\.step\(|Node\.init\(|(Get|Put|Membership)\.step\(|explore\(|new Machines\(/.test(text)
       ? "machine"
       : undefined
 
@@ -140,7 +141,7 @@ const render = (
     "",
     "Computed by properties/spec-layers.test.ts (SPEC-3) from the properties' names and bodies;",
     "rewrite with `LAYERS_UPDATE=1 node --import tsx --test properties/spec-layers.test.ts`.",
-    "machine: the real machine (or one of its request coordinators) stepped directly (or",
+    "machine: the real machine (or one of its request coordinators, or its gossip machine) stepped directly (or",
     "explored, or several machines stepped directly in an order fast-check chooses); sim: the",
     "simulator with faults; cluster: real",
     "node processes (end-to-end suites, `dht verify`). A name in a comment or a skipped test",
