@@ -36,6 +36,26 @@ const settled = (sim: Rebalancing, run: ScheduleRun): boolean =>
     .live()
     .every((id) => [...statuses(sim, id).values()].every((s) => s === "up" || s === "removed"))
 
+/**
+ * `who` leaves through the operator and is awaited until it has handed over and stopped; false
+ * if it refused to begin (REBAL-1 then skips the action), an assertion if it never finished.
+ */
+const leave = (
+  sim: Rebalancing,
+  run: ScheduleRun,
+  who: NodeId,
+  withinMs: number,
+  during = "",
+): boolean => {
+  if (sim.operator(who, { _tag: "Leave" }).result?._tag !== "Done") return false
+  assert.ok(
+    sim.runUntil(() => !sim.isUp(who), withinMs),
+    `${who} never finished leaving${during}`,
+  )
+  run.gone.add(who)
+  return true
+}
+
 /** Every membership change REBAL-1 must cover, in a schedule where each one can happen. */
 const coveringSchedule: ReadonlyArray<Action> = [
   { _tag: "Write", key: 0, node: 0 },
@@ -103,14 +123,7 @@ const rebal1 = (
         // Leave only from a settled, fully up cluster that keeps N members afterwards.
         const up = run.live().filter((id) => statuses(sim, id).get(id) === "up")
         if (run.down().length > 0 || up.length < 4 || up.length !== run.active().length) break
-        const who = up[action.node % up.length]!
-        const op = sim.operator(who, { _tag: "Leave" })
-        if (op.result?._tag !== "Done") break
-        assert.ok(
-          sim.runUntil(() => !sim.isUp(who), 120_000),
-          `${who} never finished leaving`,
-        )
-        run.gone.add(who)
+        if (!leave(sim, run, up[action.node % up.length]!, 120_000)) break
         seen.leaves++
         break
       }
@@ -183,14 +196,8 @@ const rebal2 = (
   )
   seen.joined++
   const who = run.live().filter((id) => id !== joiner)[leaver % 4]!
-  const op = sim.operator(who, { _tag: "Leave" })
-  assert.equal(op.result?._tag, "Done", JSON.stringify(op.result))
-  assert.ok(
-    sim.runUntil(() => !sim.isUp(who), 180_000),
-    `${who} never finished leaving while ${dead} was down`,
-  )
+  assert.ok(leave(sim, run, who, 180_000, ` while ${dead} was down`), `${who} refused to leave`)
   seen.left++
-  run.gone.add(who)
   sim.restart(dead)
   assert.ok(
     sim.runUntil(() => settled(sim, run), 300_000),
