@@ -16,14 +16,11 @@ import { DhtClient } from "../impl/client/client.ts"
 import * as Version from "../impl/core/version.ts"
 import * as Context from "../impl/wire/context.ts"
 import { encodeFrame } from "../impl/wire/frame.ts"
-import { Cluster, connectClient, exchange, pollUntil, stopAll } from "./helpers/cluster.ts"
+import { Cluster, connectClient, exchange, pollUntil, resp, stopAll } from "./helpers/cluster.ts"
 
 const clients: Array<Redis> = []
 
 const connect = (port: number): Redis => connectClient(port, clients, 10_000)
-
-const resp = (...args: ReadonlyArray<string>): string =>
-  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a, "latin1")}\r\n${a}\r\n`).join("")}`
 
 const rejects = async (promise: Promise<unknown>, pattern: RegExp): Promise<void> => {
   await assert.rejects(promise, (e: Error) => {

@@ -111,28 +111,30 @@ export const exchange = (
     socket.on("close", () => finish(true))
   })
 
+/** A command as a client sends it: a RESP array of bulk strings. */
+export const resp = (...args: ReadonlyArray<string>): string =>
+  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a, "latin1")}\r\n${a}\r\n`).join("")}`
+
+/** One command over a fresh connection, waiting at most a second for `until`; what came back. */
+const probe = async (
+  port: number,
+  at: string,
+  until: (received: string) => boolean,
+  ...args: ReadonlyArray<string>
+): Promise<string> => (await exchange(port, resp(...args), { timeoutMs: 1000, until, at })).received
+
 /** RESP PING over a fresh connection; true on +PONG. */
-export const ping = async (port: number, at: string = host): Promise<boolean> => {
-  const { received } = await exchange(port, "*1\r\n$4\r\nPING\r\n", {
-    timeoutMs: 1000,
-    until: (r) => r.includes("\r\n"),
-    at,
-  })
-  return received.startsWith("+PONG")
-}
+export const ping = async (port: number, at: string = host): Promise<boolean> =>
+  (await probe(port, at, (r) => r.includes("\r\n"), "PING")).startsWith("+PONG")
 
 /**
  * Does the node at `port` serve (INFO `loading:0`)? A restarted or joining node answers PING at
  * once but refuses requests until a peer confirmed its store and its view caught up.
  */
-export const serving = async (port: number, at: string = host): Promise<boolean> => {
-  const { received } = await exchange(port, "*2\r\n$4\r\nINFO\r\n$11\r\npersistence\r\n", {
-    timeoutMs: 1000,
-    until: (r) => r.includes("loading:"),
-    at,
-  })
-  return received.includes("loading:0")
-}
+export const serving = async (port: number, at: string = host): Promise<boolean> =>
+  (await probe(port, at, (r) => r.includes("loading:"), "INFO", "persistence")).includes(
+    "loading:0",
+  )
 
 // ---------------------------------------------------------------------------------------------
 // Node processes
