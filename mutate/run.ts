@@ -14,7 +14,9 @@
  * incremental file and tested again (killed mutants are kept, as Stryker itself would).
  * `--force` retests everything; `--recheck-timeouts` retests the mutants that timed out (on a busy
  * machine a slow run of a surviving mutant can pass for a timeout), best with a larger
- * `--timeout-ms` (Stryker's timeoutMS, added to twice the unmutated run's time).
+ * `--timeout-ms` (Stryker's timeoutMS, added to twice the unmutated run's time). Each suite also
+ * has its own limit (three times its unmutated run, plus 10 s): a mutant that hangs a suite
+ * fails it, and counts as killed, without waiting for Stryker's whole-command timeout.
  *
  * Arguments: target names (`hlc`, `version`, …; none: all, smallest first), optionally with a
  * line range for Stryker's --mutate (`version:1-200`). Reports: reports/mutation/<target>.json
@@ -143,6 +145,34 @@ const countsOf = (jsonReport: string, file: string): Counts => {
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`
 
+const runSuite = "node --import tsx --test-reporter=dot"
+
+/**
+ * Each suite's time limit against a mutant, in seconds: three times its unmutated run plus ten
+ * seconds. A mutant that makes a loop endless then fails (is killed) once the suite it hangs
+ * exceeds its own limit, instead of costing Stryker's whole-command timeout (twice all suites
+ * plus timeoutMS). Both count as detected; a suite that merely runs slow on a loaded machine
+ * would need to take three times as long. Undefined, with the reason printed, when a suite
+ * fails unmutated (Stryker's dry run would refuse the target too).
+ */
+const suiteLimits = (suites: ReadonlyArray<string>, seed: number): Array<number> | undefined => {
+  const limits: Array<number> = []
+  for (const s of suites) {
+    const started = Date.now()
+    const run = spawnSync("sh", ["-c", `FC_SEED=${seed} ${runSuite} ${shellQuote(s)}`], {
+      stdio: "ignore",
+    })
+    const seconds = (Date.now() - started) / 1000
+    if (run.status !== 0) {
+      console.error(`mutate: ${s} fails on the unmutated tree (FC_SEED=${seed}); fix it first`)
+      return undefined
+    }
+    limits.push(Math.ceil(3 * seconds) + 10)
+    console.log(`mutate: ${s} ran in ${seconds.toFixed(1)} s unmutated; limit ${limits.at(-1)} s`)
+  }
+  return limits
+}
+
 const main = (): void => {
   const args = parseArgs(process.argv.slice(2))
   mkdirSync(OUT, { recursive: true })
@@ -168,8 +198,13 @@ const main = (): void => {
       const dropped = forget(incrementalFile, ["Timeout"])
       console.log(`mutate ${name}: ${dropped} timed-out mutant(s) rerun`)
     }
+    const limits = suiteLimits(suites, args.seed)
+    if (limits === undefined) {
+      failed = true
+      continue
+    }
     const command = suites
-      .map((s) => `FC_SEED=${args.seed} node --import tsx --test-reporter=dot ${shellQuote(s)}`)
+      .map((s, i) => `FC_SEED=${args.seed} timeout -k 5 ${limits[i]} ${runSuite} ${shellQuote(s)}`)
       .join(" && ")
     const config = {
       ...base,

@@ -18,16 +18,20 @@ export interface Target {
 
 const p = (name: string): string => `properties/${name}.test.ts`
 
-/** The machine-level suites that step Node.step (quorums, placement, replicas, reaping). */
+/**
+ * The machine-level suites that step Node.step (quorums, placement, replicas, reaping), fastest
+ * first (about 1.6 to 3.4 s each on 2 cores, then kv-model 8 s and write-once 14 s): a survivor
+ * runs them all, a killed mutant only up to the first that fails.
+ */
 const machine = [
-  "node",
-  "kv-model",
   "at-most-once",
-  "write-once",
-  "handoff",
-  "reclaim",
+  "node",
   "adversarial",
+  "handoff",
   "partition",
+  "reclaim",
+  "kv-model",
+  "write-once",
 ].map(p)
 
 export const targets: Readonly<Record<string, Target>> = {
