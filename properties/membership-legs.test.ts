@@ -7,12 +7,16 @@
  * or joining node counts as confirmed and synced (MEM-5).
  *
  * The model keeps its own view, detector and random generator, and is written from the spec's
- * rules rather than from the machine's code paths: a view is a map of entries ordered by
- * `Membership.compare`, and every answer is stated as a set ("every entry of mine the digest
- * lacks or has older"). Each step's commands are compared exactly (as sets), and after each step
+ * rules rather than from the machine's code paths: a view is a map of entries ordered by the
+ * model's own `order` (tombstone, generation, version, heartbeat, then status, addresses and
+ * weight), and every answer is stated as a set ("every entry of mine the digest lacks or has
+ * older"). Each step's commands are compared exactly (as sets), and after each step
  * the view, the statistics, the liveness verdicts, the phi levels, the ring and pending members,
  * confirmation and sync. Small id and counter domains and a small member bound make equal,
- * older and newer entries, duplicates in one message, and a full view all common.
+ * older and newer entries, duplicates in one message, and a full view all common; two steps are
+ * built from the node's state when they run, as peers in a converged cluster send them: an echo
+ * of the node's whole view (every entry equal to the one held), and an ack that carries exactly
+ * what the last digest had newer (a node catching up).
  */
 import assert from "node:assert/strict"
 import fc from "fast-check"
@@ -29,7 +33,6 @@ type Digest = Membership.Digest
 const SELF = NodeId("a")
 const IDS = ["a", "b", "c", "d"].map(NodeId)
 const PHI: Partial<Phi.Config> = { firstHeartbeatEstimateMs: 1000 }
-const THRESHOLD = Phi.DEFAULT_THRESHOLD
 
 // ---------------------------------------------------------------------------------------------
 // Generated inputs
@@ -69,6 +72,10 @@ type Step =
   | { readonly _tag: "Leave" }
   | { readonly _tag: "Remove"; readonly node: NodeId }
   | { readonly _tag: "Calm"; readonly since: number | undefined }
+  /** Resolved when it runs: the node's whole view sent back as a reply or an ack. */
+  | { readonly _tag: "Echo"; readonly from: NodeId; readonly asReply: boolean }
+  /** Resolved when it runs: an ack with an entry for each id the last digest had newer. */
+  | { readonly _tag: "CatchUp"; readonly from: NodeId }
 
 const dtArb = fc.constantFrom(0, 300, 1000, 1000, 4000, 60_000)
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
@@ -112,6 +119,18 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
       since: fc.option(fc.nat(10_000), { nil: undefined }),
     }),
   },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      _tag: fc.constant("Echo" as const),
+      from: peerArb,
+      asReply: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ _tag: fc.constant("CatchUp" as const), from: peerArb }),
+  },
 )
 
 const configArb: fc.Arbitrary<Membership.Config> = fc
@@ -119,22 +138,23 @@ const configArb: fc.Arbitrary<Membership.Config> = fc
     restarted: fc.boolean(),
     status: fc.constantFrom(undefined, "joining", "up", "leaving"),
     generation: fc.integer({ min: 1, max: 3 }),
-    knownMembers: fc.array(entryArb, { maxLength: 4 }),
+    knownMembers: fc.option(fc.array(entryArb, { maxLength: 4 }), { nil: undefined }),
     seeds: fc.subarray(IDS),
     seedAddress: fc.constantFrom("p1", "s9"),
     randomSeed: fc.integer(),
     maxMembers: fc.constantFrom(2, 3, 4096),
+    threshold: fc.constantFrom(undefined, 1, 8, 16),
   })
   .map((c) => ({
     self: { id: SELF, peerAddress: "pa", clientAddress: "ca", weight: 1 },
     seeds: c.seeds.map((id) => ({ id, peerAddress: `${c.seedAddress}-${id}` })),
     generation: c.generation,
     ...(c.status === undefined ? {} : { status: c.status as "joining" | "up" | "leaving" }),
-    knownMembers: c.knownMembers,
+    ...(c.knownMembers === undefined ? {} : { knownMembers: c.knownMembers }),
     restarted: c.restarted,
     randomSeed: c.randomSeed,
     phi: PHI,
-    threshold: THRESHOLD,
+    ...(c.threshold === undefined ? {} : { threshold: c.threshold }),
     maxMembers: c.maxMembers,
   }))
 
@@ -148,8 +168,21 @@ const digestOf = (e: Entry): Digest => ({
   version: e.version,
   heartbeat: e.heartbeat,
 })
+/** Lexicographic comparison of two equally long tuples. */
+const lex = (a: ReadonlyArray<number | string>, b: ReadonlyArray<number | string>): number => {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1
+  return 0
+}
+const digestKey = (d: Digest) => [Number(d.removed), d.generation, d.version, d.heartbeat]
 /** `a` is strictly newer than `b` (tombstone, generation, version, heartbeat). */
-const newer = (a: Digest, b: Digest): boolean => Membership.compareDigests(a, b) > 0
+const newer = (a: Digest, b: Digest): boolean => lex(digestKey(a), digestKey(b)) > 0
+/** The spec's order on entries of one id: the digest, then the content as a tie-break. */
+const order = (a: Entry, b: Entry): number =>
+  lex(digestKey(digestOf(a)), digestKey(digestOf(b))) ||
+  lex(
+    [a.status, a.peerAddress, a.clientAddress, a.weight],
+    [b.status, b.peerAddress, b.clientAddress, b.weight],
+  )
 
 class Stopped extends Error {}
 
@@ -167,6 +200,8 @@ interface Counts {
   full: number
   probes: number
   seedSends: number
+  echoes: number
+  caughtUp: number
   removals: number
   steps: number
 }
@@ -182,6 +217,7 @@ class Model {
   calmSince: number | undefined = undefined
   readonly stats = { ticks: 0, sent: 0, received: 0, learned: 0 }
   readonly max: number
+  readonly threshold: number
 
   constructor(
     readonly config: Membership.Config,
@@ -191,6 +227,7 @@ class Model {
     this.detector = Phi.make(config.phi)
     this.rng = { rng: config.randomSeed | 0 }
     this.max = config.maxMembers ?? Membership.DEFAULT_MAX_MEMBERS
+    this.threshold = config.threshold ?? Phi.DEFAULT_THRESHOLD
     this.confirmed = config.restarted !== true
     this.sync = config.restarted !== true && config.status !== "joining" ? "synced" : "waiting"
     this.learn(config.knownMembers ?? [], now)
@@ -255,7 +292,7 @@ class Model {
         this.counts.full++
         continue
       }
-      if (mine !== undefined && Membership.compare(e, mine) <= 0) continue
+      if (mine !== undefined && order(e, mine) <= 0) continue
       this.view.set(e.id, e)
       this.stats.learned++
       this.counts.learned++
@@ -276,16 +313,15 @@ class Model {
     this.counts.selfNews++
     const own = this.own()
     if (e.status === "removed") {
-      if (own === undefined || Membership.compare(e, own) > 0) {
+      if (own === undefined || order(e, own) > 0) {
         this.view.set(SELF, e)
         this.stats.learned++
       }
       return
     }
     this.checkSelf(digestOf(e))
-    if (own !== undefined && Membership.compare(e, own) <= 0) return
-    if (this.staleSelf === undefined || Membership.compare(e, this.staleSelf) > 0)
-      this.staleSelf = e
+    if (own !== undefined && order(e, own) <= 0) return
+    if (this.staleSelf === undefined || order(e, this.staleSelf) > 0) this.staleSelf = e
     if (own !== undefined && own.status !== "removed") this.become(own.status)
   }
 
@@ -302,7 +338,7 @@ class Model {
   }
 
   available(id: NodeId, now: number): boolean {
-    return id === SELF || Phi.isAvailable(this.detector, id, now, THRESHOLD)
+    return id === SELF || Phi.isAvailable(this.detector, id, now, this.threshold)
   }
 
   addressOf(id: NodeId): string | undefined {
@@ -439,7 +475,7 @@ class Model {
   }
 
   /** The model's step; throws `Stopped` where the machine must throw StaleStore. */
-  step(s: Step, now: number): Membership.Command[] {
+  step(s: Resolved, now: number): Membership.Command[] {
     let out: Membership.Command[] = []
     switch (s._tag) {
       case "Tick":
@@ -478,7 +514,41 @@ class Model {
   }
 }
 
-const event = (s: Step, now: number): Membership.Event | undefined => {
+/** A step as it is delivered: echoes and catch-ups become the reply or ack they stand for. */
+type Resolved = Exclude<Step, { readonly _tag: "Echo" | "CatchUp" }>
+
+const resolve = (s: Step, m: Model): Resolved => {
+  switch (s._tag) {
+    case "Echo": {
+      const entries = [...m.view.values()]
+      if (entries.length > 0) m.counts.echoes++
+      return s.asReply
+        ? { _tag: "Reply", from: s.from, entries, requests: [] }
+        : { _tag: "Ack", from: s.from, entries }
+    }
+    case "CatchUp": {
+      const awaited = typeof m.sync === "string" ? [] : [...m.sync.values()]
+      if (awaited.length > 0) m.counts.caughtUp++
+      const entries = awaited.map(
+        (d): Entry => ({
+          id: d.id,
+          peerAddress: "p1",
+          clientAddress: "c1",
+          weight: 1,
+          status: d.removed ? "removed" : "up",
+          generation: d.generation,
+          version: d.version,
+          heartbeat: d.heartbeat,
+        }),
+      )
+      return { _tag: "Ack", from: s.from, entries }
+    }
+    default:
+      return s
+  }
+}
+
+const event = (s: Resolved, now: number): Membership.Event | undefined => {
   switch (s._tag) {
     case "Tick":
       return { _tag: "TickElapsed", now }
@@ -518,8 +588,7 @@ const event = (s: Step, now: number): Membership.Event | undefined => {
 
 // Order-free comparison of entries and commands (a set of answers, not a sequence).
 const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-const sortedEntries = (es: Iterable<Entry>) =>
-  [...es].sort((a, b) => byId(a, b) || Membership.compare(a, b))
+const sortedEntries = (es: Iterable<Entry>) => [...es].sort((a, b) => byId(a, b) || order(a, b))
 const normal = (cs: ReadonlyArray<Membership.Command>) =>
   cs
     .map((c) => {
@@ -566,6 +635,7 @@ const compareStep = (
     assert.equal(got.name, "StaleStore")
     assert.equal(String(got.known), want.message, `${what}: the generation the cluster knows`)
     assert.match(got.message, /older than an earlier run .* restored from a copy/)
+    assert.match(got.message, /start the node with an empty data directory and it is refilled/)
     return "stopped"
   }
   return [got, want]
@@ -626,6 +696,8 @@ const newCounts = (): Counts => ({
   full: 0,
   probes: 0,
   seedSends: 0,
+  echoes: 0,
+  caughtUp: 0,
   removals: 0,
   steps: 0,
 })
@@ -650,7 +722,8 @@ test("MEM-4, MEM-5: every gossip leg, round and own-news step does what the refe
       )
       if (started === "stopped") return
       agree("init", state, model, now)
-      for (const [i, s] of steps.entries()) {
+      for (const [i, generated] of steps.entries()) {
+        const s = resolve(generated, model)
         if (s._tag === "Tick") now += s.dt
         const what = `step ${i} (${s._tag})`
         const e = event(s, now)
@@ -690,5 +763,7 @@ test("MEM-4, MEM-5: every gossip leg, round and own-news step does what the refe
     probes: 380,
     seedSends: 1300,
     removals: 230,
+    echoes: 500,
+    caughtUp: 10,
   })
 })
