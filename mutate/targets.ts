@@ -90,7 +90,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-replica": {
     file: "impl/core/node-replica.ts",
-    suites: [...machine, p("mutation-gaps")],
+    suites: [p("replica"), ...machine, p("mutation-gaps")],
   },
   "get-coordinator": {
     file: "impl/core/get-coordinator.ts",
