@@ -92,6 +92,47 @@ export const targets: Readonly<Record<string, Target>> = {
     file: "impl/core/node-replica.ts",
     suites: [p("replica"), ...machine, p("mutation-gaps")],
   },
+  // The rest of the storage node: node.ts composes, each node-*.ts is one slice of it. The
+  // machine suites reach all of them; a slice's own suite (where one exists) goes first.
+  node: {
+    file: "impl/core/node.ts",
+    suites: [p("replica"), ...machine, p("rebalance"), p("mutation-gaps")],
+  },
+  "node-store": {
+    file: "impl/core/node-store.ts",
+    suites: [p("replica"), ...machine, p("anti-entropy-node"), p("mutation-gaps")],
+  },
+  "node-state": { file: "impl/core/node-state.ts", suites: [...machine, p("mutation-gaps")] },
+  "node-config": { file: "impl/core/node-config.ts", suites: [...machine, p("mutation-gaps")] },
+  "node-get": { file: "impl/core/node-get.ts", suites: [...machine, p("mutation-gaps")] },
+  "node-put": {
+    file: "impl/core/node-put.ts",
+    suites: [...machine, p("put-semantics"), p("mutation-gaps")],
+  },
+  "node-forward": {
+    file: "impl/core/node-forward.ts",
+    suites: [...machine, p("request-path-sim"), p("mutation-gaps")],
+  },
+  "node-ae": {
+    file: "impl/core/node-ae.ts",
+    suites: [p("anti-entropy-node"), ...machine, p("mutation-gaps")],
+  },
+  "node-membership": {
+    file: "impl/core/node-membership.ts",
+    suites: [...machine, p("rebalance"), p("routing-fd"), p("mutation-gaps")],
+  },
+  "node-rebalance": {
+    file: "impl/core/node-rebalance.ts",
+    suites: [p("rebalance"), ...machine, p("mutation-gaps")],
+  },
+  "node-scan": {
+    file: "impl/core/node-scan.ts",
+    suites: [p("scan"), p("rebalance"), p("anti-entropy-node"), p("reclaim"), p("mutation-gaps")],
+  },
+  "node-chord": {
+    file: "impl/core/node-chord.ts",
+    suites: [p("chord-node"), p("chord"), p("mutation-gaps")],
+  },
   "get-coordinator": {
     file: "impl/core/get-coordinator.ts",
     suites: [p("coordinators"), ...machine],
@@ -128,4 +169,16 @@ export const defaultOrder = [
   "node-placement",
   "node-reap",
   "node-replica",
+  "node-store",
+  "node-state",
+  "node-config",
+  "node-get",
+  "node-put",
+  "node-forward",
+  "node-ae",
+  "node-membership",
+  "node-rebalance",
+  "node-scan",
+  "node-chord",
+  "node",
 ]
