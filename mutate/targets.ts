@@ -70,7 +70,13 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   merkle: {
     file: "impl/core/merkle.ts",
-    suites: ["merkle", "anti-entropy-refusals", "anti-entropy-node", "mutation-gaps"].map(p),
+    suites: [
+      "merkle-protocol",
+      "merkle",
+      "anti-entropy-refusals",
+      "anti-entropy-node",
+      "mutation-gaps",
+    ].map(p),
   },
   membership: {
     file: "impl/core/membership.ts",
