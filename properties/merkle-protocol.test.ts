@@ -21,6 +21,7 @@
  */
 import assert from "node:assert/strict"
 import fc from "fast-check"
+import { position } from "../impl/core/hash.ts"
 import * as Merkle from "../impl/core/merkle.ts"
 import * as Version from "../impl/core/version.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
@@ -451,4 +452,174 @@ test("AE-4: a cloned tree is a snapshot: updating the original or the copy leave
     params(200),
   )
   assertFloors({ updates }, { updates: 2000 })
+})
+
+// ---------------------------------------------------------------------------------------------
+// The tree's parts at their boundaries
+
+test("AE-1: a key's digest is a fixed format: these objects hash to these digests on every node and every version (a change would make mixed-version replicas see every key as differing)", () => {
+  const one = (value: string | null, extra: object = {}) => ({
+    entries: [{ actor: "n1", counter: 1, values: [{ value, ts: 5, ...extra }] }],
+  })
+  const golden: ReadonlyArray<readonly [string, Version.Obj, Merkle.Digest]> = [
+    ["k", one("v"), [3974305225, 3720441140]],
+    [
+      "ключ",
+      { entries: [{ actor: "n1", counter: 2, values: [{ value: "ł€", ts: 7 }] }] },
+      [3455454719, 906853867],
+    ],
+    ["k", one(null), [3148701668, 903007121]],
+    // U+00FF is the last one-byte character: still written as bytes.
+    ["k", one("\u00ff"), [2174522497, 720323253]],
+    ["k", one("v", { exp: 99 }), [3552746091, 3474165486]],
+    ["k", one("3", { counter: { n1: 3 } }), [480369248, 3913584199]],
+    [
+      "k",
+      {
+        entries: [
+          { actor: "n1", counter: 1, values: [] },
+          {
+            actor: "nœ2",
+            counter: 4,
+            values: [
+              { value: "x", ts: 9 },
+              { value: "y", ts: 8 },
+            ],
+          },
+        ],
+      },
+      [2291307413, 783832092],
+    ],
+  ]
+  for (const [key, obj, digest] of golden) {
+    assert.deepEqual(Merkle.keyDigest(key, obj), digest, JSON.stringify([key, obj]))
+  }
+  for (const absent of [undefined, null, Version.empty]) {
+    assert.equal(Merkle.keyDigest("k", absent), undefined)
+  }
+  // Digests are equal only when both words are.
+  assert.equal(Merkle.sameDigest([1, 2], [1, 2]), true)
+  assert.equal(Merkle.sameDigest([1, 2], [1, 3]), false)
+  assert.equal(Merkle.sameDigest([1, 2], [3, 2]), false)
+  assert.equal(Merkle.sameDigest(undefined, [1, 2]), false)
+  assert.equal(Merkle.sameDigest(undefined, undefined), true)
+})
+
+test("AE-1: values that differ only above the low byte of a character (wide text) have different digests", () => {
+  let pairs = 0
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "binary", minLength: 1, maxLength: 4 }),
+      fc.string({ unit: "binary", minLength: 1, maxLength: 4 }),
+      fc.constantFrom("k", "ключ"),
+      (x, y, key) => {
+        fc.pre(x !== y)
+        const obj = (value: string) => ({
+          entries: [{ actor: "n1", counter: 1, values: [{ value, ts: 1 }] }],
+        })
+        // The same low bytes, with the high ones of y: what a byte-narrowing encoding confuses.
+        const low = [...x].map((c) => String.fromCharCode(c.charCodeAt(0) & 0xff)).join("")
+        for (const other of [y, low]) {
+          if (other === x) continue
+          const a = Merkle.keyDigest(key, obj(x))
+          const b = Merkle.keyDigest(key, obj(other))
+          assert.equal(Merkle.sameDigest(a, b), false, JSON.stringify([x, other]))
+          pairs++
+        }
+      },
+    ),
+    params(300),
+  )
+  assertFloors({ pairs }, { pairs: 300 })
+})
+
+test("AE-1: ranges, shapes and leaf buckets at their boundaries", () => {
+  // The default shape, and shapeFor against a plain reading of its rule.
+  assert.deepEqual(Merkle.make(range).shape, { fanout: 16, depth: 3 })
+  const reference = (expected: number, perLeaf: number, fanout: number) => {
+    let depth = 0
+    for (;;) {
+      if (fanout ** depth * perLeaf >= expected) return depth
+      if (fanout ** (depth + 1) > Merkle.MAX_LEAVES) return depth
+      depth++
+    }
+  }
+  for (const fanout of [2, 4, 16])
+    for (const perLeaf of [1, 32])
+      for (const expected of [0, 1, 31, 32, 33, 512, 513, 10 ** 6, 10 ** 9, 10 ** 12]) {
+        assert.deepEqual(
+          Merkle.shapeFor(expected, perLeaf, fanout),
+          { fanout, depth: reference(expected, perLeaf, fanout) },
+          `shapeFor(${expected}, ${perLeaf}, ${fanout})`,
+        )
+      }
+  // A range excludes its start and includes its end.
+  const r: Merkle.Range = { start: 100, end: 200 }
+  assert.equal(Merkle.containsPosition(r, 100), false)
+  assert.equal(Merkle.containsPosition(r, 101), true)
+  assert.equal(Merkle.containsPosition(r, 200), true)
+  assert.equal(Merkle.containsPosition(r, 201), false)
+  assert.equal(Merkle.sameRange(r, { start: 100, end: 200 }), true)
+  assert.equal(Merkle.sameRange(r, { start: 100, end: 201 }), false)
+  assert.equal(Merkle.sameRange(r, { start: 101, end: 200 }), false)
+  assert.equal(Merkle.sameShape({ fanout: 2, depth: 3 }, { fanout: 2, depth: 3 }), true)
+  assert.equal(Merkle.sameShape({ fanout: 2, depth: 3 }, { fanout: 2, depth: 4 }), false)
+  assert.equal(Merkle.sameShape({ fanout: 2, depth: 3 }, { fanout: 4, depth: 3 }), false)
+  // The leaf bound is inclusive.
+  assert.equal(Merkle.validShape({ fanout: 2, depth: 20 }), true)
+  assert.equal(Merkle.validShape({ fanout: 2, depth: 21 }), false)
+  assert.throws(() => Merkle.make({ start: -1, end: 5 }), /merkle: invalid range -1:5/)
+  assert.throws(() => Merkle.make(r, { fanout: 1, depth: 2 }), /merkle: invalid shape/)
+})
+
+test("AE-1: a key exactly at, just below or just above a leaf boundary lands in the bucket exact integer division gives", () => {
+  let checked = 0
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 2 ** 20, max: 2 ** 52 }),
+      fc.constantFrom({ fanout: 2, depth: 3 }, { fanout: 16, depth: 2 }, { fanout: 4, depth: 6 }),
+      fc.nat(),
+      fc.constantFrom(-1, 0, 1),
+      fc.constantFrom(...KEYS),
+      (span, shape, pick, delta, key) => {
+        const leaves = shape.fanout ** shape.depth
+        const width = Math.ceil(span / leaves)
+        const q = 1 + (pick % (leaves - 1))
+        const offset = q * width + delta
+        fc.pre(offset >= 0 && offset < span)
+        // Place the key at `offset` by choosing the range around its position.
+        const at = position(key)
+        const start = (((at - 1 - offset) % RING) + RING) % RING
+        const end = (start + span) % RING
+        const tree = Merkle.make({ start, end }, shape)
+        const want = Number(BigInt(offset) / BigInt(width))
+        assert.equal(Merkle.bucketOf(tree, key), want, JSON.stringify({ span, offset, width }))
+        checked++
+      },
+    ),
+    params(300),
+  )
+  assertFloors({ checked }, { checked: 200 })
+})
+
+test("AE-4: building from entries that repeat a key keeps the last object, as a map would (an empty last object removes the key)", () => {
+  let repeats = 0
+  fc.assert(
+    fc.property(
+      historyArb,
+      fc.array(fc.tuple(fc.constantFrom(...KEYS.slice(0, 12)), fc.nat()), { maxLength: 30 }),
+      (points, raw) => {
+        const entries = raw.map(([k, p]) => [k, points[p % points.length]!] as const)
+        const last = new Map(entries)
+        repeats += entries.length - last.size
+        const got = Merkle.build(range, shape, entries)
+        const want = Merkle.build(range, shape, [...last])
+        assert.deepEqual(got.levels, want.levels)
+        assert.deepEqual(got.buckets, want.buckets)
+        assert.equal(got.size, want.size)
+      },
+    ),
+    params(300),
+  )
+  assertFloors({ repeats }, { repeats: 500 })
 })
