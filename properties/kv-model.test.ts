@@ -279,7 +279,7 @@ test("KV-2: with no faults every operation succeeds with the model's value (slop
 })
 
 test("KV-2: with no faults every operation succeeds with the model's value (strict quorums)", () => {
-  batch("KV-2 CP", 0, "cp", 20, { reads: 90, readValues: 40 }, onSimulator)
+  batch("KV-2 CP", 0, "cp", 40, { reads: 90, readValues: 40 }, onSimulator)
 })
 
 test("KV-3: with any one node stopped every operation succeeds, with the model's value after recovery (sloppy quorums)", () => {
