@@ -33,7 +33,7 @@ import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { type Operation, Simulation } from "../impl/sim/sim.ts"
 import { KvModel } from "../models/kv.ts"
-import { deep, params, replaying } from "./helpers/fc.ts"
+import { assertFloors, deep, params } from "./helpers/fc.ts"
 import { resolvedValue } from "./helpers/schedule.ts"
 
 const NODES = 5
@@ -421,22 +421,21 @@ const runSchedule = (
 
 const RUNS = 600
 /** Floors per default batch (DHT_DEEP=1 runs 10x the cases; the floors stay). */
-const assertCoverage = (c: Coverage): void => {
-  if (replaying) return
-  assert.ok(c.acknowledged >= 3 * RUNS, `only ${c.acknowledged} acknowledged writes checked`)
-  assert.ok(c.forwarded >= 2 * RUNS, `only ${c.forwarded} forwarded writes`)
-  assert.ok(
-    c.forwardedAckedAroundFault >= RUNS,
-    `only ${c.forwardedAckedAroundFault} forwarded writes acknowledged around a pause or cut`,
-  )
-  assert.ok(c.pauses >= RUNS, `only ${c.pauses} pauses`)
-  assert.ok(c.heldDelivered >= 50 * RUNS, `only ${c.heldDelivered} held messages delivered late`)
-  assert.ok(
-    c.deferredMessages >= 50 * RUNS,
-    `only ${c.deferredMessages} messages to paused nodes processed late`,
-  )
-  assert.ok(c.longRuns >= RUNS / 10, `only ${c.longRuns} schedules near full length`)
-}
+/**
+ * Acknowledged writes checked, forwarded writes, forwarded writes acknowledged around a pause or
+ * cut, pauses, held messages delivered late, messages to paused nodes processed late, and
+ * schedules near full length.
+ */
+const assertCoverage = (c: Coverage): void =>
+  assertFloors(c, {
+    acknowledged: 3 * RUNS,
+    forwarded: 2 * RUNS,
+    forwardedAckedAroundFault: RUNS,
+    pauses: RUNS,
+    heldDelivered: 50 * RUNS,
+    deferredMessages: 50 * RUNS,
+    longRuns: RUNS / 10,
+  })
 
 test("KV-9: a plain SET takes effect at most once and never after a write invoked after it completed: forwarded writes through pauses, held partitions, crashes and restarts", () => {
   const coverage = newCoverage()

@@ -7,6 +7,7 @@
  *    the case's seed and path); command sequences also print a replayPath: add it as
  *    FC_REPLAY_PATH.
  */
+import { appendFileSync } from "node:fs"
 import fc from "fast-check"
 import { running } from "./test.ts"
 
@@ -70,12 +71,21 @@ export const replaying = process.env.FC_SEED !== undefined
 /**
  * Coverage floors of a property (no vacuous pass): each counter in `floors` must have reached
  * its floor over the whole run. Skipped on a one-case replay, where no batch-level count holds.
+ * With FLOORS_LOG=<file>, every counter and its floor is also appended to that file as one JSON
+ * line (`npm run floors` samples many runs this way to find floors too close to their draws).
  */
 export const assertFloors = <K extends string>(
   seen: Readonly<Record<K, number>>,
   floors: Readonly<Partial<Record<K, number>>>,
 ): void => {
   if (replaying) return
+  const log = process.env.FLOORS_LOG
+  if (log !== undefined) {
+    const lines = (Object.entries(floors) as Array<[K, number]>).map(([key, floor]) =>
+      JSON.stringify({ file: running?.file, test: running?.name, key, floor, seen: seen[key] }),
+    )
+    appendFileSync(log, `${lines.join("\n")}\n`)
+  }
   for (const [k, floor] of Object.entries(floors) as Array<[K, number]>) {
     if (!(seen[k] >= floor)) {
       throw new Error(
