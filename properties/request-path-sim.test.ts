@@ -33,7 +33,7 @@ import type { ClientOp, Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
 import * as Version from "../impl/core/version.ts"
 import { type Operation, Simulation } from "../impl/sim/sim.ts"
-import { assertFloors, params } from "./helpers/fc.ts"
+import { assertFloors, params, replaying } from "./helpers/fc.ts"
 import { test } from "./helpers/test.ts"
 
 const NODES = 5
@@ -508,28 +508,35 @@ const run = (
   runFor(25_000)
 }
 
+/** 20 runs from seed 2 hold 6 held grants, 15 hint drops and 26 failovers (seeds 1-10 tried). */
+const FIXED_SEED = 2
+const FIXED_RUNS = 20
+
 test("KV-1, KV-7, KV-10, KV-11, KV-12: in the simulator, under loss, duplication, partitions, pauses, crashes, slow nodes and slow disks, acknowledged writes are durable on W nodes, forwards fail over only from a suspected ungranted replica, objects never regress, quorums count distinct nodes, and reads purge only fully replicated tombstones past their grace", () => {
   const seen = newSeen()
-  fc.assert(
-    fc.property(
-      fc.integer(),
-      fc.constantFrom("cp" as const, "ap" as const),
-      fc.array(actionArb, { minLength: 10, maxLength: 80 }),
-      (seed, mode, schedule) => run(seed, mode, schedule, seen),
-    ),
-    params(100),
+  const property = fc.property(
+    fc.integer(),
+    fc.constantFrom("cp" as const, "ap" as const),
+    fc.array(actionArb, { minLength: 10, maxLength: 80 }),
+    (seed, mode, schedule) => run(seed, mode, schedule, seen),
   )
+  // Forwarded writes whose grant was held (grantHeld) and hints dropped (hintDrops) are rare and
+  // clustered: 0-34 per 100 random runs over 26 runs of the suite, so no floor above zero holds
+  // on random draws alone (one of 1 failed a clean run). A first batch from a fixed seed, known
+  // to hold both, makes them certain on unchanged code; the random batch adds breadth. The
+  // floors of grantHeld, hintDrops and failovers are met by the fixed batch alone: a change that
+  // makes one of these events impossible fails them whatever the random draw.
+  if (!replaying) fc.assert(property, params(FIXED_RUNS, { seed: FIXED_SEED }))
+  fc.assert(property, params(100))
   console.log(`# request path in the simulator: ${JSON.stringify(seen)}`)
   assertFloors(seen, {
     acked: 500,
     failovers: 20,
     waits: 4000,
-    // Rare events, 1-23 (grantHeld) and 3-21 (hintDrops) per 100 runs in ten runs of the suite:
-    // floors of 3 and 4 failed about one run in five. At least one must still happen.
-    grantHeld: 1,
+    grantHeld: 3,
     grew: 2000,
     drops: 150,
-    hintDrops: 1,
+    hintDrops: 5,
     answers: 4000,
     answersOf3: 300,
     duplicates: 4000,

@@ -74,6 +74,8 @@ export const replaying = process.env.FC_SEED !== undefined
  * With FLOORS_LOG=<file>, every counter and its floor is also appended to that file as one JSON
  * line (`npm run floors` samples many runs this way to find floors too close to their draws).
  */
+const floorCalls = new Map<string, number>()
+
 export const assertFloors = <K extends string>(
   seen: Readonly<Record<K, number>>,
   floors: Readonly<Partial<Record<K, number>>>,
@@ -81,8 +83,12 @@ export const assertFloors = <K extends string>(
   if (replaying) return
   const log = process.env.FLOORS_LOG
   if (log !== undefined) {
+    // The nth batch of this test in this run: one test may hold several batches to floors.
+    const test = running?.name ?? ""
+    const call = (floorCalls.get(test) ?? 0) + 1
+    floorCalls.set(test, call)
     const lines = (Object.entries(floors) as Array<[K, number]>).map(([key, floor]) =>
-      JSON.stringify({ file: running?.file, test: running?.name, key, floor, seen: seen[key] }),
+      JSON.stringify({ file: running?.file, test, call, key, floor, seen: seen[key] }),
     )
     appendFileSync(log, `${lines.join("\n")}\n`)
   }

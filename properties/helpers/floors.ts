@@ -20,6 +20,7 @@ import { join } from "node:path"
 interface Entry {
   readonly file: string
   readonly test: string
+  readonly call: number
   readonly key: string
   readonly floor: number
   readonly seen: number
@@ -87,7 +88,7 @@ const main = async (): Promise<void> => {
     for (const line of readFileSync(join(dir, f), "utf8").split("\n")) {
       if (line === "") continue
       const e = JSON.parse(line) as Entry
-      const id = `${e.file}\0${e.test}\0${e.key}`
+      const id = `${e.file}\0${e.test}\0${e.call}\0${e.key}`
       const at = byFloor.get(id) ?? { e, seen: [] }
       at.seen.push(e.seen)
       byFloor.set(id, at)
@@ -106,17 +107,20 @@ const main = async (): Promise<void> => {
       // if it is under its floor.
       const fixed = s.length > 1 && sd === 0
       const thin = fixed ? s[0]! < e.floor : margin < THIN || (s.length > 1 && z < Z)
-      return { e, s, margin, z, thin }
+      // A floor that would hold: half the smallest draw, and four standard deviations under
+      // the mean (counts of rare events are skewed to the right, so this errs low), at least 1.
+      const suggest = Math.max(1, Math.floor(Math.min(e.floor, s[0]! / 2, mean - 4 * sd)))
+      return { e, s, margin, z, thin, suggest }
     })
     .sort((a, b) => a.margin - b.margin)
   const short = (t: string) => (t.length > 48 ? `${t.slice(0, 45)}...` : t)
   console.log(
     `${"margin".padStart(7)} ${"z".padStart(6)} ${"floor".padStart(7)} ${"min".padStart(7)} ${"median".padStart(7)} ${"max".padStart(7)}  n  floor`,
   )
-  for (const { e, s, margin, z, thin } of rows) {
-    const mark = thin ? " thin" : ""
+  for (const { e, s, margin, z, thin, suggest } of rows) {
+    const mark = thin ? ` thin (suggest ${suggest})` : ""
     console.log(
-      `${margin.toFixed(2).padStart(7)} ${(Number.isFinite(z) ? z.toFixed(1) : "-").padStart(6)} ${String(e.floor).padStart(7)} ${String(s[0]).padStart(7)} ${String(s[Math.floor(s.length / 2)]).padStart(7)} ${String(s.at(-1)).padStart(7)} ${String(s.length).padStart(2)}  ${e.file.replace(/^properties\//, "")} · ${short(e.test)} · ${e.key}${mark}`,
+      `${margin.toFixed(2).padStart(7)} ${(Number.isFinite(z) ? z.toFixed(1) : "-").padStart(6)} ${String(e.floor).padStart(7)} ${String(s[0]).padStart(7)} ${String(s[Math.floor(s.length / 2)]).padStart(7)} ${String(s.at(-1)).padStart(7)} ${String(s.length).padStart(2)}  ${e.file.replace(/^properties\//, "")} · ${short(e.test)}${e.call > 1 ? ` (batch ${e.call})` : ""} · ${e.key}${mark}`,
     )
   }
   for (const [s, n] of failures) console.log(`failed: ${s} in ${n} of ${runs} runs`)
