@@ -525,7 +525,7 @@ test("KV-11, KV-9, RECLAIM-2: a PUT coordinator stepped by an adversary persists
     skipped: 3,
     notGranted: 25,
     quorumR: 8,
-    quorumW: 20,
+    quorumW: 15,
     refused: 25,
     ignoredAcks: 180,
     strangers: 100,

@@ -664,9 +664,9 @@ test("KV-1, DUR-1: the real driver over LMDB under TestClock releases nothing ah
   )
   console.log(`driver-clock: ${JSON.stringify(counts)}`)
   assertFloors(counts, {
-    ackedWrites: 50,
-    ackedOnDisk: 50,
-    ackedReadBack: 50,
+    ackedWrites: 40,
+    ackedOnDisk: 40,
+    ackedReadBack: 40,
     forwardedChecked: 5,
     heldReleases: 300,
     writeCausedChecked: 250,

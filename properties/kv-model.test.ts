@@ -257,10 +257,12 @@ const batch = <A>(
   assertFloors(seen, floors)
 }
 
+// Floors of reads that returned a value, and of degraded operations, at about half the smallest
+// of 14 clean runs sampled by `npm run floors` (2026-12-04).
 const FLOORS_KV3_AP = {
   reads: 130,
-  readValues: 40,
-  degraded: 150,
+  readValues: 30,
+  degraded: 120,
   recoveryReads: 150,
   recoveryValues: 28,
 }
@@ -275,7 +277,7 @@ const FLOORS_KV5 = {
 }
 
 test("KV-2: with no faults every operation succeeds with the model's value (sloppy quorums)", () => {
-  batch("KV-2 AP", 0, "ap", 40, { reads: 200, readValues: 80 }, onSimulator)
+  batch("KV-2 AP", 0, "ap", 40, { reads: 200, readValues: 60 }, onSimulator)
 })
 
 test("KV-2: with no faults every operation succeeds with the model's value (strict quorums)", () => {
@@ -287,7 +289,7 @@ test("KV-3: with any one node stopped every operation succeeds, with the model's
 })
 
 test("KV-3: with any one node stopped every operation succeeds with the model's value (strict quorums)", () => {
-  batch("KV-3 CP", 1, "cp", 40, { reads: 130, readValues: 40, degraded: 110 }, onSimulator)
+  batch("KV-3 CP", 1, "cp", 40, { reads: 130, readValues: 30, degraded: 110 }, onSimulator)
 })
 
 test("KV-4: with two nodes stopped (strict quorums) each operation succeeds with a model value or fails with a clear quorum error", () => {
@@ -309,8 +311,9 @@ test("KV-2: machines stepped directly, in any delivery order: with no faults eve
     arb: choicesArb,
     make: (choices, node) => new Machines({ nodes: 5, choices, node }),
   }
-  batch("KV-2 AP, machines", 0, "ap", 40, { reads: 200, readValues: 80, overtaking: 5000 }, boot)
-  batch("KV-2 CP, machines", 0, "cp", 20, { reads: 90, readValues: 40, overtaking: 3000 }, boot)
+  batch("KV-2 AP, machines", 0, "ap", 40, { reads: 200, readValues: 60, overtaking: 5000 }, boot)
+  // 40 runs, as on the simulator: at 20 a clean run drew 50 values against a floor of 40.
+  batch("KV-2 CP, machines", 0, "cp", 40, { reads: 90, readValues: 40, overtaking: 3000 }, boot)
 })
 
 test("KV-3: machines stepped directly, in any delivery order: with any one node stopped every operation succeeds, with the model's value (strict quorums) or after recovery (sloppy quorums)", () => {
@@ -319,7 +322,7 @@ test("KV-3: machines stepped directly, in any delivery order: with any one node 
     make: (choices, node) => new Machines({ nodes: 5, choices, node }),
   }
   batch("KV-3 AP, machines", 1, "ap", 40, { ...FLOORS_KV3_AP, overtaking: 5000 }, boot)
-  const cp = { reads: 130, readValues: 40, degraded: 110, overtaking: 5000 }
+  const cp = { reads: 130, readValues: 30, degraded: 110, overtaking: 5000 }
   batch("KV-3 CP, machines", 1, "cp", 40, cp, boot)
 })
 

@@ -416,7 +416,7 @@ test("CMD-1: one key's write commands through the PUT coordinator reply and writ
     floats: 100,
     appended: 200,
     keptTtl: 30,
-    expiredBetween: 50,
+    expiredBetween: 30,
     casFresh: 50,
     casStale: 50,
     existed: 500,
