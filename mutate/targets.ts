@@ -102,7 +102,7 @@ export const targets: Readonly<Record<string, Target>> = {
   // machine suites reach all of them; a slice's own suite (where one exists) goes first.
   node: {
     file: "impl/core/node.ts",
-    suites: [p("replica"), ...machine, p("rebalance"), p("mutation-gaps")],
+    suites: [p("replica"), p("get-path"), ...machine, p("rebalance"), p("mutation-gaps")],
   },
   "node-store": {
     file: "impl/core/node-store.ts",
@@ -110,7 +110,10 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-state": { file: "impl/core/node-state.ts", suites: [...machine, p("mutation-gaps")] },
   "node-config": { file: "impl/core/node-config.ts", suites: [...machine, p("mutation-gaps")] },
-  "node-get": { file: "impl/core/node-get.ts", suites: [...machine, p("mutation-gaps")] },
+  "node-get": {
+    file: "impl/core/node-get.ts",
+    suites: [p("get-path"), ...machine, p("mutation-gaps")],
+  },
   "node-put": {
     file: "impl/core/node-put.ts",
     suites: [...machine, p("put-semantics"), p("mutation-gaps")],

@@ -28,7 +28,7 @@ import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
 import { causalHistory } from "./helpers/histories.ts"
-import { config as base, ids, keysWhere } from "./helpers/machine.ts"
+import { config as base, ids, keysWhere, purged } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
 const config: Node.Config = {
@@ -107,10 +107,6 @@ const moveArb: fc.Arbitrary<Move> = fc.oneof(
 
 const handoffs = (ready: Ready) =>
   ready.afterPersist.filter((c) => c._tag === "Send" && c.message._tag === "Handoff")
-
-const purged = (obj: Version.Obj): Version.Obj => ({
-  entries: obj.entries.map((e) => ({ actor: e.actor, counter: e.counter, values: [] })),
-})
 
 test("HINT-1, KV-12: the replica stores a hinted write only when it grows the hint, hands hints back in paced batches to owners believed up, drops a hint only on its owner's acknowledgement, and purges only the exact object named", () => {
   const seen = {
