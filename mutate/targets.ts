@@ -92,7 +92,12 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-reap": {
     file: "impl/core/node-reap.ts",
-    suites: [p("reclaim"), ...machine.filter((s) => s !== p("reclaim")), p("mutation-gaps")],
+    suites: [
+      p("reaper"),
+      p("reclaim"),
+      ...machine.filter((s) => s !== p("reclaim")),
+      p("mutation-gaps"),
+    ],
   },
   "node-replica": {
     file: "impl/core/node-replica.ts",

@@ -31,7 +31,16 @@ import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFixedBatch, assertFloors, params } from "./helpers/fc.ts"
 import { causalHistory } from "./helpers/histories.ts"
-import { config as base, ids, keysWhere, self, purged } from "./helpers/machine.ts"
+import {
+  config as base,
+  ids,
+  keysWhere,
+  type Land,
+  landArb,
+  landing,
+  purged,
+  self,
+} from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
 const config: Node.Config = { ...base, tombstoneGraceMs: 1000, requestTimeoutMs: 2000 }
@@ -58,7 +67,7 @@ type Move =
       twice: boolean
     }
   | { _tag: "Deadline"; request: number }
-  | { _tag: "Land"; key: number; point: number; tomb: boolean }
+  | Land
   | { _tag: "Tick"; dt: number }
 
 const moveArb: fc.Arbitrary<Move> = fc.oneof(
@@ -90,12 +99,7 @@ const moveArb: fc.Arbitrary<Move> = fc.oneof(
   },
   {
     weight: 2,
-    arbitrary: fc.record({
-      _tag: fc.constant("Land" as const),
-      key: fc.nat(keys.length - 1),
-      point: fc.nat(20),
-      tomb: fc.boolean(),
-    }),
+    arbitrary: landArb(keys.length),
   },
   {
     weight: 1,
@@ -306,16 +310,7 @@ test("KV-10, KV-12: a node applies its GET coordinator's decisions exactly: read
             // KV-10's business): a point of the history, or a delete of what is held (a
             // tombstone long past its grace).
             const key = keys[m.key]!
-            const held = store.get(key) ?? Version.empty
-            const obj = m.tomb
-              ? Version.update(held, Version.context(held), { value: null, ts: 1024 }, "n2")
-              : objAt(m.point)
-            event = {
-              _tag: "MessageReceived",
-              now,
-              from: peers[0]!,
-              message: { _tag: "Repair", key, obj, at: now },
-            }
+            event = landing(m, key, store.get(key) ?? Version.empty, objAt(m.point), now, 1)
             break
           }
           case "Tick":
