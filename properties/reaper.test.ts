@@ -15,7 +15,8 @@
  *    writes) and the candidate dropped; a first round (or one whose object changed) makes the
  *    key a candidate since now; a second round that finds the candidate's object everywhere
  *    reclaims it: `Reap` to every other replica after the writes, and the key dropped here;
- *  - a replica told to reap drops the key only if it holds exactly the object named.
+ *  - a replica told to reap drops the key only if it holds exactly the object named, and drops
+ *    (and counts) a `Reap` stamped longer ago than the message age bound plus the clock skew.
  *
  * The calm condition (every member calm, and heard saying so late enough) is RECLAIM-1's
  * simulated and real-cluster business (properties/reclaim.test.ts, reclaim-machines.test.ts):
@@ -194,6 +195,7 @@ test("RECLAIM-1: the reaper examines the store in paced batches, rounds ask ever
         const candidates = new Map<string, { obj: Version.Obj; since: number }>()
         const rounds: Array<Round> = []
         let reaped = 0
+        let stale = 0
 
         const driven = (key: string): ReadonlyArray<NodeId> | undefined => {
           const replicas = Ring.preferenceList(ring, key, config.n)
@@ -401,8 +403,10 @@ test("RECLAIM-1: the reaper examines the store in paced batches, rounds ask ever
                 from: peers[1]!,
                 message: { _tag: "Reap", key, obj, at: now - m.age },
               }
-              if (m.age > BOUND) seen.staleReaps++
-              else if (local !== undefined && Version.equals(local, obj)) {
+              if (m.age > BOUND) {
+                seen.staleReaps++
+                stale++
+              } else if (local !== undefined && Version.equals(local, obj)) {
                 seen.reapsHeld++
                 reaped++
                 w.persist.push({ _tag: "Drop", key, obj })
@@ -450,6 +454,7 @@ test("RECLAIM-1: the reaper examines the store in paced batches, rounds ask ever
           assert.equal(state.reap.rounds, rounds.length, `${what}: rounds in flight`)
           assert.equal(state.reap.cursor, cursor, `${what}: the pass's cursor`)
           assert.equal(state.stats.reaped, reaped, `${what}: keys reclaimed`)
+          assert.equal(state.stats.stale, stale, `${what}: stale messages dropped`)
         }
       },
     ),
