@@ -111,7 +111,14 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-store": {
     file: "impl/core/node-store.ts",
-    suites: [p("replica"), ...machine, p("anti-entropy-node"), p("mutation-gaps")],
+    suites: [
+      p("replica"),
+      p("get-path"),
+      p("reaper"),
+      ...machine,
+      p("anti-entropy-node"),
+      p("mutation-gaps"),
+    ],
   },
   "node-state": { file: "impl/core/node-state.ts", suites: [...machine, p("mutation-gaps")] },
   "node-config": { file: "impl/core/node-config.ts", suites: [...machine, p("mutation-gaps")] },
