@@ -30,6 +30,7 @@ import * as Hlc from "../impl/core/hlc.ts"
 import type { NodeId } from "../impl/core/ids.ts"
 import type { Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
+import { calmAfter, updateCalm } from "../impl/core/node-reap.ts"
 import { believedUp, reconcile } from "../impl/core/node-state.ts"
 import type { Ready } from "../impl/core/ready.ts"
 import * as Ring from "../impl/core/ring.ts"
@@ -484,4 +485,122 @@ test("RECLAIM-1: the reaper examines the store in paced batches, rounds ask ever
     reapsRefused: 430,
     staleReaps: 180,
   })
+})
+
+test("RECLAIM-1: a second round waits until every member not removed is calm and said so at a heartbeat stamped at or after H = max(first round, latest calm) + maxMessageAge + 3·maxClockSkew, and H has passed here", () => {
+  const seen = { cases: 0, allowed: 0, notCalm: 0, early: 0, unheard: 0, removedIgnored: 0 }
+  const margin = 5000 + 3 * 500
+  const memberArb = fc.record({
+    calm: fc.option(fc.nat(20_000), { nil: undefined }),
+    // When it last said so: absolute, or 1 ms before, at or after H (the boundary).
+    at: fc.option(fc.oneof(fc.nat(40_000), fc.constantFrom<Edge>("h-1", "h", "h+1")), {
+      nil: undefined,
+    }),
+    removed: fc.boolean(),
+  })
+  type Edge = "h-1" | "h" | "h+1"
+  const resolve = (t: number | Edge, h: number): number =>
+    t === "h-1" ? h - 1 : t === "h" ? h : t === "h+1" ? h + 1 : t
+  fc.assert(
+    fc.property(
+      fc.array(memberArb, { minLength: peers.length, maxLength: peers.length }),
+      fc.option(fc.nat(20_000), { nil: undefined }),
+      fc.nat(20_000),
+      fc.oneof(fc.nat(40_000), fc.constantFrom("h-1" as const, "h" as const, "h+1" as const)),
+      (members, selfCalm, since, nowAt) => {
+        const state = Node.init({ ...configOf(1), unsafeReclaim: undefined }, 0)
+        const entries = state.membership.entries
+        // The rule, from spec/invariants.md RECLAIM-1 (2).
+        const counted = peers.filter((_, i) => !members[i]!.removed)
+        const latest = Math.max(
+          since,
+          ...[selfCalm, ...counted.map((p) => members[peers.indexOf(p)]!.calm)].map((c) => c ?? 0),
+        )
+        const now = resolve(nowAt, latest + margin)
+        for (const [i, peer] of peers.entries()) {
+          const m = members[i]!
+          const e = entries.get(peer)!
+          const at = m.at === undefined ? undefined : resolve(m.at, latest + margin)
+          entries.set(peer, { ...e, status: m.removed ? "removed" : e.status, calm: m.calm, at })
+        }
+        state.calmSince = selfCalm
+        if (counted.length < peers.length) seen.removedIgnored++
+        const calms = [selfCalm, ...counted.map((p) => members[peers.indexOf(p)]!.calm)]
+        let want: boolean
+        if (calms.some((c) => c === undefined)) {
+          want = false
+          seen.notCalm++
+        } else {
+          const h = Math.max(since, ...(calms as Array<number>)) + margin
+          if (now < h) {
+            want = false
+            seen.early++
+          } else {
+            want = counted.every((p) => {
+              const at = members[peers.indexOf(p)]!.at
+              return at !== undefined && resolve(at, h) >= h
+            })
+            if (!want) seen.unheard++
+          }
+        }
+        if (want) seen.allowed++
+        seen.cases++
+        assert.equal(calmAfter(state, now, since), want)
+      },
+    ),
+    params(2000),
+  )
+  console.log(`# calm: ${JSON.stringify(seen)}`)
+  assertFloors(seen, { allowed: 20, notCalm: 200, early: 100, unheard: 100, removedIgnored: 200 })
+})
+
+test("RECLAIM-1: a node is calm from the first tick at which it holds no hint and has nothing to hand over, and says so in its gossip", () => {
+  const seen = { ticks: 0, busy: 0, calm: 0, stayedCalm: 0 }
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          // Each cause of being busy in one tick of four, so that calm runs of ticks happen.
+          hint: fc.constantFrom(false, false, false, true),
+          push: fc.constantFrom(false, false, false, true),
+          strays: fc.constantFrom(0, 0, 0, 1, 2),
+          unsettled: fc.constantFrom(false, false, false, true),
+          dt: fc.nat(3000),
+        }),
+        { minLength: 1, maxLength: 20 },
+      ),
+      (ticks) => {
+        const state = Node.init(configOf(1), 0)
+        const store = new MemoryStore()
+        let now = 10_000
+        let calmSince: number | undefined
+        const key = keys[0]!
+        for (const t of ticks) {
+          now += t.dt
+          if (t.hint)
+            store.apply({ _tag: "PersistHint", owner: peers[0]!, key, obj: Version.empty })
+          else if (store.hint(peers[0]!, key) !== undefined) {
+            store.apply({ _tag: "DropHint", owner: peers[0]!, key, obj: Version.empty })
+          }
+          const r = state.rebalance
+          r.pushes.clear()
+          if (t.push) r.pushes.set(key, { to: peers[0]!, obj: Version.empty, at: now } as never)
+          r.strays = t.strays
+          r.settled = t.unsettled ? "elsewhere" : state.ringSignature
+          const busy = t.hint || t.push || t.strays > 0 || t.unsettled
+          if (busy) calmSince = undefined
+          else if (calmSince === undefined) calmSince = now
+          else seen.stayedCalm++
+          updateCalm(state, now, store)
+          seen.ticks++
+          if (busy) seen.busy++
+          else seen.calm++
+          assert.equal(state.calmSince, calmSince, "calm since")
+          assert.equal(state.membership.calmSince, calmSince, "gossiped calm since")
+        }
+      },
+    ),
+    params(300),
+  )
+  assertFloors(seen, { busy: 1000, calm: 350, stayedCalm: 90 })
 })
