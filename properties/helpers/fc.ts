@@ -79,14 +79,15 @@ export const assertFixedBatch = <Ts>(property: fc.IProperty<Ts>, runs: number, s
   if (!replaying) fc.assert(property, params(runs, { seed }))
 }
 
+/** How many batches of each test were held to floors so far in this process (FLOORS_LOG). */
+const floorCalls = new Map<string, number>()
+
 /**
  * Coverage floors of a property (no vacuous pass): each counter in `floors` must have reached
  * its floor over the whole run. Skipped on a one-case replay, where no batch-level count holds.
  * With FLOORS_LOG=<file>, every counter and its floor is also appended to that file as one JSON
  * line (`npm run floors` samples many runs this way to find floors too close to their draws).
  */
-const floorCalls = new Map<string, number>()
-
 export const assertFloors = <K extends string>(
   seen: Readonly<Record<K, number>>,
   floors: Readonly<Partial<Record<K, number>>>,
