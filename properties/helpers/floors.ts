@@ -18,6 +18,7 @@ import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as Progress from "../../impl/cli/progress.ts"
 
 interface Entry {
   readonly file: string
@@ -74,16 +75,16 @@ const main = async (): Promise<void> => {
   const work = suites.flatMap((s) => Array.from({ length: runs }, (_, i) => ({ s, i })))
   const failures = new Map<string, number>()
   let done = 0
+  const bar = Progress.start("floors", suites.length * runs)
   const worker = async (): Promise<void> => {
     for (let job = work.shift(); job !== undefined; job = work.shift()) {
       const code = await runOnce(job.s, join(dir, `${job.s.replace(/\W/g, "_")}.${job.i}.jsonl`))
       if (code !== 0) failures.set(job.s, (failures.get(job.s) ?? 0) + 1)
-      done++
-      process.stderr.write(`\rfloors: ${done}/${suites.length * runs} runs`)
+      bar.update(++done)
     }
   }
   await Promise.all(Array.from({ length: jobs }, worker))
-  process.stderr.write("\n")
+  bar.finish()
 
   const byFloor = new Map<string, { e: Entry; seen: Array<number> }>()
   for (const f of readdirSync(dir)) {
