@@ -107,7 +107,14 @@ export const targets: Readonly<Record<string, Target>> = {
   // machine suites reach all of them; a slice's own suite (where one exists) goes first.
   node: {
     file: "impl/core/node.ts",
-    suites: [p("replica"), p("get-path"), ...machine, p("rebalance"), p("mutation-gaps")],
+    suites: [
+      p("replica"),
+      p("get-path"),
+      p("put-path"),
+      ...machine,
+      p("rebalance"),
+      p("mutation-gaps"),
+    ],
   },
   "node-store": {
     file: "impl/core/node-store.ts",
@@ -128,7 +135,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-put": {
     file: "impl/core/node-put.ts",
-    suites: [...machine, p("put-semantics"), p("mutation-gaps")],
+    suites: [p("put-path"), ...machine, p("put-semantics"), p("mutation-gaps")],
   },
   "node-forward": {
     file: "impl/core/node-forward.ts",
