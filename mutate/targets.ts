@@ -139,7 +139,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-forward": {
     file: "impl/core/node-forward.ts",
-    suites: [...machine, p("request-path-sim"), p("mutation-gaps")],
+    suites: [p("forward-path"), ...machine, p("request-path-sim"), p("mutation-gaps")],
   },
   "node-ae": {
     file: "impl/core/node-ae.ts",
