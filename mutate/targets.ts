@@ -151,7 +151,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-rebalance": {
     file: "impl/core/node-rebalance.ts",
-    suites: [p("rebalance"), ...machine, p("mutation-gaps")],
+    suites: [p("rebalance-path"), p("rebalance"), ...machine, p("mutation-gaps")],
   },
   "node-scan": {
     file: "impl/core/node-scan.ts",
