@@ -127,8 +127,15 @@ export const targets: Readonly<Record<string, Target>> = {
       p("mutation-gaps"),
     ],
   },
-  "node-state": { file: "impl/core/node-state.ts", suites: [...machine, p("mutation-gaps")] },
-  "node-config": { file: "impl/core/node-config.ts", suites: [...machine, p("mutation-gaps")] },
+  // node-state's reply helpers count failures, which put-path and forward-path check.
+  "node-state": {
+    file: "impl/core/node-state.ts",
+    suites: [p("policy"), p("put-path"), p("forward-path"), ...machine, p("mutation-gaps")],
+  },
+  "node-config": {
+    file: "impl/core/node-config.ts",
+    suites: [p("policy"), ...machine, p("mutation-gaps")],
+  },
   "node-get": {
     file: "impl/core/node-get.ts",
     suites: [p("get-path"), ...machine, p("mutation-gaps")],
