@@ -119,6 +119,7 @@ export const targets: Readonly<Record<string, Target>> = {
   "node-store": {
     file: "impl/core/node-store.ts",
     suites: [
+      p("store-writer"),
       p("replica"),
       p("get-path"),
       p("reaper"),
