@@ -386,7 +386,7 @@ test("KV-7, KV-9: a node forwards a write to one replica at a time, believed-up 
     reordered: 350,
     claims: 1400,
     granted: 200,
-    regranted: 20,
+    regranted: 17,
     refusedClaims: 1200,
     strangerClaims: 350,
     unsentClaims: 500,
@@ -397,7 +397,7 @@ test("KV-7, KV-9: a node forwards a write to one replica at a time, believed-up 
     failoversOnRefusal: 250,
     timersWaiting: 350,
     timersFailingOver: 170,
-    timersPastLast: 25,
+    timersPastLast: 21,
     deadlines: 180,
     afterDone: 1300,
   })

@@ -77,6 +77,6 @@ test("LWW-2: a key's policy is its longest matching namespace prefix's (siblings
     params(500),
   )
   console.log(`# policies: ${JSON.stringify(seen)}`)
-  // About half of one run's draws (docs/verification.md, "Floor margins").
-  assertFloors(seen, { lww: 60, siblings: 170, unmatched: 100, ties: 20, pruned: 140 })
+  // About half the smallest of six runs' draws (docs/verification.md, "Floor margins").
+  assertFloors(seen, { lww: 60, siblings: 170, unmatched: 100, ties: 13, pruned: 140 })
 })
