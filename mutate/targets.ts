@@ -163,7 +163,14 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-scan": {
     file: "impl/core/node-scan.ts",
-    suites: [p("scan"), p("rebalance"), p("anti-entropy-node"), p("reclaim"), p("mutation-gaps")],
+    suites: [
+      p("scan-path"),
+      p("scan"),
+      p("rebalance"),
+      p("anti-entropy-node"),
+      p("reclaim"),
+      p("mutation-gaps"),
+    ],
   },
   "node-chord": {
     file: "impl/core/node-chord.ts",
