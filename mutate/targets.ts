@@ -155,7 +155,7 @@ export const targets: Readonly<Record<string, Target>> = {
   },
   "node-membership": {
     file: "impl/core/node-membership.ts",
-    suites: [...machine, p("rebalance"), p("routing-fd"), p("mutation-gaps")],
+    suites: [p("operator-path"), ...machine, p("rebalance"), p("routing-fd"), p("mutation-gaps")],
   },
   "node-rebalance": {
     file: "impl/core/node-rebalance.ts",
