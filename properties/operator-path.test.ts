@@ -256,7 +256,7 @@ test("MEM-6: operator intents on a node: join, leave and remove are accepted exa
     leavesRefused: 550,
     removals: 600,
     removalsRefused: 280,
-    lastMember: 20,
+    lastMember: 19,
     unknown: 270,
     alreadyRemoved: 370,
     selfRemoved: 85,

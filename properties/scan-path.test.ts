@@ -425,7 +425,7 @@ test("SCAN-1: a node's SCAN page asks every member believed up, answers with its
     completed: 240,
     fullPages: 75,
     frontierCut: 150,
-    exhausted: 12,
+    exhausted: 10,
     deadlines: 120,
     requests: 1200,
     boundReached: 480,
