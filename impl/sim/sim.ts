@@ -48,6 +48,7 @@ import type {
   Event,
   OperatorOp,
   PeerMessage,
+  StoreView,
   TimerKind,
 } from "../core/messages.ts"
 import * as Chord from "../core/chord.ts"
@@ -810,35 +811,12 @@ export class Simulation {
     if (this.checkTrees && node.state !== undefined) this.checkTreesOf(node, event)
   }
 
-  /**
-   * The trees `node` keeps against its store (checkTrees), and the tree being built against the
-   * keys its scan has passed (leaves: its internal digests are hashed when it is done): a
-   * MachineError where one differs.
-   */
+  /** The trees `node` keeps against its store (checkTrees): a MachineError where one differs. */
   private checkTreesOf(node: SimNode, event: Event): void {
     const state = node.state!
-    const build = state.aeBuild?.phase === "Hash" ? state.aeBuild : undefined
-    if (state.aeTrees.size === 0 && build === undefined) return
+    if (state.aeTrees.size === 0 && state.aeBuild?.phase !== "Hash") return
     this.counters.treeChecks++
-    const all = node.store.scan(undefined, Number.MAX_SAFE_INTEGER)
-    const wrong: Array<string> = []
-    for (const [name, kept] of state.aeTrees) {
-      const entries = all.filter(([key]) => keeps(state, kept.peer, key))
-      const fresh = Merkle.build(kept.tree.range, kept.tree.shape, entries)
-      if (!Merkle.sameDigest(Merkle.root(kept.tree), Merkle.root(fresh))) wrong.push(name)
-    }
-    if (build !== undefined) {
-      const cursor = build.cursor
-      const passed = all.filter(
-        ([key]) => cursor !== undefined && key <= cursor && keeps(state, build.peer, key),
-      )
-      const tree = build.tree!
-      const fresh = Merkle.add(Merkle.begin(tree.range, tree.shape), passed)
-      const leaves = (t: Merkle.Tree) => t.levels[t.shape.depth]!.join()
-      if (leaves(tree) !== leaves(fresh) || tree.size !== fresh.size) {
-        wrong.push(`${Merkle.rangeId(tree.range)} (being built, up to ${cursor})`)
-      }
-    }
+    const wrong = treesOutOfStep(state, node.store)
     if (wrong.length === 0) return
     throw new MachineError(
       `${node.id} at ${this.now} ms, after step(${event._tag}): kept Merkle trees differ from ` +
@@ -920,4 +898,35 @@ export class Simulation {
     if (node === undefined) throw new Error(`no simulated node ${id}`)
     return node
   }
+}
+
+/**
+ * The anti-entropy trees of a node that are out of step with its store (AE-9): each kept tree
+ * against one built afresh from the keys it holds, and the tree being built against the keys
+ * its scan has passed (leaves and size only: its internal digests are hashed when it is done).
+ * Names the trees that differ; none when every tree is in step (or none is kept).
+ */
+export const treesOutOfStep = (state: Node.State, store: StoreView): Array<string> => {
+  const build = state.aeBuild?.phase === "Hash" ? state.aeBuild : undefined
+  if (state.aeTrees.size === 0 && build === undefined) return []
+  const all = store.scan(undefined, Number.MAX_SAFE_INTEGER)
+  const wrong: Array<string> = []
+  for (const [name, kept] of state.aeTrees) {
+    const entries = all.filter(([key]) => keeps(state, kept.peer, key))
+    const fresh = Merkle.build(kept.tree.range, kept.tree.shape, entries)
+    if (!Merkle.sameDigest(Merkle.root(kept.tree), Merkle.root(fresh))) wrong.push(name)
+  }
+  if (build !== undefined) {
+    const cursor = build.cursor
+    const passed = all.filter(
+      ([key]) => cursor !== undefined && key <= cursor && keeps(state, build.peer, key),
+    )
+    const tree = build.tree!
+    const fresh = Merkle.add(Merkle.begin(tree.range, tree.shape), passed)
+    const leaves = (t: Merkle.Tree) => t.levels[t.shape.depth]!.join()
+    if (leaves(tree) !== leaves(fresh) || tree.size !== fresh.size) {
+      wrong.push(`${Merkle.rangeId(tree.range)} (being built, up to ${cursor})`)
+    }
+  }
+  return wrong
 }
