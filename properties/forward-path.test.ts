@@ -26,10 +26,9 @@ import type { ClientResult, Command, Event, PutOp } from "../impl/core/messages.
 import * as Node from "../impl/core/node.ts"
 import { preferred } from "../impl/core/node-placement.ts"
 import { believedUp } from "../impl/core/node-state.ts"
-import type { Ready } from "../impl/core/ready.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
-import { config, ids, keysWhere, self } from "./helpers/machine.ts"
+import { config, ids, keysWhere, self, heartbeat, stepAndApply } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
 /** Keys this node does not replicate: a client's write of one is forwarded. */
@@ -345,12 +344,7 @@ test("KV-7, KV-9: a node forwards a write to one replica at a time, believed-up 
           break
         }
         case "Beat":
-          event = {
-            _tag: "MessageReceived",
-            now,
-            from: peers[m.from]!,
-            message: { _tag: "Heartbeat" },
-          }
+          event = heartbeat(peers[m.from]!, now)
           checked = false
           break
         case "Tick":
@@ -358,8 +352,7 @@ test("KV-7, KV-9: a node forwards a write to one replica at a time, believed-up 
           event = idle()
           break
       }
-      const ready: Ready = Node.step(state, event, store)[1]
-      for (const c of ready.persist) store.apply(c)
+      const ready = stepAndApply(state, event, store)
       if (checked) {
         assert.deepEqual(ready.send, send, `${what}: sent at once`)
         assert.deepEqual(ready.afterPersist, after, `${what}: released after the writes`)

@@ -26,7 +26,6 @@ import type { Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
 import { readSet } from "../impl/core/node-placement.ts"
 import { reconcile } from "../impl/core/node-state.ts"
-import type { Ready } from "../impl/core/ready.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFixedBatch, assertFloors, params } from "./helpers/fc.ts"
@@ -40,6 +39,7 @@ import {
   landing,
   purged,
   self,
+  stepAndApply,
 } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
@@ -318,8 +318,7 @@ test("KV-10, KV-12: a node applies its GET coordinator's decisions exactly: read
             event = { _tag: "TickElapsed", now }
             break
         }
-        const ready: Ready = Node.step(state, event, store)[1]
-        for (const c of ready.persist) store.apply(c)
+        const ready = stepAndApply(state, event, store)
         if (wantSend !== undefined) {
           const reads = ready.send.filter(
             (c) => c._tag === "Send" && c.message._tag === "ReadRequest",
@@ -343,8 +342,7 @@ test("KV-10, KV-12: a node applies its GET coordinator's decisions exactly: read
         if (m._tag === "Answer" && m.twice && wantAfter !== undefined) {
           // The same answer again: a duplicate, never counted twice (KV-11's business), and
           // never a second reply or repair from this node.
-          const again: Ready = Node.step(state, event, store)[1]
-          for (const c of again.persist) store.apply(c)
+          const again = stepAndApply(state, event, store)
           const s = pick(m.request)!
           const persist: Array<Command> = []
           const after: Array<Command> = []

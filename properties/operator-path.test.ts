@@ -20,9 +20,9 @@ import { NodeId } from "../impl/core/ids.ts"
 import * as Membership from "../impl/core/membership.ts"
 import type { ClientResult, Command, Event, OperatorOp } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
-import type { Ready } from "../impl/core/ready.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
+import { stepAndApply } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
 const ids = ["n0", "n1", "n2", "n3", "n4"].map(NodeId)
@@ -187,8 +187,7 @@ test("MEM-6: operator intents on a node: join, leave and remove are accepted exa
           stopped = true
           seen.stops++
         }
-        const ready: Ready = Node.step(state, event, store)[1]
-        for (const c of ready.persist) store.apply(c)
+        const ready = stepAndApply(state, event, store)
         if (result !== undefined) {
           const replies = ready.afterPersist.filter((c) => c._tag === "Reply")
           assert.deepEqual(replies, [{ _tag: "Reply", client, result }], `${what}: the answer`)

@@ -37,7 +37,6 @@ import {
 } from "../impl/core/node-placement.ts"
 import { reconcile } from "../impl/core/node-state.ts"
 import * as Put from "../impl/core/put-coordinator.ts"
-import type { Ready } from "../impl/core/ready.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
@@ -50,6 +49,8 @@ import {
   landArb,
   landing,
   self,
+  heartbeat,
+  stepAndApply,
 } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
@@ -488,12 +489,7 @@ test("KV-1, KV-9, RECLAIM-2: a node applies its PUT coordinator's decisions exac
             break
           }
           case "Beat":
-            event = {
-              _tag: "MessageReceived",
-              now,
-              from: peers[m.from]!,
-              message: { _tag: "Heartbeat" },
-            }
+            event = heartbeat(peers[m.from]!, now)
             checked = false
             break
           case "Tick":
@@ -502,8 +498,7 @@ test("KV-1, KV-9, RECLAIM-2: a node applies its PUT coordinator's decisions exac
             break
         }
         const hlcBefore = state.hlc
-        const ready: Ready = Node.step(state, event, store)[1]
-        for (const c of ready.persist) store.apply(c)
+        const ready = stepAndApply(state, event, store)
         if (checked) {
           failures += want.failures
           assert.deepEqual(ready.send, want.send, `${what}: sent at once`)
@@ -535,8 +530,7 @@ test("KV-1, KV-9, RECLAIM-2: a node applies its PUT coordinator's decisions exac
             )
           }
           const hlc = state.hlc
-          const twice: Ready = Node.step(state, event, store)[1]
-          for (const c of twice.persist) store.apply(c)
+          const twice = stepAndApply(state, event, store)
           failures += again.failures
           assert.deepEqual(twice.send, again.send, `${what}, again: sent at once`)
           assert.deepEqual(twice.persist, again.persist, `${what}, again: store writes`)

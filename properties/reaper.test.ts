@@ -32,7 +32,6 @@ import type { Command, Event, PeerMessage } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
 import { calmAfter, updateCalm } from "../impl/core/node-reap.ts"
 import { believedUp, reconcile } from "../impl/core/node-state.ts"
-import type { Ready } from "../impl/core/ready.ts"
 import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
@@ -47,6 +46,8 @@ import {
   ring,
   self,
   tombstoneOf,
+  heartbeat,
+  stepAndApply,
 } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
@@ -344,12 +345,7 @@ test("RECLAIM-1: the reaper examines the store in paced batches, rounds ask ever
               break
             case "Beat":
               // Liveness decides who drives a key; a heartbeat is not a tick.
-              event = {
-                _tag: "MessageReceived",
-                now,
-                from: peers[m.from]!,
-                message: { _tag: "Heartbeat" },
-              }
+              event = heartbeat(peers[m.from]!, now)
               break
             case "Answer": {
               const round = pick(m.round)
@@ -418,8 +414,7 @@ test("RECLAIM-1: the reaper examines the store in paced batches, rounds ask ever
               break
             }
           }
-          const ready: Ready = Node.step(state, event, store)[1]
-          for (const c of ready.persist) store.apply(c)
+          const ready = stepAndApply(state, event, store)
           seen.steps++
           // The rounds opened by this step, in order: learn their rids from their reads.
           const reads = ready.send.filter(

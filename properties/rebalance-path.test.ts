@@ -24,13 +24,12 @@ import type { Command, Event } from "../impl/core/messages.ts"
 import * as Node from "../impl/core/node.ts"
 import { streamingProgress } from "../impl/core/node-rebalance.ts"
 import { believedUp, PUSH_GIVE_UP_REQUESTS, reconcile } from "../impl/core/node-state.ts"
-import type { Ready } from "../impl/core/ready.ts"
 import * as Ring from "../impl/core/ring.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
 import { causalHistory } from "./helpers/histories.ts"
-import { config as base, ids, self } from "./helpers/machine.ts"
+import { config as base, ids, self, heartbeat, stepAndApply } from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
 const config: Node.Config = { ...base, streamBatch: 2, requestTimeoutMs: 2000 }
@@ -381,12 +380,7 @@ test("REBAL-1: a node's rebalancing passes push each key to the owners it gains,
             break
           }
           case "Beat":
-            event = {
-              _tag: "MessageReceived",
-              now,
-              from: peers[m.from] ?? newcomer,
-              message: { _tag: "Heartbeat" },
-            }
+            event = heartbeat(peers[m.from] ?? newcomer, now)
             checked = false
             break
           case "Tick":
@@ -396,8 +390,7 @@ test("REBAL-1: a node's rebalancing passes push each key to the owners it gains,
             else checked = false
             break
         }
-        const ready: Ready = Node.step(state, event, store)[1]
-        for (const c of ready.persist) store.apply(c)
+        const ready = stepAndApply(state, event, store)
         if (checked) {
           const streams = [...ready.send, ...ready.afterPersist].filter(
             (c) => c._tag === "Send" && STREAM.has(c.message._tag),

@@ -22,11 +22,17 @@ import type { ClientResult, Command, Event, PeerMessage } from "../impl/core/mes
 import * as Node from "../impl/core/node.ts"
 import { scanMembers } from "../impl/core/node-placement.ts"
 import { believedUp } from "../impl/core/node-state.ts"
-import type { Ready } from "../impl/core/ready.ts"
 import * as Version from "../impl/core/version.ts"
 import { MemoryStore } from "../impl/sim/memory-store.ts"
 import { assertFloors, params } from "./helpers/fc.ts"
-import { config as base, ids, self, tombstoneOf } from "./helpers/machine.ts"
+import {
+  config as base,
+  ids,
+  self,
+  tombstoneOf,
+  heartbeat,
+  stepAndApply,
+} from "./helpers/machine.ts"
 import { test } from "./helpers/test.ts"
 
 /** A small examination bound, so that pages stop at it as often as at their count. */
@@ -374,12 +380,7 @@ test("SCAN-1: a node's SCAN page asks every member believed up, answers with its
             break
           }
           case "Beat":
-            event = {
-              _tag: "MessageReceived",
-              now,
-              from: peers[m.from]!,
-              message: { _tag: "Heartbeat" },
-            }
+            event = heartbeat(peers[m.from]!, now)
             checked = false
             break
           case "Tick":
@@ -387,8 +388,7 @@ test("SCAN-1: a node's SCAN page asks every member believed up, answers with its
             event = idle()
             break
         }
-        const ready: Ready = Node.step(state, event, store)[1]
-        for (const c of ready.persist) store.apply(c)
+        const ready = stepAndApply(state, event, store)
         if (checked) {
           assert.deepEqual(ready.send, send, `${what}: sent at once`)
           assert.deepEqual(ready.afterPersist, after, `${what}: released after the writes`)
@@ -399,7 +399,7 @@ test("SCAN-1: a node's SCAN page asks every member believed up, answers with its
           )
           if (m._tag === "Answer" && m.twice) {
             // The same answer again: never counted twice.
-            const again: Ready = Node.step(state, event, store)[1]
+            const again = stepAndApply(state, event, store)
             assert.deepEqual(again.afterPersist, [], `${what}, again: released after the writes`)
             if (!pick(m.request)!.done) seen.duplicates++
           }

@@ -4,6 +4,8 @@
  */
 import fc from "fast-check"
 import { NodeId } from "../../impl/core/ids.ts"
+import type { Ready } from "../../impl/core/ready.ts"
+import type { MemoryStore } from "../../impl/sim/memory-store.ts"
 import type { Event } from "../../impl/core/messages.ts"
 import * as Node from "../../impl/core/node.ts"
 import * as Ring from "../../impl/core/ring.ts"
@@ -66,4 +68,22 @@ export const landing = (
   now,
   from: ids[1]!,
   message: { _tag: "Repair", key, obj: m.tomb ? tombstoneOf(held, deletedAt) : point, at: now },
+})
+
+// ---------------------------------------------------------------------------------------------
+// Stepping
+
+/** Step the machine, then apply its store writes as a driver does (the next step reads them). */
+export const stepAndApply = (state: Node.State, event: Event, store: MemoryStore): Ready => {
+  const ready = Node.step(state, event, store)[1]
+  for (const c of ready.persist) store.apply(c)
+  return ready
+}
+
+/** A heartbeat from `from` (liveness for the failure detector; not a tick). */
+export const heartbeat = (from: NodeId, now: number): Event => ({
+  _tag: "MessageReceived",
+  now,
+  from,
+  message: { _tag: "Heartbeat" },
 })
